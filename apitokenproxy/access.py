@@ -1,0 +1,66 @@
+"""``lastAccessed`` kept current without a database write per request.
+
+Uses are collected in memory (one entry per token, the latest time wins) and
+written in one transaction every ``flush_seconds`` and at shutdown. A crash
+(SIGKILL, power loss) loses at most the uses of the last interval: the token
+keeps working, only its ``lastAccessed`` is that much older than the truth.
+If a flush fails (store locked or down) the times are kept for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from .errors import StoreUnavailable
+from .store import TokenStore
+
+log = logging.getLogger(__name__)
+
+
+class AccessLog:
+    def __init__(self, store: TokenStore, flush_seconds: float) -> None:
+        self._store = store
+        self._flush_seconds = flush_seconds
+        self._pending: dict[int, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, token_id: int, at_ms: int) -> None:
+        if self._pending.get(token_id, 0) < at_ms:
+            self._pending[token_id] = at_ms
+
+    def forget(self, token_ids: Iterable[int]) -> None:
+        for token_id in token_ids:
+            self._pending.pop(token_id, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            await self._store.record_access(batch)
+        except StoreUnavailable as exc:
+            for token_id, at in batch.items():
+                self.record(token_id, at)
+            log.warning("lastAccessed not written, will retry: %s", exc.message)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lastAccessed flusher")
+
+    async def stop(self) -> None:
+        """Stop the periodic flush and write what is pending."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            await self.flush()

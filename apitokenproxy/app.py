@@ -1,0 +1,198 @@
+"""The application factory: configuration in, a wired aiohttp application out.
+
+Following one request: ``errors_middleware`` guarantees a JSON answer,
+``api.py`` serves the token-management paths (``authentication.py`` decides
+who calls, ``service.py`` applies the rules, ``store/`` remembers), and every
+other path goes to ``proxy.py``. Health and readiness answer under
+``/__apitokenproxy/``, a prefix no Jira or Confluence path uses.
+
+Every resource is acquired and released in one ``cleanup_ctx`` generator, so
+shutdown runs in reverse order: stop taking uses, flush ``lastAccessed``,
+close the HTTP client, then the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from . import api
+from .access import AccessLog
+from .authentication import Authenticator, TokenVerifier
+from .config import Config
+from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .hashing import SecretHasher
+from .identity import IdentityProvider, UpstreamIdentity
+from .service import TokenService
+from .store import TokenStore, open_store
+
+log = logging.getLogger(__name__)
+
+HEALTH_PREFIX = "/__apitokenproxy"
+# How often a process asks the store which tokens other processes revoked.
+REVOCATION_POLL_SECONDS = 0.5
+
+Clock = Callable[[], int]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+STORE: web.AppKey[TokenStore] = web.AppKey("store", TokenStore)
+VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
+ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes the one JSON error shape; no stack trace leaves the process."""
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
+        return exc.to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, _slug(exc.reason), _explain_http(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; see the proxy's log")
+
+
+def _slug(reason: str) -> str:
+    return reason.lower().replace(" ", "_")
+
+
+def _explain_http(exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "no such resource"
+    if exc.status == 405:
+        return "method not allowed on this resource"
+    if exc.status == 413:
+        return "the request body is too large"
+    return exc.reason
+
+
+def create_app(
+    config: Config,
+    *,
+    identity: IdentityProvider | None = None,
+    clock: Clock = now_ms,
+) -> web.Application:
+    """Build the proxy. ``identity`` replaces the upstream's REST API (tests, demo)."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=api.MAX_BODY_BYTES)
+    app[CONFIG] = config
+    context_path = urlsplit(config.upstream.url).path.rstrip("/")
+    app[api.CONTEXT_PATH] = context_path
+    app[api.PUBLIC_URL] = config.listen.public_url.rstrip("/")
+    app.cleanup_ctx.append(_components(config, identity, clock))
+    app.router.add_get(HEALTH_PREFIX + "/health", health)
+    app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    api.add_routes(app, context_path)
+    app.router.add_route("*", context_path + api.BASE_PATH + "/{tail:.*}", unknown_api_path)
+    return app
+
+
+def _components(
+    config: Config, identity: IdentityProvider | None, clock: Clock
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def build(app: web.Application) -> AsyncIterator[None]:
+        store = await open_store(
+            config.store.url, busy_timeout_seconds=config.store.busy_timeout_seconds
+        )
+        hasher = SecretHasher(
+            workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
+        )
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=config.upstream.max_connections),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        access = AccessLog(store, config.proxy.last_accessed_flush_seconds)
+        verifier = TokenVerifier(
+            store,
+            hasher,
+            access,
+            clock,
+            cache_seconds=config.auth.token_cache_seconds,
+            cache_size=config.auth.token_cache_size,
+        )
+        provider = identity or UpstreamIdentity(
+            session,
+            config.upstream.url,
+            config.upstream.product,
+            admin_groups=config.auth.admin_groups,
+            timeout_seconds=config.upstream.identity_timeout_seconds,
+        )
+        authenticator = Authenticator(
+            verifier,
+            provider,
+            config.auth,
+            user_header=config.upstream.user_header,
+            shared_secret_header=config.upstream.shared_secret_header,
+            shared_secret=config.upstream.shared_secret,
+        )
+        app[STORE] = store
+        app[VERIFIER] = verifier
+        app[ACCESS] = access
+        app[SESSION] = session
+        app[api.AUTHENTICATOR] = authenticator
+        app[api.SERVICE] = TokenService(
+            store, hasher, authenticator, provider, verifier, config.tokens, clock
+        )
+        access.start()
+        watcher = asyncio.create_task(_watch_revocations(store, verifier), name="revocations")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await access.stop()
+            await session.close()
+            await store.close()
+            hasher.close()
+
+    return build
+
+
+async def _watch_revocations(store: TokenStore, verifier: TokenVerifier) -> None:
+    """Drop tokens that other processes revoked; a failed poll is retried on the next tick."""
+    seq = -1
+    while True:
+        try:
+            seq, revoked = await store.revocations_after(seq)
+            verifier.forget(revoked)
+        except StoreUnavailable as exc:
+            log.warning("cannot poll revocations: %s", exc.message)
+        await asyncio.sleep(REVOCATION_POLL_SECONDS)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except StoreUnavailable as exc:
+        return error_response(503, "not_ready", exc.message)
+    return web.json_response({"status": "ready"})
+
+
+async def unknown_api_path(request: web.Request) -> web.Response:
+    raise NotFound(f"the token API has no {request.method} {request.path}")

@@ -1,0 +1,239 @@
+"""The ``apitokenproxy`` command: flags, then config, then validate, then run.
+
+    apitokenproxy serve --config FILE
+    apitokenproxy check-config --config FILE
+    apitokenproxy demo [--port 8080]
+    apitokenproxy tokens list|create|revoke|revoke-all --config FILE ...
+
+``tokens`` works on the store directly, for operators: no upstream needed.
+A running proxy notices revocations made this way within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from . import api
+from .app import create_app
+from .config import ConfigError, config_from_dict, load_config
+from .demo import create_demo_upstream, seed_commands
+from .errors import ProxyError
+from .hashing import SecretHasher
+from .server import install_uvloop, run_until_signalled, serve, setup_logging
+from .store import NewToken, open_store
+from .tokens import format_token, new_secret
+from .validity import effective_months, valid_until
+
+log = logging.getLogger("apitokenproxy")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ProxyError as exc:
+        print(f"apitokenproxy: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apitokenproxy",
+        description="API-token authentication gateway for Jira and Confluence Data Center.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", "-c", required=True, help="YAML configuration file")
+        return sub
+
+    with_config(command("serve", "run the proxy until SIGTERM/SIGINT", _serve))
+    with_config(command("check-config", "validate a configuration file", _check_config))
+    demo = command("demo", "run against a built-in demo Jira, on an embedded store", _demo)
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    demo.add_argument("--host", default="127.0.0.1", help="proxy address (default 127.0.0.1)")
+
+    tokens = commands.add_parser("tokens", help="administer tokens directly in the store")
+    tokens_sub = tokens.add_subparsers(required=True, metavar="ACTION")
+
+    def token_command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+        sub = tokens_sub.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return with_config(sub)
+
+    listing = token_command("list", "list tokens (all, or one user's)", _tokens_list)
+    listing.add_argument("--user-key", help="only this user's tokens")
+    create = token_command("create", "create a token for a user key", _tokens_create)
+    create.add_argument("--user-key", required=True)
+    create.add_argument("--user-name", required=True, help="the user's login name")
+    create.add_argument("--description", required=True)
+    create.add_argument("--months", type=int, help="validity in months (default: configured)")
+    revoke = token_command("revoke", "delete one token", _tokens_revoke)
+    revoke.add_argument("token_id", type=int)
+    revoke_all = token_command("revoke-all", "delete every token of a user", _tokens_revoke_all)
+    revoke_all.add_argument("--user-key", required=True)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    serve(config)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    load_config(args.config)
+    print(f"{args.config}: configuration is valid")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    setup_logging("INFO")
+    install_uvloop()
+    return asyncio.run(_run_demo(args.host, args.port))
+
+
+async def _run_demo(host: str, port: int) -> int:
+    upstream = web.AppRunner(create_demo_upstream(), access_log=None)
+    await upstream.setup()
+    upstream_site = web.TCPSite(upstream, "127.0.0.1", 0)
+    await upstream_site.start()
+    upstream_port = upstream.addresses[0][1]
+    with tempfile.TemporaryDirectory(prefix="apitokenproxy-demo-") as tmp:
+        config = config_from_dict(
+            {
+                "listen": {"host": host, "port": port},
+                "upstream": {"url": f"http://127.0.0.1:{upstream_port}", "product": "jira"},
+                "store": {"url": f"sqlite:///{tmp}/tokens.db"},
+                "proxy": {"last_accessed_flush_seconds": 2},
+            }
+        )
+
+        def started(bound: int) -> None:
+            base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{bound}"  # noqa: S104
+            print(
+                f"\napitokenproxy demo: proxy on {base}, demo Jira on "
+                f"http://127.0.0.1:{upstream_port}, tokens in {tmp}/tokens.db\n"
+                "Users: alice/alice, bob/bob (key JIRAUSER10105), admin/admin (sysadmin).\n"
+                "Paste these (Ctrl-C stops the demo):\n\n" + seed_commands(base) + "\n",
+                flush=True,
+            )
+
+        try:
+            await run_until_signalled(create_app(config), host, port, started=started)
+        finally:
+            await upstream.cleanup()
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def run() -> list[dict[str, Any]]:
+        store = await open_store(config.store.url)
+        try:
+            if args.user_key:
+                records = await store.list_owned(args.user_key)
+            else:
+                records = (await store.find_by_expiry(None, 0, 2**62)).items
+        finally:
+            await store.close()
+        return [api.filtered(r) for r in records]
+
+    print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.months is not None and args.months < 1:
+        print("apitokenproxy: --months must be a positive whole number", file=sys.stderr)
+        return 2
+    if not args.description.strip():
+        print("apitokenproxy: --description must not be empty", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        store = await open_store(config.store.url)
+        hasher = SecretHasher(workers=1)
+        try:
+            secret = new_secret()
+            created = time.time_ns() // 1_000_000
+            months = effective_months(
+                args.months,
+                config.tokens.default_validity_months,
+                config.tokens.max_validity_months,
+            )
+            record = await store.create(
+                NewToken(
+                    owner_key=args.user_key,
+                    owner_name=args.user_name,
+                    description=args.description,
+                    secret_hash=await hasher.hash(secret),
+                    created=created,
+                    valid_until=valid_until(created, months),
+                    created_by_key="apitokenproxy-cli",
+                )
+            )
+        finally:
+            hasher.close()
+            await store.close()
+        return {**api.filtered(record), "plainTextToken": format_token(record.id, secret)}
+
+    print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def run() -> bool:
+        store = await open_store(config.store.url)
+        try:
+            return await store.delete(args.token_id)
+        finally:
+            await store.close()
+
+    if not asyncio.run(run()):
+        print(f"apitokenproxy: no token with id {args.token_id}", file=sys.stderr)
+        return 1
+    print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _tokens_revoke_all(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def run() -> int:
+        store = await open_store(config.store.url)
+        try:
+            return len(await store.delete_all_for(args.user_key))
+        finally:
+            await store.close()
+
+    print(f"{asyncio.run(run())} token(s) of {args.user_key} revoked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

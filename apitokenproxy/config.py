@@ -1,0 +1,371 @@
+"""Configuration: YAML parsed once into frozen, typed objects.
+
+The dataclasses below are the single place where every key and its default is
+named. ``load_config`` rejects unknown keys, checks every type and range, and
+reports all problems at once, each with its key path (``upstream.product: ...``).
+Strings may use ``${ENV_VAR}`` so secrets stay out of the file; ``$$`` is a
+literal dollar sign.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+Check = Callable[[Any], str | None]
+
+
+def _check(fn: Check) -> dict[str, Check]:
+    return {"check": fn}
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or greater"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number between 0 and 65535"
+
+
+def _http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host name"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    return None
+
+
+def _optional_http_url(value: str) -> str | None:
+    return None if value == "" else _http_url(value)
+
+
+_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _header_name(value: str) -> str | None:
+    return None if _TOKEN_CHARS.match(value) else "must be a valid HTTP header name"
+
+
+def _optional_header_name(value: str) -> str | None:
+    return None if value == "" else _header_name(value)
+
+
+def _store_url(value: str) -> str | None:
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return None
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "must be sqlite:///PATH or postgresql://user:pass@host:port/db"
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    bad = []
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            bad.append(item)
+    return f"not IP networks: {', '.join(bad)}" if bad else None
+
+
+def _log_level(value: str) -> str | None:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    return None if value.upper() in levels else f"must be one of {', '.join(levels)}"
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
+    port: int = field(default=8080, metadata=_check(_port))
+    # Worker processes sharing the port through SO_REUSEPORT.
+    workers: int = field(default=1, metadata=_check(_positive))
+    # The URL clients use to reach the proxy (context path included); used for
+    # the absolute links in tokensByFilter. Empty: taken from each request.
+    public_url: str = field(default="", metadata=_check(_optional_http_url))
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str = field(metadata=_check(_http_url))
+    product: Literal["jira", "confluence"] = "jira"
+    user_header: str = field(default="X-Forwarded-User", metadata=_check(_header_name))
+    # An optional second header the upstream's authenticator can check, so that
+    # the user header alone is not enough even if the upstream port is reachable.
+    shared_secret_header: str = field(default="", metadata=_check(_optional_header_name))
+    shared_secret: str = ""
+    connect_timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
+    # Time allowed between two reads from the upstream; long Jira exports
+    # stream slowly but steadily, so there is no limit on the total.
+    read_timeout_seconds: float = field(default=300.0, metadata=_check(_positive))
+    # Total time for the proxy's own REST calls (password check, permissions).
+    identity_timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
+    max_connections: int = field(default=256, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = field(
+        default="sqlite:///var/lib/apitokenproxy/tokens.db", metadata=_check(_store_url)
+    )
+    busy_timeout_seconds: float = field(default=5.0, metadata=_check(_positive))
+    # Pool size for PostgreSQL; SQLite uses one connection per process.
+    pool_size: int = field(default=10, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    # Failed token attempts allowed per client address and per user name in one window.
+    max_failures: int = field(default=10, metadata=_check(_positive))
+    window_seconds: int = field(default=60, metadata=_check(_positive))
+    # Bound on the addresses and names remembered; the oldest are forgotten first.
+    max_tracked: int = field(default=100_000, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    allow_password_basic_auth: bool = True
+    # User keys treated as sysadmins in addition to what the upstream says.
+    admin_user_keys: tuple[str, ...] = ()
+    # Confluence groups whose members are sysadmins (Jira asks SYSTEM_ADMIN instead).
+    admin_groups: tuple[str, ...] = ("confluence-administrators",)
+    # How long a password the upstream accepted, and a sysadmin answer, are reused.
+    password_cache_seconds: int = field(default=60, metadata=_check(_not_negative))
+    # How long a verified token is trusted without asking the store again.
+    token_cache_seconds: int = field(default=300, metadata=_check(_positive))
+    token_cache_size: int = field(default=10_000, metadata=_check(_positive))
+    # Threads hashing with argon2, and how many verifications may wait for them.
+    hash_workers: int = field(default=2, metadata=_check(_positive))
+    max_pending_verifications: int = field(default=64, metadata=_check(_positive))
+    throttle: ThrottleConfig = ThrottleConfig()
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    # Months of validity when a request gives none; 0 = tokens never expire.
+    default_validity_months: int = field(default=6, metadata=_check(_not_negative))
+    # Longest validity allowed; 0 = no limit. Longer requests are capped.
+    max_validity_months: int = field(default=12, metadata=_check(_not_negative))
+    max_description_length: int = field(default=255, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    # Peers whose X-Forwarded-For/-Proto/-Host are believed (a load balancer).
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata=_check(_networks))
+    # Largest request body forwarded, in MiB; 0 = no limit.
+    max_request_body_mb: int = field(default=0, metadata=_check(_not_negative))
+    # How often lastAccessed times are written to the store.
+    last_accessed_flush_seconds: float = field(default=10.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(default="INFO", metadata=_check(_log_level))
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    upstream: UpstreamConfig
+    listen: ListenConfig = ListenConfig()
+    store: StoreConfig = StoreConfig()
+    auth: AuthConfig = AuthConfig()
+    tokens: TokensConfig = TokensConfig()
+    proxy: ProxyConfig = ProxyConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+class ConfigError(Exception):
+    """The configuration has problems; ``problems`` lists every one with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML file; raise ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return parse_config(text, environ)
+
+
+def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"]) from exc
+    return config_from_dict({} if data is None else data, environ)
+
+
+def config_from_dict(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    problems: list[str] = []
+    env = os.environ if environ is None else environ
+    config = _build(Config, data, "", problems, env)
+    if config is not None:
+        problems.extend(_cross_checks(config))
+    if problems or config is None:
+        raise ConfigError(problems)
+    return typing.cast(Config, config)
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems = []
+    tokens = config.tokens
+    if tokens.max_validity_months and not (
+        0 < tokens.default_validity_months <= tokens.max_validity_months
+    ):
+        problems.append(
+            "tokens.default_validity_months: must be between 1 and "
+            f"tokens.max_validity_months ({tokens.max_validity_months})"
+        )
+    up = config.upstream
+    if bool(up.shared_secret_header) != bool(up.shared_secret):
+        problems.append(
+            "upstream.shared_secret: shared_secret and shared_secret_header must be set together"
+        )
+    if up.user_header.lower() in ("authorization", "host", "cookie", "connection"):
+        problems.append(f"upstream.user_header: {up.user_header} cannot carry the user name")
+    return problems
+
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(value: str, path: str, problems: list[str], env: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name not in env:
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    return _ENV.sub(replace, value)
+
+
+def _describe(value: Any) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def _build(
+    cls: type[Any], data: Any, path: str, problems: list[str], env: Mapping[str, str]
+) -> Any:
+    """Build dataclass ``cls`` from ``data``; record problems instead of stopping at the first."""
+    where = path or "the top level"
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a mapping, not {_describe(data)}")
+        return None
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            choices = ", ".join(sorted(known))
+            problems.append(f"{path + '.' if path else ''}{key}: unknown key (known: {choices})")
+    values: dict[str, Any] = {}
+    for name, fld in known.items():
+        key_path = f"{path}.{name}" if path else name
+        if name not in data:
+            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                problems.append(f"{key_path}: is required")
+            continue
+        reported = len(problems)
+        value = _convert(hints[name], data[name], key_path, problems, env)
+        if value is _INVALID or len(problems) > reported:
+            continue
+        check = fld.metadata.get("check")
+        message = check(value) if check else None
+        if message:
+            problems.append(f"{key_path}: {message}")
+            continue
+        values[name] = value
+    try:
+        return cls(**values)
+    except TypeError:
+        return None  # a required key is missing; already reported
+
+
+_INVALID = object()
+
+
+def _convert(hint: Any, value: Any, path: str, problems: list[str], env: Mapping[str, str]) -> Any:
+    if dataclasses.is_dataclass(hint):
+        built = _build(typing.cast(type[Any], hint), value, path, problems, env)
+        return _INVALID if built is None else built
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value in choices:
+            return value
+        problems.append(f"{path}: must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return _INVALID
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            problems.append(f"{path}: must be a list of strings, not {_describe(value)}")
+            return _INVALID
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                problems.append(f"{path}[{i}]: must be a string, not {_describe(item)}")
+                return _INVALID
+            out.append(_interpolate(item, f"{path}[{i}]", problems, env))
+        return tuple(out)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        problems.append(f"{path}: must be true or false, not {value!r}")
+        return _INVALID
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        problems.append(f"{path}: must be a whole number, not {value!r}")
+        return _INVALID
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        problems.append(f"{path}: must be a number, not {value!r}")
+        return _INVALID
+    if hint is str:
+        if isinstance(value, str):
+            return _interpolate(value, path, problems, env)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        problems.append(f"{path}: must be a string, not {_describe(value)}")
+        return _INVALID
+    raise TypeError(f"unsupported config type {hint!r} at {path}")  # a bug in this module
+
+
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "ListenConfig",
+    "LoggingConfig",
+    "ProxyConfig",
+    "StoreConfig",
+    "ThrottleConfig",
+    "TokensConfig",
+    "UpstreamConfig",
+    "config_from_dict",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,87 @@
+"""Reading the ``Authorization`` header, without I/O.
+
+``parse_authorization`` answers None when there is nothing to read (no header)
+and raises ``MalformedCredentials`` when the header is ours to read but broken.
+Schemes the proxy does not handle (OAuth 1, Negotiate, ...) come back as
+``OtherCredentials`` so the data path can forward them untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Far above any real user name plus token, far below what could hurt.
+MAX_HEADER_LENGTH = 4096
+
+
+class MalformedCredentials(ValueError):
+    """An Authorization header the proxy should understand but cannot."""
+
+
+@dataclass(frozen=True, repr=False)
+class BasicCredentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(username={self.username!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True, repr=False)
+class BearerCredentials:
+    token: str
+
+    def __repr__(self) -> str:
+        return "BearerCredentials(token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class OtherCredentials:
+    scheme: str
+
+
+Credentials = BasicCredentials | BearerCredentials | OtherCredentials
+
+
+def parse_authorization(values: Sequence[str]) -> Credentials | None:
+    """Parse every Authorization header value of a request."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise MalformedCredentials("send exactly one Authorization header")
+    value = values[0]
+    if len(value) > MAX_HEADER_LENGTH:
+        raise MalformedCredentials("the Authorization header is too long")
+    scheme, _, rest = value.strip(" \t").partition(" ")
+    rest = rest.strip(" \t")
+    match scheme.lower():
+        case "basic":
+            return _parse_basic(rest)
+        case "bearer":
+            if not rest or any(c in rest for c in " \t,"):
+                raise MalformedCredentials("Bearer needs exactly one token after the scheme")
+            return BearerCredentials(rest)
+        case "":
+            raise MalformedCredentials("the Authorization header is empty")
+        case _:
+            return OtherCredentials(scheme)
+
+
+def _parse_basic(encoded: str) -> BasicCredentials:
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedCredentials("Basic credentials are not valid base64") from exc
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedCredentials("Basic credentials are not UTF-8") from exc
+    username, colon, password = decoded.partition(":")
+    if not colon:
+        raise MalformedCredentials("Basic credentials need the form user:password")
+    if not username:
+        raise MalformedCredentials("Basic credentials have an empty user name")
+    return BasicCredentials(username, password)

@@ -1,0 +1,153 @@
+"""Every error the proxy answers with, and the one JSON shape they share.
+
+    ProxyError                      any failure that becomes an HTTP answer
+    ├── BadRequest           400    the request is malformed or a value is invalid
+    ├── Unauthorized         401    missing, malformed or wrong credentials
+    ├── Forbidden            403    authenticated, but not allowed
+    ├── NotFound             404    no such resource (or not the caller's)
+    ├── MethodNotAllowed     405
+    ├── PayloadTooLarge      413    request body over the configured limit
+    ├── TooManyRequests      429    failed-attempt throttling
+    ├── StoreUnavailable     503    the token store cannot be used right now
+    ├── Busy                 503    too much argon2 work is already queued
+    ├── UpstreamUnavailable  502    Jira/Confluence refused, reset or answered garbage
+    └── UpstreamTimeout      504    Jira/Confluence did not answer in time
+
+Exceptions from other libraries (aiohttp client errors, sqlite errors) are
+translated into these once, where they enter: ``identity.py`` for the
+upstream's REST API, ``store/`` for the database, ``proxy.py`` for forwarding.
+
+The body is ``{"status", "error", "message", "errorMessages"}``. The
+``errorMessages`` list is Jira's own error field, so Jira-aware clients
+(``jira``, ``atlassian-python-api``) show our message as they would show Jira's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+
+class ProxyError(Exception):
+    """A failure with an HTTP status, a stable machine-readable code and a message for people."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_response(self) -> web.Response:
+        return error_response(self.status, self.code, self.message, self.headers)
+
+
+class BadRequest(ProxyError):
+    """The request is malformed or carries an invalid value."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ProxyError):
+    """Credentials are missing, malformed or wrong; always carries ``WWW-Authenticate``."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, realm: str = "apitokenproxy") -> None:
+        # Both schemes are offered: curl -u sends Basic, integrations often Bearer.
+        super().__init__(
+            message,
+            headers={"WWW-Authenticate": f'Basic realm="{realm}", Bearer realm="{realm}"'},
+        )
+
+
+class Forbidden(ProxyError):
+    """The caller is known but lacks the permission the action needs."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ProxyError):
+    """No such resource, or one the caller may not know exists."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ProxyError):
+    """The path exists but not with this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ProxyError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(ProxyError):
+    """Too many failed attempts from this address or for this user name."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(ProxyError):
+    """The token store is read-only, locked, full or unreachable."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+class Busy(ProxyError):
+    """Too many token verifications are already waiting; the caller should retry shortly."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class UpstreamUnavailable(ProxyError):
+    """Jira/Confluence could not be reached or answered something unusable."""
+
+    status = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(ProxyError):
+    """Jira/Confluence did not answer within the configured time."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+def error_body(status: int, code: str, message: str) -> bytes:
+    return json.dumps(
+        {"status": status, "error": code, "message": message, "errorMessages": [message]}
+    ).encode()
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=error_body(status, code, message),
+        content_type="application/json",
+        headers=headers,
+    )

@@ -1,0 +1,195 @@
+"""Who a user is, as Jira or Confluence says: the upstream's own REST API.
+
+The proxy keeps no user directory. Passwords are checked by the upstream
+(``/rest/api/2/myself`` or ``/rest/api/user/current`` with the caller's
+credentials), user keys are resolved there, and so are sysadmin rights.
+
+Calls "as" a user carry either that user's Basic credentials (a password
+caller) or the trusted user header (a token caller: the upstream's header
+authenticator accepts it from the proxy, exactly as on the data path). So a
+token owner's admin rights are asked afresh, never frozen at creation time.
+
+aiohttp client errors are translated here, once, into UpstreamUnavailable
+and UpstreamTimeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+import aiohttp
+
+from .errors import UpstreamTimeout, UpstreamUnavailable
+
+
+@dataclass(frozen=True)
+class User:
+    key: str
+    name: str
+
+
+@dataclass(frozen=True, repr=False)
+class ActingAs:
+    """Headers that make an upstream REST call on behalf of one user. Never logged."""
+
+    headers: Mapping[str, str]
+
+    def __repr__(self) -> str:
+        return "ActingAs(<hidden>)"
+
+
+class PasswordRejected(Exception):
+    """The upstream refused the credentials; ``reason`` is for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IdentityProvider(Protocol):
+    async def check_password(self, username: str, password: str) -> User:
+        """The user the upstream knows by these credentials; raise PasswordRejected if none."""
+        ...
+
+    async def is_sysadmin(self, user: User, acting: ActingAs) -> bool: ...
+
+    async def find_user(self, key: str, acting: ActingAs) -> User | None:
+        """The user with this user key, or None if the upstream knows none."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Product:
+    myself: str
+    user_by_key: str
+    key_field: str
+    name_field: str
+
+
+_PRODUCTS = {
+    "jira": _Product("/rest/api/2/myself", "/rest/api/2/user?key=", "key", "name"),
+    "confluence": _Product("/rest/api/user/current", "/rest/api/user?key=", "userKey", "username"),
+}
+
+# Jira says why it refused a login in this header; CAPTCHA needs a browser visit.
+_DENIED_REASON = "X-Authentication-Denied-Reason"
+
+
+class UpstreamIdentity:
+    """``IdentityProvider`` that asks Jira or Confluence over HTTP."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        product: Literal["jira", "confluence"],
+        *,
+        admin_groups: tuple[str, ...] = ("confluence-administrators",),
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._product_name = product
+        self._product = _PRODUCTS[product]
+        self._admin_groups = frozenset(admin_groups)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    async def check_password(self, username: str, password: str) -> User:
+        raw = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        status, headers, body = await self._get(
+            self._product.myself, {"Authorization": f"Basic {raw}"}
+        )
+        if status in (401, 403):
+            reason = headers.get(_DENIED_REASON, "")
+            if "CAPTCHA" in reason.upper():
+                raise PasswordRejected(
+                    f"{self._product_name} requires a CAPTCHA for this user after failed "
+                    "logins; log in once in the browser, then retry"
+                )
+            raise PasswordRejected("wrong user name or password")
+        user = self._user_from(status, body, "the current user")
+        if user is None:
+            raise PasswordRejected("wrong user name or password")
+        return user
+
+    async def find_user(self, key: str, acting: ActingAs) -> User | None:
+        status, _, body = await self._get(
+            self._product.user_by_key + quote(key, safe=""), acting.headers
+        )
+        if status == 404:
+            return None
+        return self._user_from(status, body, f"user {key!r}")
+
+    async def is_sysadmin(self, user: User, acting: ActingAs) -> bool:
+        if self._product_name == "jira":
+            status, _, body = await self._get(
+                "/rest/api/2/mypermissions?permissions=SYSTEM_ADMIN", acting.headers
+            )
+            data = self._json_object(status, body, "permissions")
+            permission = data.get("permissions", {}).get("SYSTEM_ADMIN", {})
+            return isinstance(permission, dict) and permission.get("havePermission") is True
+        return bool(await self._confluence_groups(user, acting) & self._admin_groups)
+
+    async def _confluence_groups(self, user: User, acting: ActingAs) -> set[str]:
+        groups: set[str] = set()
+        start, limit = 0, 200
+        while True:
+            status, _, body = await self._get(
+                f"/rest/api/user/memberof?key={quote(user.key, safe='')}"
+                f"&start={start}&limit={limit}",
+                acting.headers,
+            )
+            data = self._json_object(status, body, "group membership")
+            results = data.get("results", [])
+            if not isinstance(results, list):
+                raise UpstreamUnavailable("confluence answered group membership without results")
+            groups.update(g["name"] for g in results if isinstance(g, dict) and "name" in g)
+            if len(results) < limit:
+                return groups
+            start += limit
+
+    def _user_from(self, status: int, body: bytes, what: str) -> User | None:
+        data = self._json_object(status, body, what)
+        key, name = data.get(self._product.key_field), data.get(self._product.name_field)
+        if not isinstance(key, str) or not isinstance(name, str) or not key:
+            return None  # e.g. Confluence's anonymous user
+        return User(key=key, name=name)
+
+    def _json_object(self, status: int, body: bytes, what: str) -> dict[str, Any]:
+        if status != 200:
+            raise UpstreamUnavailable(
+                f"{self._product_name} answered HTTP {status} when asked for {what}"
+            )
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise UpstreamUnavailable(
+                f"{self._product_name} answered {what} with something that is not JSON"
+            ) from exc
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(f"{self._product_name} answered {what} unexpectedly")
+        return data
+
+    async def _get(
+        self, path: str, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        url = self._base + path
+        request_headers = {"Accept": "application/json", **headers}
+        try:
+            async with self._session.get(
+                url, headers=request_headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"{self._product_name} at {self._base} did not answer in time"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"{self._product_name} at {self._base} cannot be reached: {type(exc).__name__}"
+            ) from exc

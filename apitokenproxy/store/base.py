@@ -1,0 +1,95 @@
+"""The records a store keeps and the interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token about to be stored; ``secret_hash`` is argon2id, never the secret."""
+
+    owner_key: str
+    owner_name: str
+    description: str
+    secret_hash: str
+    created: int
+    valid_until: int | None
+    created_by_key: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A stored token. Times are milliseconds since the epoch, as in the seed API.
+
+    ``valid_until`` None means the token never expires; ``last_accessed`` 0
+    means it was never used.
+    """
+
+    id: int
+    owner_key: str
+    owner_name: str
+    description: str
+    secret_hash: str
+    created: int
+    valid_until: int | None
+    last_accessed: int
+    created_by_key: str
+
+    def expired(self, now_ms: int) -> bool:
+        return self.valid_until is not None and now_ms >= self.valid_until
+
+
+@dataclass(frozen=True)
+class Page:
+    items: Sequence[TokenRecord]
+    total: int
+
+
+class TokenStore(Protocol):
+    """Persistence for tokens. Each method is one transaction; none is half-applied."""
+
+    async def create(self, token: NewToken) -> TokenRecord: ...
+
+    async def get(self, token_id: int) -> TokenRecord | None: ...
+
+    async def list_owned(self, owner_key: str) -> Sequence[TokenRecord]:
+        """The owner's tokens, oldest first."""
+        ...
+
+    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
+        """The updated record, or None if there is no such token."""
+        ...
+
+    async def delete(self, token_id: int) -> bool:
+        """True if a token was deleted. Deletions are announced through ``revocations_after``."""
+        ...
+
+    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
+        """Delete every token of one owner; return their ids."""
+        ...
+
+    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
+        """Tokens with ``valid_until <= not_valid_after`` (None: all tokens),
+        ordered by valid_until (never-expiring last), then id."""
+        ...
+
+    async def record_access(self, times: Mapping[int, int]) -> None:
+        """Set last_accessed for many tokens at once, never moving a time backwards."""
+        ...
+
+    async def revocations_after(self, seq: int) -> tuple[int, Sequence[int]]:
+        """Ids deleted after sequence number ``seq``, and the newest sequence number.
+
+        Other processes on the same store poll this to drop revoked tokens from
+        their caches. ``revocations_after(-1)`` returns the current position only.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot answer a query."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,165 @@
+"""Fake Jira and Confluence: small aiohttp apps that answer like the real ones.
+
+They know a few users, accept Basic passwords or (like an upstream with a
+header authenticator behind the proxy) the trusted user header, and record
+every request they receive so tests can assert what reached the upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+USER_HEADER = "X-Forwarded-User"
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    key: str
+    name: str
+    password: str
+    sysadmin: bool = False
+    groups: tuple[str, ...] = ()
+
+
+JIRA_USERS = (
+    FakeUser("admin", "admin", "admin-pw", sysadmin=True),
+    FakeUser("JIRAUSER10100", "alice", "alice-pw"),
+    FakeUser("JIRAUSER10105", "bob", "bob-pw"),
+)
+CONFLUENCE_USERS = (
+    FakeUser("8a7f808a7c1d", "admin", "admin-pw", groups=("confluence-administrators", "staff")),
+    FakeUser("e4fc80a46ebbdf4c016fa42e69be01f8", "alice", "alice-pw", groups=("staff",)),
+    FakeUser("4028b8817d5a1c2e", "bob", "bob-pw", groups=("staff", "ops-admins")),
+)
+
+
+@dataclass
+class Received:
+    method: str
+    path_qs: str
+    headers: list[tuple[str, str]]
+
+
+@dataclass
+class FakeUpstream:
+    product: Literal["jira", "confluence"]
+    users: tuple[FakeUser, ...]
+    received: list[Received] = field(default_factory=list)
+    captcha_for: set[str] = field(default_factory=set)
+
+    def current(self, request: web.Request) -> FakeUser | None:
+        header_user = request.headers.get(USER_HEADER)
+        if header_user:
+            return self.by_name(header_user)
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Basic":
+            return None
+        try:
+            name, _, password = base64.b64decode(encoded).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user = self.by_name(name)
+        return user if user is not None and user.password == password else None
+
+    def by_name(self, name: str) -> FakeUser | None:
+        return next((u for u in self.users if u.name.lower() == name.lower()), None)
+
+    def by_key(self, key: str) -> FakeUser | None:
+        return next((u for u in self.users if u.key == key), None)
+
+    def user_json(self, user: FakeUser) -> dict[str, object]:
+        if self.product == "jira":
+            return {"key": user.key, "name": user.name, "displayName": user.name.title()}
+        return {"type": "known", "userKey": user.key, "username": user.name}
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        if self.product == "jira":
+            app.router.add_get("/rest/api/2/myself", self._myself)
+            app.router.add_get("/rest/api/2/mypermissions", self._mypermissions)
+            app.router.add_get("/rest/api/2/user", self._user)
+        else:
+            app.router.add_get("/rest/api/user/current", self._myself)
+            app.router.add_get("/rest/api/user/memberof", self._memberof)
+            app.router.add_get("/rest/api/user", self._user)
+        return app
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: web.RequestHandler
+    ) -> web.StreamResponse:
+        self.received.append(
+            Received(
+                request.method,
+                request.raw_path,
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+            )
+        )
+        return await handler(request)
+
+    async def _myself(self, request: web.Request) -> web.Response:
+        user = self.current(request)
+        if user is None:
+            auth_name = _basic_name(request)
+            if auth_name in self.captcha_for:
+                return web.Response(
+                    status=403,
+                    headers={
+                        "X-Authentication-Denied-Reason": "CAPTCHA_CHALLENGE; login-url=/login.jsp"
+                    },
+                )
+            if self.product == "confluence" and "Authorization" not in request.headers:
+                return web.json_response({"type": "anonymous"})
+            return web.json_response({"message": "not authenticated"}, status=401)
+        return web.json_response(self.user_json(user))
+
+    async def _mypermissions(self, request: web.Request) -> web.Response:
+        user = self.current(request)
+        if user is None:
+            return web.json_response({}, status=401)
+        assert request.query["permissions"] == "SYSTEM_ADMIN"
+        return web.json_response(
+            {"permissions": {"SYSTEM_ADMIN": {"havePermission": user.sysadmin}}}
+        )
+
+    async def _memberof(self, request: web.Request) -> web.Response:
+        if self.current(request) is None:
+            return web.json_response({}, status=401)
+        user = self.by_key(request.query["key"])
+        if user is None:
+            return web.json_response({}, status=404)
+        start, limit = int(request.query.get("start", 0)), int(request.query.get("limit", 200))
+        groups = [{"type": "group", "name": g} for g in user.groups][start : start + limit]
+        return web.json_response(
+            {"results": groups, "start": start, "limit": limit, "size": len(groups)}
+        )
+
+    async def _user(self, request: web.Request) -> web.Response:
+        if self.current(request) is None:
+            return web.json_response({}, status=401)
+        user = self.by_key(request.query.get("key", ""))
+        if user is None:
+            return web.json_response({"errorMessages": ["The user does not exist"]}, status=404)
+        return web.json_response(self.user_json(user))
+
+
+def _basic_name(request: web.Request) -> str:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        return base64.b64decode(encoded).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
