@@ -149,7 +149,7 @@ class FakeUpstream:
 
 
 def _basic_name(request: web.Request) -> str:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    _, _, encoded = request.headers.get("Authorization", "").partition(" ")
     try:
         return base64.b64decode(encoded).decode().partition(":")[0]
     except (binascii.Error, UnicodeDecodeError):

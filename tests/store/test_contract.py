@@ -1,0 +1,136 @@
+"""The contract every TokenStore backend keeps."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from apitokenproxy.errors import StoreUnavailable
+from apitokenproxy.store import NewToken, TokenStore
+
+BASE = NewToken(
+    owner_key="JIRAUSER10100",
+    owner_name="alice",
+    description="Automation token",
+    secret_hash="$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    created=1_700_000_000_000,
+    valid_until=1_710_000_000_000,
+    created_by_key="JIRAUSER10100",
+)
+
+
+def token(**changes: object) -> NewToken:
+    return replace(BASE, **changes)  # type: ignore[arg-type]
+
+
+async def test_create_then_get_returns_every_field(store: TokenStore) -> None:
+    created = await store.create(BASE)
+    fetched = await store.get(created.id)
+    assert fetched == created
+    assert created.last_accessed == 0
+    assert (created.owner_key, created.owner_name, created.description) == (
+        BASE.owner_key,
+        BASE.owner_name,
+        BASE.description,
+    )
+    assert (created.secret_hash, created.created, created.valid_until, created.created_by_key) == (
+        BASE.secret_hash,
+        BASE.created,
+        BASE.valid_until,
+        BASE.created_by_key,
+    )
+    assert await store.get(created.id + 1000) is None
+
+
+async def test_ids_grow_and_are_never_reused(store: TokenStore) -> None:
+    first = await store.create(BASE)
+    second = await store.create(BASE)
+    assert second.id > first.id
+    assert await store.delete(second.id)
+    third = await store.create(BASE)
+    assert third.id > second.id
+
+
+async def test_text_is_stored_verbatim(store: TokenStore) -> None:
+    text = "Robert'); DROP TABLE tokens;-- <b>ü</b> \U0001f600"
+    created = await store.create(token(description=text, owner_name="jürgen"))
+    fetched = await store.get(created.id)
+    assert fetched is not None
+    assert (fetched.description, fetched.owner_name) == (text, "jürgen")
+
+
+async def test_list_owned_is_per_owner_and_oldest_first(store: TokenStore) -> None:
+    a1 = await store.create(BASE)
+    await store.create(token(owner_key="other"))
+    a2 = await store.create(BASE)
+    assert [t.id for t in await store.list_owned(BASE.owner_key)] == [a1.id, a2.id]
+    assert await store.list_owned("nobody") == []
+
+
+async def test_update_description(store: TokenStore) -> None:
+    created = await store.create(BASE)
+    updated = await store.update_description(created.id, "renamed")
+    assert updated == replace(created, description="renamed")
+    assert await store.update_description(created.id + 1000, "x") is None
+
+
+async def test_delete_and_delete_all_for_announce_revocations(store: TokenStore) -> None:
+    position, revoked = await store.revocations_after(-1)
+    assert revoked == []
+    a1 = await store.create(BASE)
+    b1 = await store.create(token(owner_key="bob"))
+    b2 = await store.create(token(owner_key="bob"))
+    assert await store.delete(a1.id) is True
+    assert await store.delete(a1.id) is False
+    assert sorted(await store.delete_all_for("bob")) == [b1.id, b2.id]
+    assert await store.delete_all_for("bob") == []
+    newest, revoked = await store.revocations_after(position)
+    assert sorted(revoked) == sorted([a1.id, b1.id, b2.id])
+    assert await store.revocations_after(newest) == (newest, [])
+    assert await store.get(b1.id) is None
+
+
+async def test_find_by_expiry_orders_filters_and_pages(store: TokenStore) -> None:
+    never = await store.create(token(valid_until=None))
+    late = await store.create(token(valid_until=3000))
+    early = await store.create(token(valid_until=1000))
+    tie = await store.create(token(valid_until=3000))
+
+    everything = await store.find_by_expiry(None, 0, 50)
+    assert [t.id for t in everything.items] == [early.id, late.id, tie.id, never.id]
+    assert everything.total == 4
+
+    upto = await store.find_by_expiry(3000, 0, 50)
+    assert [t.id for t in upto.items] == [early.id, late.id, tie.id]
+    assert (await store.find_by_expiry(999, 0, 50)).total == 0
+
+    page = await store.find_by_expiry(None, 1, 2)
+    assert [t.id for t in page.items] == [late.id, tie.id]
+    assert page.total == 4
+    assert (await store.find_by_expiry(None, 10, 2)).items == []
+
+
+async def test_record_access_keeps_the_latest_time(store: TokenStore) -> None:
+    a = await store.create(BASE)
+    b = await store.create(BASE)
+    await store.record_access({a.id: 500, b.id: 700, 999_999: 1})
+    await store.record_access({a.id: 400})
+    fetched_a, fetched_b = await store.get(a.id), await store.get(b.id)
+    assert fetched_a is not None and fetched_a.last_accessed == 500
+    assert fetched_b is not None and fetched_b.last_accessed == 700
+    await store.record_access({})
+
+
+async def test_concurrent_writes_all_land(store: TokenStore) -> None:
+    made = await asyncio.gather(*(store.create(token(description=f"t{i}")) for i in range(50)))
+    assert len({t.id for t in made}) == 50
+    assert (await store.find_by_expiry(None, 0, 100)).total == 50
+
+
+async def test_ping_and_closed_store(store: TokenStore) -> None:
+    await store.ping()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.get(1)

@@ -1,0 +1,189 @@
+"""The command line: config checks, operator token commands, serve and demo as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from apitokenproxy.cli import main
+
+from .fakes import JIRA_USERS, FakeUpstream, basic
+
+API = "/rest/de.resolution.apitokenauth/latest"
+
+
+def write_config(tmp_path: Path, upstream: str = "http://127.0.0.1:9", **extra: Any) -> Path:
+    data = {
+        "upstream": {"url": upstream},
+        "store": {"url": f"sqlite:///{tmp_path / 'tokens.db'}"},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_config_accepts_a_good_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", "--config", str(write_config(tmp_path))]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+
+
+def test_check_config_prints_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("upstream: {url: nope, product: x}\nlisten: {port: -5}\nextra: 1\n")
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    for key in ("upstream.url:", "upstream.product:", "listen.port:", "extra:"):
+        assert key in err
+
+
+def test_operator_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["tokens", "create", "-c", config, "--user-key", "JIRAUSER10100",
+                 "--user-name", "alice", "--description", "ci", "--months", "3"]) == 0  # fmt: skip
+    created = json.loads(capsys.readouterr().out)
+    assert created["plainTextToken"].startswith("atpx_")
+    assert created["tokenForUserKey"] == "JIRAUSER10100"
+    assert main(["tokens", "create", "-c", config, "--user-key", "k2",
+                 "--user-name", "bob", "--description", "x"]) == 0  # fmt: skip
+    capsys.readouterr()
+
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["tokens", "list", "-c", config, "--user-key", "k2"]) == 0
+    assert [t["tokenForUserKey"] for t in json.loads(capsys.readouterr().out)] == ["k2"]
+
+    assert main(["tokens", "revoke", "-c", config, str(created["id"])]) == 0
+    assert main(["tokens", "revoke", "-c", config, str(created["id"])]) == 1
+    assert main(["tokens", "revoke-all", "-c", config, "--user-key", "k2"]) == 0
+    assert "1 token(s)" in capsys.readouterr().out
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    # The plaintext is nowhere in the database file.
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("tokens.db*"))
+    assert created["plainTextToken"].encode() not in raw
+    assert created["plainTextToken"].split("_")[2][:32].encode() not in raw
+
+
+def test_operator_commands_reject_bad_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "x", "--months", "0"]) == 2  # fmt: skip
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "  "]) == 2  # fmt: skip
+
+
+async def _start(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "apitokenproxy", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+async def _wait_for(proc: asyncio.subprocess.Process, marker: str) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    async with asyncio.timeout(20):
+        while marker not in seen:
+            line = await proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"process ended before {marker!r}:\n{seen}")
+            seen += line.decode()
+    return seen
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(20):
+        out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    fake = FakeUpstream("jira", JIRA_USERS)
+    upstream = await aiohttp_server(fake.app())
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        str(upstream.make_url("")),
+        listen={"host": "127.0.0.1", "port": port},
+        proxy={"last_accessed_flush_seconds": 3600},
+    )
+    proc = await _start("serve", "--config", str(config))
+    try:
+        await _wait_for(proc, "listening on")
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            resp = await http.post(
+                f"{API}/user/token",
+                json={"tokenDescription": "t"},
+                headers=basic("alice", "alice-pw"),
+            )
+            token = (await resp.json())["plainTextToken"]
+            resp = await http.get(f"{API}/user/token", headers={"Authorization": f"Bearer {token}"})
+            assert resp.status == 200
+    finally:
+        out = await _stop(proc)
+    assert proc.returncode == 0, out
+    assert "shutting down" in out
+    assert token not in out  # never logged
+    with sqlite3.connect(tmp_path / "tokens.db") as db:
+        (last_accessed,) = db.execute("SELECT last_accessed FROM tokens").fetchone()
+    assert last_accessed > 0  # flushed at shutdown, long before the hourly interval
+
+
+async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await _start("demo", "--port", str(port))
+    try:
+        banner = await _wait_for(proc, "deleteAllFor")
+        assert (
+            f"http://localhost:{port}/rest/de.resolution.apitokenauth/latest/user/token" in banner
+        )
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            resp = await http.post(
+                f"{API}/user/token",
+                json={
+                    "tokenDescription": "token for another user",
+                    "tokenForUserKey": "JIRAUSER10105",
+                },
+                headers=basic("admin", "admin"),
+            )
+            assert resp.status == 200, await resp.text()
+            created = await resp.json()
+            resp = await http.get(
+                f"{API}/user/token/", headers=basic("bob", created["plainTextToken"])
+            )
+            assert [t["id"] for t in await resp.json()] == [created["id"]]
+            resp = await http.get(
+                f"{API}/user/tokensByFilter?notValidAfter=-1", headers=basic("alice", "alice")
+            )
+            assert resp.status == 403
+    finally:
+        out = await _stop(proc)
+    assert proc.returncode == 0, out

@@ -1,0 +1,56 @@
+"""Argon2 hashing: correct answers, and a bounded queue that refuses rather than piles up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from apitokenproxy.errors import Busy
+from apitokenproxy.hashing import SecretHasher
+
+
+async def test_hash_and_verify() -> None:
+    hasher = SecretHasher(workers=1)
+    try:
+        stored = await hasher.hash("secret-one")
+        assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        assert await hasher.verify(stored, "secret-one") is True
+        assert await hasher.verify(stored, "secret-two") is False
+        assert await hasher.verify("not a hash", "secret-one") is False
+    finally:
+        hasher.close()
+
+
+async def test_a_flood_is_refused_beyond_the_bound_and_the_loop_stays_responsive() -> None:
+    hasher = SecretHasher(workers=1, max_pending=4)
+    try:
+        stored = await hasher.hash("s")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick_task = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *(hasher.verify(stored, "wrong") for _ in range(40)), return_exceptions=True
+        )
+        tick_task.cancel()
+        busy = [r for r in results if isinstance(r, Busy)]
+        answered = [r for r in results if r is False]
+        assert len(answered) == 4
+        assert len(busy) == 36
+        assert ticks > 0  # the event loop ran while argon2 worked in its thread
+    finally:
+        hasher.close()
+
+
+async def test_busy_is_a_503_with_retry_after() -> None:
+    error = Busy("x")
+    assert error.status == 503
+    assert error.headers["Retry-After"] == "1"
+    with pytest.raises(Busy):
+        raise error
