@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .authentication import Authenticator, Caller
 from .errors import BadRequest
+from .forwarding import client_of
 from .paging import MAX_LIMIT, envelope, offset
 from .service import CreateRequest, TokenService
 from .store import TokenRecord
@@ -181,7 +182,9 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 async def _caller(request: web.Request) -> Caller:
-    return await request.app[AUTHENTICATOR].caller(request.headers.getall("Authorization", []))
+    return await request.app[AUTHENTICATOR].caller(
+        request.headers.getall("Authorization", []), client_of(request).address
+    )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -249,7 +252,8 @@ CONTEXT_PATH: web.AppKey[str] = web.AppKey("context_path", str)
 
 
 def _request_base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}{request.app[CONTEXT_PATH]}"
+    view = client_of(request)
+    return f"{view.proto}://{view.host}{request.app[CONTEXT_PATH]}"
 
 
 def add_routes(app: web.Application, context_path: str) -> None:

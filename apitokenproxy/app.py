@@ -28,10 +28,14 @@ from .access import AccessLog
 from .authentication import Authenticator, TokenVerifier
 from .config import Config
 from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .forwarding import TRUSTED_PROXIES, parse_networks
+from .gate import Gate
 from .hashing import SecretHasher
 from .identity import IdentityProvider, UpstreamIdentity
+from .proxy import SKIP_AUTO_HEADERS, Forwarder
 from .service import TokenService
 from .store import TokenStore, open_store
+from .throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ STORE: web.AppKey[TokenStore] = web.AppKey("store", TokenStore)
 VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
 ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 
 
 def now_ms() -> int:
@@ -99,12 +104,22 @@ def create_app(
     context_path = urlsplit(config.upstream.url).path.rstrip("/")
     app[api.CONTEXT_PATH] = context_path
     app[api.PUBLIC_URL] = config.listen.public_url.rstrip("/")
+    app[TRUSTED_PROXIES] = parse_networks(config.proxy.trusted_proxies)
     app.cleanup_ctx.append(_components(config, identity, clock))
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     api.add_routes(app, context_path)
     app.router.add_route("*", context_path + api.BASE_PATH + "/{tail:.*}", unknown_api_path)
+    app.router.add_route("*", "/{tail:.*}", forward, expect_handler=expect_forward)
     return app
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    return await request.app[FORWARDER].handle(request)
+
+
+async def expect_forward(request: web.Request) -> web.StreamResponse | None:
+    return await request.app[FORWARDER].expect(request)
 
 
 def _components(
@@ -119,15 +134,20 @@ def _components(
         )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=config.upstream.max_connections),
+            # Bodies pass through as the upstream sent them, compressed or not.
             auto_decompress=False,
+            # One session serves every user: it must never keep cookies.
             cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=SKIP_AUTO_HEADERS,
         )
         access = AccessLog(store, config.proxy.last_accessed_flush_seconds)
+        throttle = config.auth.throttle
         verifier = TokenVerifier(
             store,
             hasher,
             access,
             clock,
+            FailureThrottle(throttle.max_failures, throttle.window_seconds, throttle.max_tracked),
             cache_seconds=config.auth.token_cache_seconds,
             cache_size=config.auth.token_cache_size,
         )
@@ -154,6 +174,8 @@ def _components(
         app[api.SERVICE] = TokenService(
             store, hasher, authenticator, provider, verifier, config.tokens, clock
         )
+        gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+        app[FORWARDER] = Forwarder(session, gate, config)
         access.start()
         watcher = asyncio.create_task(_watch_revocations(store, verifier), name="revocations")
         try:

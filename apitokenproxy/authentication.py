@@ -27,10 +27,11 @@ from .credentials import (
     MalformedCredentials,
     parse_authorization,
 )
-from .errors import Unauthorized
+from .errors import TooManyRequests, Unauthorized
 from .hashing import SecretHasher
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
 from .store import TokenRecord, TokenStore
+from .throttle import FailureThrottle
 from .tokens import MalformedToken, looks_like_token, parse_token
 
 Clock = Callable[[], int]
@@ -40,6 +41,14 @@ class InvalidToken(Unauthorized):
     """A token that is malformed, unknown, wrong, expired or not the named user's."""
 
     code = "invalid_token"
+
+
+class _UserThrottled(InvalidToken):
+    """A failed attempt for a throttled user name; answered with 429."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -69,10 +78,12 @@ class TokenVerifier:
         hasher: SecretHasher,
         access: AccessLog,
         clock: Clock,
+        throttle: FailureThrottle,
         *,
         cache_seconds: float,
         cache_size: int,
     ) -> None:
+        self._throttle = throttle
         self._store = store
         self._hasher = hasher
         self._access = access
@@ -81,17 +92,44 @@ class TokenVerifier:
         self._cache: TTLCache[bytes, TokenRecord] = TTLCache(cache_size, cache_seconds)
         self._dummy_hash: str | None = None
 
-    async def verify(self, token: str, username: str | None = None) -> TokenRecord:
-        """The record of a good token; raise InvalidToken otherwise.
+    async def verify(
+        self, token: str, username: str | None = None, *, client: str | None = None
+    ) -> TokenRecord:
+        """The record of a good token; raise InvalidToken or TooManyRequests otherwise.
 
         ``username`` (from Basic auth) must match the owner, ignoring case.
-        Every use is recorded for ``lastAccessed``.
+        ``client`` is the caller's address, for throttling. Every use is
+        recorded for ``lastAccessed``.
         """
+        address_key = f"address {client}" if client else None
+        user_key = f"user {username.casefold()}" if username else None
+        wait = self._throttle.retry_after(address_key) if address_key else None
+        if wait is not None:
+            raise TooManyRequests(
+                f"too many failed token attempts from {client}; retry in {wait} s",
+                retry_after=wait,
+            )
+        try:
+            return self._accept(await self._lookup(token, username, user_key), username)
+        except InvalidToken as exc:
+            for key in (address_key, user_key):
+                if key is not None:
+                    self._throttle.record_failure(key)
+            if isinstance(exc, _UserThrottled):
+                raise TooManyRequests(exc.message, retry_after=exc.retry_after) from exc
+            raise
+
+    async def _lookup(self, token: str, username: str | None, user_key: str | None) -> TokenRecord:
         key = self._digest(token)
         record = self._cache.get(key)
         if record is None:
-            record = await self._verify_uncached(token)
+            user_wait = self._throttle.retry_after(user_key) if user_key else None
+            guard = (username, user_wait) if username and user_wait else None
+            record = await self._verify_uncached(token, guard)
             self._cache.put(key, record)
+        return record
+
+    def _accept(self, record: TokenRecord, username: str | None) -> TokenRecord:
         now = self._clock()
         if record.expired(now):
             expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
@@ -103,12 +141,27 @@ class TokenVerifier:
         self._access.record(record.id, now)
         return record
 
-    async def _verify_uncached(self, token: str) -> TokenRecord:
+    async def _verify_uncached(
+        self, token: str, guard: tuple[str, int] | None = None
+    ) -> TokenRecord:
+        """Check a token against the store.
+
+        ``guard`` (user name, seconds left) is set while that user name is
+        throttled: then only a token of that user's is worth argon2's time;
+        anything else is refused at once, and counted as a failure.
+        """
         try:
             parsed = parse_token(token)
         except MalformedToken as exc:
             raise InvalidToken(str(exc)) from exc
         record = await self._store.get(parsed.token_id)
+        if guard is not None and (
+            record is None or record.owner_name.casefold() != guard[0].casefold()
+        ):
+            raise _UserThrottled(
+                f"too many failed token attempts for {guard[0]}; retry in {guard[1]} s",
+                retry_after=guard[1],
+            )
         if record is None:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
@@ -167,7 +220,7 @@ class Authenticator:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs({self._user_header: user_name, **self._secret_headers})
 
-    async def caller(self, authorization: Sequence[str]) -> Caller:
+    async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
         try:
             credentials = parse_authorization(authorization)
         except MalformedCredentials as exc:
@@ -178,12 +231,13 @@ class Authenticator:
             case BasicCredentials(username=username, password=password) if looks_like_token(
                 password
             ):
-                return self._token_caller(await self._verifier.verify(password, username))
+                record = await self._verifier.verify(password, username, client=client)
+                return self._token_caller(record)
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
             case BearerCredentials(token=token):
-                return self._token_caller(await self._verifier.verify(token))
+                return self._token_caller(await self._verifier.verify(token, client=client))
             case _:
                 raise Unauthorized(
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"

@@ -7,8 +7,11 @@ every request they receive so tests can assert what reached the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import gzip
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -87,6 +90,7 @@ class FakeUpstream:
             app.router.add_get("/rest/api/user/current", self._myself)
             app.router.add_get("/rest/api/user/memberof", self._memberof)
             app.router.add_get("/rest/api/user", self._user)
+        add_test_routes(app)
         return app
 
     @web.middleware
@@ -163,3 +167,117 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# The data path's counterpart: endpoints that show exactly what reached the upstream.
+
+
+async def _echo(request: web.Request) -> web.Response:
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response(
+        {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "body_sha256": digest.hexdigest(),
+            "body_length": size,
+        }
+    )
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    size, chunk = int(request.query["size"]), int(request.query.get("chunk", 65536))
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    if "length" in request.query:
+        response.content_length = size
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    sent = 0
+    while sent < size:
+        part = min(chunk, size - sent)
+        await response.write(pattern(sent, part))
+        sent += part
+    await response.write_eof()
+    return response
+
+
+def pattern(offset: int, length: int) -> bytes:
+    """Deterministic bytes, so both ends can hash a body without storing it."""
+    block = bytes(range(256)) * 256
+    start = offset % len(block)
+    out = (block[start:] + block * (1 + length // len(block)))[:length]
+    return out
+
+
+async def _status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    headers = {"Location": "/elsewhere"} if 300 <= code < 400 else {}
+    if code == 304:
+        headers["ETag"] = '"v1"'
+    return web.Response(status=code, headers=headers)
+
+
+async def _cookies(request: web.Request) -> web.Response:
+    response = web.Response(text="ok")
+    response.headers.add("Set-Cookie", "JSESSIONID=abc; Path=/; HttpOnly")
+    response.headers.add("Set-Cookie", "atlassian.xsrf.token=xyz; Path=/")
+    response.headers["Connection"] = "X-Internal-Hop"
+    response.headers["X-Internal-Hop"] = "secret-topology"
+    response.headers["Keep-Alive"] = "timeout=5"
+    return response
+
+
+GZIPPED = gzip.compress(b"hello world", mtime=0)
+
+
+async def _gzip(request: web.Request) -> web.Response:
+    return web.Response(
+        body=GZIPPED, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}
+    )
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("seconds", 5)))
+    return web.Response(text="late")
+
+
+async def _reset(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.content_length = 1_000_000
+    await response.prepare(request)
+    await response.write(b"x" * 1000)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(protocols=("synchrony",))
+    await ws.prepare(request)
+    await ws.send_json(
+        {"user": request.headers.get(USER_HEADER), "auth": request.headers.get("Authorization")}
+    )
+    async for message in ws:
+        if message.type == web.WSMsgType.TEXT:
+            if message.data == "close":
+                await ws.close(code=4001)
+            else:
+                await ws.send_str("echo:" + message.data)
+        elif message.type == web.WSMsgType.BINARY:
+            await ws.send_bytes(message.data[::-1])
+    return ws
+
+
+def add_test_routes(app: web.Application) -> None:
+    app.router.add_get("/_test/download", _download)
+    app.router.add_get("/_test/status/{code}", _status)
+    app.router.add_get("/_test/cookies", _cookies)
+    app.router.add_get("/_test/gzip", _gzip)
+    app.router.add_get("/_test/slow", _slow)
+    app.router.add_get("/_test/reset", _reset)
+    app.router.add_get("/_test/ws", _websocket)
+    app.router.add_route("*", "/{tail:.*}", _echo)

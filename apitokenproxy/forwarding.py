@@ -1,0 +1,94 @@
+"""Who the client really is, and what ``X-Forwarded-*`` to send: a pure decision.
+
+A request's ``X-Forwarded-For``, ``-Proto`` and ``-Host`` are believed only
+when the peer that sent it is in ``proxy.trusted_proxies`` (a load balancer in
+front of the proxy). From anyone else they are replaced, so a client cannot
+choose the address that throttling and the upstream's logs see.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ClientView:
+    address: str  # the client's address, for throttling and logs
+    proto: str  # http or https, as the client used it
+    host: str  # Host as the client sent it
+    forwarded_for: str  # the X-Forwarded-For value to send upstream
+    trusted_peer: bool
+
+
+def parse_networks(items: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_view(
+    peer: str | None,
+    headers: Mapping[str, str],
+    forwarded_for_values: Sequence[str],
+    *,
+    scheme: str,
+    host: str,
+    trusted: tuple[Network, ...],
+) -> ClientView:
+    """Decide the client's address, scheme and host from the peer and its headers.
+
+    ``forwarded_for_values`` is every X-Forwarded-For header of the request.
+    """
+    peer = peer or "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return ClientView(peer, scheme, host, peer, trusted_peer=False)
+    chain = [
+        hop.strip() for value in forwarded_for_values for hop in value.split(",") if hop.strip()
+    ]
+    # The rightmost address not one of our own proxies is the first one we can
+    # trust to be real; anything left of it may be invented by the client.
+    address = next((hop for hop in reversed(chain) if not _trusted(hop, trusted)), None)
+    if address is None:
+        address = chain[0] if chain else peer
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    forwarded_host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    return ClientView(
+        address=address,
+        proto=proto if proto in ("http", "https") else scheme,
+        host=forwarded_host or host,
+        forwarded_for=", ".join([*chain, peer]),
+        trusted_peer=True,
+    )
+
+
+TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
+_VIEW: web.RequestKey[ClientView] = web.RequestKey("client_view", ClientView)
+
+
+def client_of(request: web.Request) -> ClientView:
+    """The request's ClientView, decided once per request."""
+    view = request.get(_VIEW)
+    if view is None:
+        trusted = request.app[TRUSTED_PROXIES]
+        view = client_view(
+            request.remote,
+            request.headers,
+            request.headers.getall("X-Forwarded-For", []),
+            scheme=request.scheme,
+            host=request.host,
+            trusted=trusted,
+        )
+        request[_VIEW] = view
+    return view

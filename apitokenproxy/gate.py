@@ -1,0 +1,87 @@
+"""The data path's authentication decision: what to do with a request's credentials.
+
+``classify`` is pure and decides from the Authorization header alone:
+
+- no credentials: forwarded as they are (the upstream decides);
+- a token, as ``Basic user:TOKEN`` or ``Bearer TOKEN``: checked here;
+- a password in Basic: forwarded unchanged, or refused when
+  ``auth.allow_password_basic_auth`` is false;
+- anything else (Jira's own Bearer personal access tokens, OAuth, Kerberos):
+  not ours, forwarded unchanged;
+- a malformed or repeated Authorization header: refused, because the proxy
+  and the upstream might read it differently.
+
+``Gate.admit`` then checks a token and says whom to inject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .authentication import TokenVerifier
+from .credentials import (
+    BasicCredentials,
+    BearerCredentials,
+    MalformedCredentials,
+    parse_authorization,
+)
+from .errors import Unauthorized
+from .tokens import looks_like_token
+
+
+@dataclass(frozen=True)
+class Admission:
+    """How to forward an admitted request."""
+
+    user_name: str | None  # the token owner to inject as the trusted user, if any
+    strip_authorization: bool
+
+
+@dataclass(frozen=True, repr=False)
+class TokenAttempt:
+    token: str
+    username: str | None  # from Basic; must match the owner
+
+    def __repr__(self) -> str:
+        return f"TokenAttempt(username={self.username!r}, token=<hidden>)"
+
+
+AS_IS = Admission(user_name=None, strip_authorization=False)
+
+PASSWORDS_DISABLED = (
+    "password login is disabled for REST calls: create an API token with "
+    "POST /rest/de.resolution.apitokenauth/latest/user/token and use it instead of the password"
+)
+
+
+def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAttempt | Admission:
+    try:
+        credentials = parse_authorization(authorization)
+    except MalformedCredentials as exc:
+        raise Unauthorized(str(exc)) from exc
+    match credentials:
+        case BasicCredentials(username=username, password=password) if looks_like_token(password):
+            return TokenAttempt(password, username)
+        case BasicCredentials():
+            if not allow_password:
+                raise Unauthorized(PASSWORDS_DISABLED)
+            return AS_IS
+        case BearerCredentials(token=token) if looks_like_token(token):
+            return TokenAttempt(token, None)
+        case _:
+            return AS_IS
+
+
+class Gate:
+    def __init__(self, verifier: TokenVerifier, *, allow_password: bool) -> None:
+        self._verifier = verifier
+        self._allow_password = allow_password
+
+    async def admit(self, authorization: Sequence[str], client: str) -> Admission:
+        """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
+        decision = classify(authorization, allow_password=self._allow_password)
+        if isinstance(decision, Admission):
+            return decision
+        record = await self._verifier.verify(decision.token, decision.username, client=client)
+        return Admission(user_name=record.owner_name, strip_authorization=True)

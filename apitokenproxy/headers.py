@@ -1,0 +1,80 @@
+"""Which headers cross the proxy, in both directions: pure functions on header lists.
+
+Headers are handled as ``(name, value)`` lists straight from the wire, so
+duplicates (several ``Set-Cookie``) and order survive.
+
+Names are compared normalised: lower case with ``_`` read as ``-``. Many
+servers (and Tomcat valves, and CGI-style environments) treat
+``X_Forwarded_User`` like ``X-Forwarded-User``, so a spoofed identity header
+must be caught in every spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+Headers = list[tuple[str, str]]
+
+# RFC 9110 §7.6.1, plus the non-standard ones proxies have always dropped.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+
+# Always recomputed by the proxy; a client's values count only from a trusted peer.
+FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+
+
+def normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """Header names listed in ``Connection``: hop-by-hop for this message only."""
+    named: set[str] = set()
+    for name, value in headers:
+        if normalise(name) == "connection":
+            named.update(normalise(token) for token in value.split(",") if token.strip())
+    return frozenset(named)
+
+
+def end_to_end(headers: Sequence[tuple[str, str]], drop: Iterable[str] = ()) -> Headers:
+    """Headers without hop-by-hop ones, those named in Connection, and ``drop`` (normalised)."""
+    gone = HOP_BY_HOP | connection_named(headers) | frozenset(drop)
+    return [(name, value) for name, value in headers if normalise(name) not in gone]
+
+
+def for_upstream(
+    headers: Sequence[tuple[str, str]],
+    *,
+    identity_headers: Iterable[str],
+    inject: Sequence[tuple[str, str]],
+    strip_authorization: bool,
+) -> Headers:
+    """The request headers to send upstream.
+
+    Every client-sent copy of an identity header (the user header, the shared
+    secret header) goes, in any spelling, whatever the request turns out to
+    be; so do the client's forwarding headers, which the proxy recomputes
+    (see ``forwarding.py``); then ``inject`` adds the proxy's own. ``Expect``
+    is answered by the proxy itself, after authentication, so it is not
+    passed on. ``Host`` stays the client's, as Jira's proxy settings expect.
+    """
+    drop = {normalise(h) for h in identity_headers} | FORWARDING | {"expect"}
+    if strip_authorization:
+        drop.add("authorization")
+    return end_to_end(headers, drop) + list(inject)
+
+
+def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
+    """The upstream's response headers to send on to the client."""
+    return end_to_end(headers)
