@@ -187,3 +187,58 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
     finally:
         out = await _stop(proc)
     assert proc.returncode == 0, out
+
+
+async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeUpstream("jira", JIRA_USERS)
+    upstream = await aiohttp_server(fake.app())
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        str(upstream.make_url("")),
+        listen={"host": "127.0.0.1", "port": port, "workers": 2},
+    )
+    proc = await _start("serve", "--config", str(config))
+    try:
+        seen = ""
+        while seen.count("listening on") < 2:
+            seen += await _wait_for(proc, "listening on")
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(url) as http:
+            resp = await http.post(
+                f"{API}/user/token",
+                json={"tokenDescription": "t"},
+                headers=basic("alice", "alice-pw"),
+            )
+            made = await resp.json()
+        bearer = {"Authorization": f"Bearer {made['plainTextToken']}"}
+
+        async def statuses() -> set[int]:
+            # A fresh connection each time, so the kernel spreads them over both workers.
+            found = set()
+            for _ in range(20):
+                async with (
+                    aiohttp.ClientSession(url) as http,
+                    http.get("/rest/api/2/issue/X-1", headers=bearer) as resp,
+                ):
+                    found.add(resp.status)
+            return found
+
+        assert await statuses() == {200}
+        async with (
+            aiohttp.ClientSession(url) as http,
+            http.delete(
+                f"{API}/user/token/{made['id']}", headers=basic("alice", "alice-pw")
+            ) as resp,
+        ):
+            assert resp.status == 204
+        await asyncio.sleep(1.0)
+        # Refused by both workers (after ten refusals, throttled: 429).
+        assert await statuses() <= {401, 429}
+        pids = {
+            line.split("[")[1].split("]")[0] for line in seen.splitlines() if "listening on" in line
+        }
+        assert len(pids) == 2
+    finally:
+        out = await _stop(proc)
+    assert proc.returncode == 0, out

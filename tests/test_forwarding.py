@@ -1,0 +1,49 @@
+"""Deciding the client's address and the X-Forwarded-* values, as a table."""
+
+from __future__ import annotations
+
+import pytest
+
+from apitokenproxy.forwarding import ClientView, client_view, parse_networks
+
+LB = parse_networks(["10.0.0.0/8", "fd00::/8"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "extra", "trusted", "expected"),
+    [
+        # Untrusted peer: everything it says is ignored.
+        ("198.51.100.4", ["6.6.6.6"], {"X-Forwarded-Proto": "https"}, LB,
+         ClientView("198.51.100.4", "http", "proxy:8080", "198.51.100.4", False)),
+        # No trusted networks configured at all.
+        ("10.1.1.1", ["6.6.6.6"], {}, (),
+         ClientView("10.1.1.1", "http", "proxy:8080", "10.1.1.1", False)),
+        # Trusted load balancer: the client is the rightmost untrusted hop.
+        ("10.1.1.1", ["6.6.6.6, 203.0.113.7"], {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "jira.example.com"}, LB,
+         ClientView("203.0.113.7", "https", "jira.example.com", "6.6.6.6, 203.0.113.7, 10.1.1.1", True)),
+        # Several LB hops, split over two headers.
+        ("10.1.1.1", ["203.0.113.7", "10.2.2.2"], {}, LB,
+         ClientView("203.0.113.7", "http", "proxy:8080", "203.0.113.7, 10.2.2.2, 10.1.1.1", True)),
+        # Trusted peer without X-Forwarded-For: the peer is the client.
+        ("10.1.1.1", [], {}, LB, ClientView("10.1.1.1", "http", "proxy:8080", "10.1.1.1", True)),
+        # Only trusted hops: take the leftmost.
+        ("10.1.1.1", ["10.3.3.3"], {}, LB, ClientView("10.3.3.3", "http", "proxy:8080", "10.3.3.3, 10.1.1.1", True)),
+        # A nonsense proto is not believed.
+        ("10.1.1.1", [], {"X-Forwarded-Proto": "gopher"}, LB, ClientView("10.1.1.1", "http", "proxy:8080", "10.1.1.1", True)),
+        # IPv6 peers.
+        ("fd00::1", ["2001:db8::5"], {}, LB, ClientView("2001:db8::5", "http", "proxy:8080", "2001:db8::5, fd00::1", True)),
+        (None, [], {}, LB, ClientView("unknown", "http", "proxy:8080", "unknown", False)),
+    ],
+)  # fmt: skip
+def test_client_view(
+    peer: str | None,
+    xff: list[str],
+    extra: dict[str, str],
+    trusted: tuple,
+    expected: ClientView,  # type: ignore[type-arg]
+) -> None:
+    headers = {"X-Forwarded-For": ", ".join(xff), **extra}
+    assert (
+        client_view(peer, headers, xff, scheme="http", host="proxy:8080", trusted=trusted)
+        == expected
+    )

@@ -1,0 +1,54 @@
+"""The data path's decision table: which credentials are checked, forwarded or refused."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from apitokenproxy.errors import Unauthorized
+from apitokenproxy.gate import AS_IS, Admission, TokenAttempt, classify
+from apitokenproxy.tokens import format_token
+
+TOKEN = format_token(5, "A" * 32)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("values", "allow_password", "expected"),
+    [
+        ([], True, AS_IS),
+        ([], False, AS_IS),
+        ([basic("alice", TOKEN)], False, TokenAttempt(TOKEN, "alice")),
+        ([f"Bearer {TOKEN}"], False, TokenAttempt(TOKEN, None)),
+        ([basic("alice", "hunter2")], True, AS_IS),
+        (["Bearer jira-personal-access-token"], False, AS_IS),
+        (["Negotiate YII="], False, AS_IS),
+        # A "password" with the prefix is a (bad) token, never sent upstream as a password.
+        ([basic("alice", "atpx_not-really")], True, TokenAttempt("atpx_not-really", "alice")),
+    ],
+)
+def test_classify(
+    values: list[str], allow_password: bool, expected: TokenAttempt | Admission
+) -> None:
+    assert classify(values, allow_password=allow_password) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "allow_password", "fragment"),
+    [
+        ([basic("alice", "hunter2")], False, "create an API token"),
+        ([basic("a", "b"), basic("a", "b")], True, "exactly one"),
+        (["Basic %%%"], True, "base64"),
+    ],
+)
+def test_classify_refuses(values: list[str], allow_password: bool, fragment: str) -> None:
+    with pytest.raises(Unauthorized, match=fragment):
+        classify(values, allow_password=allow_password)
+
+
+def test_token_attempt_hides_the_token() -> None:
+    assert TOKEN not in repr(TokenAttempt(TOKEN, "alice"))
