@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import WSMsgType, web
 from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict
 from yarl import URL
 
 from .config import Config
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _ADMISSION: web.RequestKey[Admission] = web.RequestKey("admission", Admission)
 _CHUNK = 64 * 1024
+# Bodies up to this size with a declared length are relayed in one piece.
+_SMALL_BODY = 256 * 1024
 
 # Headers aiohttp's client would invent if absent; the proxy sends only what the client sent.
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
@@ -156,10 +159,27 @@ class Forwarder:
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
-        for name, value in for_client(raw):
-            response.headers.add(name, value)
+        headers = CIMultiDict(for_client(raw))
+        length = upstream.content_length
+        if (
+            length is not None
+            and length <= _SMALL_BODY
+            and request.method != "HEAD"
+            and upstream.status not in (204, 304)
+        ):
+            # Most REST answers are small: read whole (bounded by _SMALL_BODY) and
+            # answer with one write instead of a stream of them.
+            try:
+                body = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _translate(exc) from exc
+            small = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
+            small.body = body
+            return small
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=headers
+        )
         await response.prepare(request)
         try:
             async for chunk in upstream.content.iter_chunked(_CHUNK):

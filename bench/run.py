@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Benchmark apitokenproxy against the direct upstream, nginx and Caddy, in one run.
+
+    sudo apt-get install nginx wrk caddy
+    pip install '.[speed]'
+    python bench/run.py [--duration 15] [--connections 50] [--soak 0]
+
+Everything runs on this machine, on loopback:
+
+    upstream   nginx returning a Jira-sized JSON issue (8 KB)
+    nginx      nginx as a plain reverse proxy (no authentication)
+    caddy      Caddy with basic auth (bcrypt, hash cache on) and
+               header_up X-Forwarded-User, the closest off-the-shelf peer
+    apitoken   apitokenproxy with a valid token in Basic auth
+
+Each target gets the same wrk load (same threads, connections, duration),
+one after the other, so the numbers of one run compare with each other;
+numbers from different runs or machines do not. Then one connection each
+against the upstream and apitokenproxy shows the latency the proxy adds, and
+the proxy workers' memory is read before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PORTS = {"upstream": 18080, "nginx": 18081, "caddy": 18082, "apitoken": 18083}
+USER, PASSWORD = "alice", "bench-password-1"
+PATH = "/rest/api/2/issue/BENCH-1"
+
+
+@dataclass
+class Result:
+    target: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def issue_json() -> bytes:
+    """A Jira REST issue of a typical size, fields and all."""
+    comments = [
+        {
+            "id": str(10000 + i),
+            "author": {"name": "alice", "key": "JIRAUSER10100", "displayName": "Alice Example"},
+            "body": "Looked into this; the build fails on the integration stage. " * 3,
+            "created": f"2026-11-0{i % 9 + 1}T10:00:00.000+0000",
+        }
+        for i in range(10)
+    ]
+    issue = {
+        "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
+        "id": "10042",
+        "self": "https://jira.example.com/rest/api/2/issue/10042",
+        "key": "BENCH-1",
+        "fields": {
+            "summary": "Nightly export job times out after the upgrade",
+            "issuetype": {"id": "1", "name": "Bug", "subtask": False},
+            "status": {
+                "id": "3",
+                "name": "In Progress",
+                "statusCategory": {"key": "indeterminate"},
+            },
+            "priority": {"id": "2", "name": "High"},
+            "labels": ["export", "performance", "upgrade"],
+            "reporter": {"name": "bob", "key": "JIRAUSER10105", "displayName": "Bob Example"},
+            "assignee": {"name": "alice", "key": "JIRAUSER10100", "displayName": "Alice Example"},
+            "description": "After upgrading to 9.12 the nightly export job fails. " * 8,
+            "comment": {"comments": comments, "maxResults": 10, "total": 10, "startAt": 0},
+        },
+    }
+    return json.dumps(issue, indent=1).encode()
+
+
+def free(port: int) -> None:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} is in use; stop whatever listens there first")
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    sys.exit(f"nothing listens on port {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def running(
+    cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            wait_for_port(port)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(target: str, port: int, connections: int, duration: int, auth: str | None) -> Result:
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency"]
+    if auth:
+        cmd += ["-H", f"Authorization: {auth}"]
+    out = subprocess.run(
+        [*cmd, f"http://127.0.0.1:{port}{PATH}"], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(found.group(1))
+    if found := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        errors += sum(int(g) for g in found.groups())
+    return Result(target, connections, rps, p50, p99, errors)
+
+
+def prime(port: int, auth: str | None) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}")
+    if auth:
+        request.add_header("Authorization", auth)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        if response.status != 200:
+            sys.exit(f"port {port} answered {response.status} to a valid request")
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=15, help="seconds per target (default 15)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="proxy worker processes"
+    )
+    parser.add_argument(
+        "--soak", type=int, default=0, help="extra seconds of load on apitokenproxy to watch memory"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    missing = [
+        tool for tool in ("nginx", "wrk", "caddy", "apitokenproxy") if not shutil.which(tool)
+    ]
+    if missing:
+        sys.exit(
+            f"missing: {', '.join(missing)} (apt-get install nginx wrk caddy; pip install '.[speed]')"
+        )
+    for port in PORTS.values():
+        free(port)
+
+    tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-bench-"))
+    tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
+    (tmp / "issue.json").write_bytes(issue_json())
+    (tmp / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+error_log {tmp}/nginx-error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type application/json;
+    upstream jira {{ server 127.0.0.1:{PORTS["upstream"]}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{PORTS["upstream"]} reuseport;
+        location / {{ root {tmp}; try_files /issue.json =404; }}
+    }}
+    server {{
+        listen 127.0.0.1:{PORTS["nginx"]};
+        location / {{
+            proxy_pass http://jira;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""")
+    bcrypt_hash = subprocess.run(
+        ["caddy", "hash-password", "--plaintext", PASSWORD],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    caddy_config = {
+        "admin": {"disabled": True},
+        "logging": {"logs": {"default": {"level": "ERROR"}}},
+        "apps": {"http": {"servers": {"bench": {
+            "listen": [f"127.0.0.1:{PORTS['caddy']}"],
+            "automatic_https": {"disable": True},
+            "routes": [{"handle": [
+                {"handler": "authentication", "providers": {"http_basic": {
+                    "accounts": [{"username": USER, "password": bcrypt_hash}],
+                    "hash": {"algorithm": "bcrypt"},
+                    "hash_cache": {},
+                }}},
+                {"handler": "reverse_proxy",
+                 "upstreams": [{"dial": f"127.0.0.1:{PORTS['upstream']}"}],
+                 "headers": {"request": {"set": {"X-Forwarded-User": ["{http.auth.user.id}"]}}}},
+            ]}],
+        }}}},
+    }  # fmt: skip
+    (tmp / "caddy.json").write_text(json.dumps(caddy_config))
+    (tmp / "apitokenproxy.yaml").write_text(f"""
+listen: {{host: 127.0.0.1, port: {PORTS["apitoken"]}, workers: {args.workers}}}
+upstream: {{url: "http://127.0.0.1:{PORTS["upstream"]}", product: jira}}
+store: {{url: "sqlite:///{tmp}/tokens.db"}}
+logging: {{level: WARNING, access_log: false}}
+""")
+    made = json.loads(subprocess.run(
+        ["apitokenproxy", "tokens", "create", "-c", str(tmp / "apitokenproxy.yaml"),
+         "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
+        capture_output=True, text=True, check=True,
+    ).stdout)  # fmt: skip
+
+    def basic(secret: str) -> str:
+        return "Basic " + base64.b64encode(f"{USER}:{secret}".encode()).decode()
+
+    targets = [
+        ("upstream (nginx, direct)", PORTS["upstream"], None),
+        ("nginx proxy, no auth", PORTS["nginx"], None),
+        ("caddy basic_auth + header_up", PORTS["caddy"], basic(PASSWORD)),
+        ("apitokenproxy, token", PORTS["apitoken"], basic(made["plainTextToken"])),
+    ]
+    results: list[Result] = []
+    env = {**os.environ, "GOMAXPROCS": str(os.cpu_count() or 2)}
+    with (
+        running(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")], PORTS["nginx"], tmp / "nginx.log"),
+        running(["caddy", "run", "--config", str(tmp / "caddy.json")], PORTS["caddy"], tmp / "caddy.log", env),
+        running(["apitokenproxy", "serve", "--config", str(tmp / "apitokenproxy.yaml")],
+                PORTS["apitoken"], tmp / "apitokenproxy.log") as proxy,
+    ):  # fmt: skip
+        time.sleep(1.0)  # every worker bound
+        workers = children(proxy.pid)
+        for name, port, auth in targets:
+            # One request first: it fills the credential caches (Caddy's bcrypt at
+            # cost 14 takes about a second), then a short load warms the pools.
+            prime(port, auth)
+            wrk(name, port, args.connections, 2, auth)
+        rss_before = rss_kib(workers)
+        for name, port, auth in targets:
+            results.append(wrk(name, port, args.connections, args.duration, auth))
+        for name, port, auth in (targets[0], targets[3]):
+            results.append(wrk(name, port, 1, max(5, args.duration // 2), auth))
+        if args.soak:
+            results.append(
+                wrk(targets[3][0], targets[3][1], args.connections, args.soak, targets[3][2])
+            )
+        rss_after = rss_kib(workers)
+
+    print(f"\n{args.connections} connections, {args.duration} s per target, wrk -t1, "
+          f"{os.cpu_count()} cores, apitokenproxy with {args.workers} workers\n")  # fmt: skip
+    print(f"{'target':34} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for r in results:
+        print(
+            f"{r.target:34} {r.connections:>5} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}"
+        )
+    caddy, ours = results[2], results[3]
+    direct1, ours1 = results[4], results[5]
+    print(f"\napitokenproxy / caddy throughput: {ours.rps / caddy.rps:.2f}")
+    print(f"apitokenproxy / nginx proxy throughput: {ours.rps / results[1].rps:.2f}")
+    print(f"latency added at one connection (p50): {ours1.p50_ms - direct1.p50_ms:.3f} ms")
+    print(
+        f"proxy workers' RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "results": [asdict(r) for r in results],
+            "ratio_vs_caddy": ours.rps / caddy.rps,
+            "added_latency_ms": ours1.p50_ms - direct1.p50_ms,
+            "rss_kib": {"before": rss_before, "after": rss_after},
+        }, indent=2))  # fmt: skip
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
