@@ -34,14 +34,12 @@ from .hashing import SecretHasher
 from .identity import IdentityProvider, UpstreamIdentity
 from .proxy import SKIP_AUTO_HEADERS, Forwarder
 from .service import TokenService
-from .store import TokenStore, open_store
+from .store import TokenStore, open_configured
 from .throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/__apitokenproxy"
-# How often a process asks the store which tokens other processes revoked.
-REVOCATION_POLL_SECONDS = 0.5
 
 Clock = Callable[[], int]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -126,9 +124,7 @@ def _components(
     config: Config, identity: IdentityProvider | None, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def build(app: web.Application) -> AsyncIterator[None]:
-        store = await open_store(
-            config.store.url, busy_timeout_seconds=config.store.busy_timeout_seconds
-        )
+        store = await open_configured(config.store)
         hasher = SecretHasher(
             workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
         )
@@ -147,7 +143,9 @@ def _components(
             hasher,
             access,
             clock,
-            FailureThrottle(throttle.max_failures, throttle.window_seconds, throttle.max_tracked),
+            FailureThrottle(
+                throttle.max_failures, throttle.window_seconds, throttle.max_tracked, shared=store
+            ),
             cache_seconds=config.auth.token_cache_seconds,
             cache_size=config.auth.token_cache_size,
         )
@@ -177,7 +175,9 @@ def _components(
         gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
         app[FORWARDER] = Forwarder(session, gate, config)
         access.start()
-        watcher = asyncio.create_task(_watch_revocations(store, verifier), name="revocations")
+        watcher = asyncio.create_task(
+            store.watch(verifier.forget, verifier.forget_all), name="revocations"
+        )
         try:
             yield
         finally:
@@ -190,18 +190,6 @@ def _components(
             hasher.close()
 
     return build
-
-
-async def _watch_revocations(store: TokenStore, verifier: TokenVerifier) -> None:
-    """Drop tokens that other processes revoked; a failed poll is retried on the next tick."""
-    seq = -1
-    while True:
-        try:
-            seq, revoked = await store.revocations_after(seq)
-            verifier.forget(revoked)
-        except StoreUnavailable as exc:
-            log.warning("cannot poll revocations: %s", exc.message)
-        await asyncio.sleep(REVOCATION_POLL_SECONDS)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -117,7 +117,7 @@ class TokenVerifier:
         except InvalidToken as exc:
             for key in (address_key, user_key):
                 if key is not None:
-                    self._throttle.record_failure(key)
+                    await self._throttle.record_failure(key)
             if isinstance(exc, _UserThrottled):
                 raise TooManyRequests(exc.message, retry_after=exc.retry_after) from exc
             raise

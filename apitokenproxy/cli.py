@@ -2,6 +2,8 @@
 
     apitokenproxy serve --config FILE
     apitokenproxy check-config --config FILE
+    apitokenproxy migrate --config FILE
+    apitokenproxy copy-store --from URL --to URL
     apitokenproxy demo [--port 8080]
     apitokenproxy tokens list|create|revoke|revoke-all --config FILE ...
 
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -30,7 +33,7 @@ from .demo import create_demo_upstream, seed_commands
 from .errors import ProxyError
 from .hashing import SecretHasher
 from .server import install_uvloop, run_until_signalled, serve, setup_logging
-from .store import NewToken, open_store
+from .store import NewToken, opened
 from .tokens import format_token, new_secret
 from .validity import effective_months, valid_until
 
@@ -69,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(command("serve", "run the proxy until SIGTERM/SIGINT", _serve))
     with_config(command("check-config", "validate a configuration file", _check_config))
+    with_config(command("migrate", "apply the store's schema migrations, then exit", _migrate))
+    copy = command(
+        "copy-store", "copy every token from one store to another (safe to repeat)", _copy_store
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="URL", help="store URL")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="store URL")
     demo = command("demo", "run against a built-in demo Jira, on an embedded store", _demo)
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     demo.add_argument("--host", default="127.0.0.1", help="proxy address (default 127.0.0.1)")
@@ -146,18 +155,52 @@ async def _run_demo(host: str, port: int) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def run() -> None:
+        async with opened(config.store.url):
+            pass  # opening a store applies its pending migrations
+
+    asyncio.run(run())
+    print(f"{_redacted(config.store.url)}: schema is up to date")
+    return 0
+
+
+COPY_BATCH = 500
+
+
+def _copy_store(args: argparse.Namespace) -> int:
+    """Copy every token between stores, ids, hashes and times intact; safe to repeat."""
+
+    async def run() -> int:
+        copied = 0
+        async with opened(args.source) as source, opened(args.target) as target:
+            while True:
+                page = await source.find_by_expiry(None, copied, COPY_BATCH)
+                if not page.items:
+                    return copied
+                copied += await target.upsert(page.items)
+
+    count = asyncio.run(run())
+    print(f"copied {count} token(s) from {_redacted(args.source)} to {_redacted(args.target)}")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """A store URL fit for a terminal: the password replaced."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
 def _tokens_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> list[dict[str, Any]]:
-        store = await open_store(config.store.url)
-        try:
+        async with opened(config.store.url) as store:
             if args.user_key:
                 records = await store.list_owned(args.user_key)
             else:
                 records = (await store.find_by_expiry(None, 0, 2**62)).items
-        finally:
-            await store.close()
         return [api.filtered(r) for r in records]
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
@@ -174,7 +217,6 @@ def _tokens_create(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> dict[str, Any]:
-        store = await open_store(config.store.url)
         hasher = SecretHasher(workers=1)
         try:
             secret = new_secret()
@@ -184,20 +226,19 @@ def _tokens_create(args: argparse.Namespace) -> int:
                 config.tokens.default_validity_months,
                 config.tokens.max_validity_months,
             )
-            record = await store.create(
-                NewToken(
-                    owner_key=args.user_key,
-                    owner_name=args.user_name,
-                    description=args.description,
-                    secret_hash=await hasher.hash(secret),
-                    created=created,
-                    valid_until=valid_until(created, months),
-                    created_by_key="apitokenproxy-cli",
-                )
+            new = NewToken(
+                owner_key=args.user_key,
+                owner_name=args.user_name,
+                description=args.description,
+                secret_hash=await hasher.hash(secret),
+                created=created,
+                valid_until=valid_until(created, months),
+                created_by_key="apitokenproxy-cli",
             )
         finally:
             hasher.close()
-            await store.close()
+        async with opened(config.store.url) as store:
+            record = await store.create(new)
         return {**api.filtered(record), "plainTextToken": format_token(record.id, secret)}
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
@@ -208,11 +249,8 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> bool:
-        store = await open_store(config.store.url)
-        try:
+        async with opened(config.store.url) as store:
             return await store.delete(args.token_id)
-        finally:
-            await store.close()
 
     if not asyncio.run(run()):
         print(f"apitokenproxy: no token with id {args.token_id}", file=sys.stderr)
@@ -225,11 +263,8 @@ def _tokens_revoke_all(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> int:
-        store = await open_store(config.store.url)
-        try:
+        async with opened(config.store.url) as store:
             return len(await store.delete_all_for(args.user_key))
-        finally:
-            await store.close()
 
     print(f"{asyncio.run(run())} token(s) of {args.user_key} revoked")
     return 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Awaitable, Callable
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,25 +55,69 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def base_config(upstream_url: str, db_path: Path, product: str = "jira") -> dict[str, Any]:
+def base_config(upstream_url: str, store_url: str, product: str = "jira") -> dict[str, Any]:
     return {
         "upstream": {"url": upstream_url, "product": product},
-        "store": {"url": f"sqlite:///{db_path}"},
+        "store": {"url": store_url},
         "logging": {"access_log": False},
     }
+
+
+POSTGRES_ENV = "APITOKENPROXY_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "APITOKENPROXY_REQUIRE_POSTGRES"
+
+
+def _postgres_base() -> str:
+    base = os.environ.get(POSTGRES_ENV)
+    if base:
+        return base
+    if os.environ.get(REQUIRE_POSTGRES_ENV):
+        pytest.fail(f"{REQUIRE_POSTGRES_ENV} is set but {POSTGRES_ENV} is not")
+    pytest.skip(
+        f"PostgreSQL tests are off: set {POSTGRES_ENV}=postgresql://USER@HOST:5432/DB "
+        "(a database where the tests may create schemas) to run them"
+    )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose tables live in a fresh schema, dropped afterwards."""
+    import asyncpg
+
+    base = _postgres_base()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(base, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE SCHEMA {schema}"))
+    yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
+    asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store backend in turn: tests that take this run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tokens.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 MakeWorld = Callable[..., Awaitable[World]]
 
 
 @pytest.fixture
-def make_world(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path) -> MakeWorld:
+def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str) -> MakeWorld:
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
         users = JIRA_USERS if product == "jira" else CONFLUENCE_USERS
         upstream = FakeUpstream(product, users)  # type: ignore[arg-type]
         server = await aiohttp_server(upstream.app())
         raw = deep_merge(
-            base_config(str(server.make_url("")).rstrip("/"), tmp_path / "tokens.db", product),
+            base_config(str(server.make_url("")).rstrip("/"), store_url, product),
             config or {},
         )
         cfg = config_from_dict(raw)

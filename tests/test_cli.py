@@ -107,12 +107,15 @@ async def _start(*args: str) -> asyncio.subprocess.Process:
 async def _wait_for(proc: asyncio.subprocess.Process, marker: str) -> str:
     assert proc.stdout is not None
     seen = ""
-    async with asyncio.timeout(20):
-        while marker not in seen:
-            line = await proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"process ended before {marker!r}:\n{seen}")
-            seen += line.decode()
+    try:
+        async with asyncio.timeout(20):
+            while marker not in seen:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise AssertionError(f"process ended before {marker!r}:\n{seen}")
+                seen += line.decode()
+    except TimeoutError:
+        raise AssertionError(f"no {marker!r} within 20 s:\n{seen}") from None
     return seen
 
 
@@ -242,3 +245,44 @@ async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_p
     finally:
         out = await _stop(proc)
     assert proc.returncode == 0, out
+
+
+def test_migrate_prepares_a_store_without_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["migrate", "--config", config]) == 0
+    assert "schema is up to date" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "tokens.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 2
+
+
+def test_copy_store_moves_every_token_both_ways_and_is_repeatable(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    for i in range(3):
+        assert main(["tokens", "create", "-c", config, "--user-key", f"K{i}",
+                     "--user-name", f"user{i}", "--description", f"token {i}"]) == 0  # fmt: skip
+    capsys.readouterr()
+    sqlite_url = f"sqlite:///{tmp_path / 'tokens.db'}"
+    back_url = f"sqlite:///{tmp_path / 'back.db'}"
+    for _ in range(2):  # the second run changes nothing
+        assert main(["copy-store", "--from", sqlite_url, "--to", postgres_url]) == 0
+        assert "copied 3 token(s)" in capsys.readouterr().out
+    assert main(["copy-store", "--from", postgres_url, "--to", back_url]) == 0
+    capsys.readouterr()
+
+    def rows(path: Path) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT * FROM tokens ORDER BY id").fetchall()
+
+    assert rows(tmp_path / "tokens.db") == rows(tmp_path / "back.db")
+    assert len(rows(tmp_path / "back.db")) == 3
+
+
+def test_redacted_store_urls() -> None:
+    from apitokenproxy.cli import _redacted
+
+    assert _redacted("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert _redacted("sqlite:///var/lib/t.db") == "sqlite:///var/lib/t.db"

@@ -13,13 +13,13 @@ class Clock:
         return self.now
 
 
-def test_blocks_after_max_failures_until_the_window_ends() -> None:
+async def test_blocks_after_max_failures_until_the_window_ends() -> None:
     clock = Clock()
     throttle = FailureThrottle(3, 60, 100, clock)
     for _ in range(2):
-        throttle.record_failure("a")
+        await throttle.record_failure("a")
     assert throttle.retry_after("a") is None
-    throttle.record_failure("a")
+    await throttle.record_failure("a")
     assert throttle.retry_after("a") == 60
     clock.now += 59.5
     assert throttle.retry_after("a") == 1
@@ -28,17 +28,17 @@ def test_blocks_after_max_failures_until_the_window_ends() -> None:
     assert throttle.retry_after("b") is None
 
 
-def test_a_new_window_starts_fresh() -> None:
+async def test_a_new_window_starts_fresh() -> None:
     clock = Clock()
     throttle = FailureThrottle(2, 10, 100, clock)
-    throttle.record_failure("a")
+    await throttle.record_failure("a")
     clock.now += 11
-    throttle.record_failure("a")
+    await throttle.record_failure("a")
     assert throttle.retry_after("a") is None
 
 
-def test_memory_is_bounded_under_a_flood_of_distinct_keys() -> None:
+async def test_memory_is_bounded_under_a_flood_of_distinct_keys() -> None:
     throttle = FailureThrottle(3, 60, 1000, Clock())
     for i in range(100_000):
-        throttle.record_failure(f"address 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+        await throttle.record_failure(f"address 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
     assert len(throttle) == 1000

@@ -7,16 +7,59 @@ Backend errors are translated into ``StoreUnavailable`` inside each backend.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ..config import StoreConfig
+from ..errors import StoreUnavailable
 from .base import NewToken, Page, TokenRecord, TokenStore
 
 
-async def open_store(url: str, *, busy_timeout_seconds: float = 5.0) -> TokenStore:
-    """Open (creating and migrating as needed) the store named by a ``store.url``."""
+async def open_store(
+    url: str, *, busy_timeout_seconds: float = 5.0, pool_size: int = 10
+) -> TokenStore:
+    """Open (creating and migrating as needed) the store named by a ``store.url``.
+
+    Each backend is imported only when used, so SQLite users need no asyncpg.
+    """
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
         return await SQLiteStore.open(url.removeprefix("sqlite:///"), busy_timeout_seconds)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreUnavailable(
+                "a postgresql:// store needs asyncpg: pip install 'apitokenproxy[postgres]'"
+            ) from exc
+
+        return await PostgresStore.open(url, pool_size=pool_size, wait_seconds=busy_timeout_seconds)
     raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]}")
 
 
-__all__ = ["NewToken", "Page", "TokenRecord", "TokenStore", "open_store"]
+async def open_configured(config: StoreConfig) -> TokenStore:
+    return await open_store(
+        config.url, busy_timeout_seconds=config.busy_timeout_seconds, pool_size=config.pool_size
+    )
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[TokenStore]:
+    """A store for one command's lifetime, closed afterwards."""
+    store = await open_store(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+__all__ = [
+    "NewToken",
+    "Page",
+    "TokenRecord",
+    "TokenStore",
+    "open_configured",
+    "open_store",
+    "opened",
+]

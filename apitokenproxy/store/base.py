@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+# How often a polling store looks for revocations made by other processes.
+REVOCATION_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,30 @@ class TokenStore(Protocol):
         Other processes on the same store poll this to drop revoked tokens from
         their caches. ``revocations_after(-1)`` returns the current position only.
         """
+        ...
+
+    async def watch(
+        self, revoked: Callable[[Sequence[int]], None], reset: Callable[[], None]
+    ) -> None:
+        """Report tokens revoked by other processes or instances, until cancelled.
+
+        ``revoked`` gets their ids, within a second. ``reset`` is called when
+        revocations may have been missed (a lost connection), so the caller
+        must forget every verified token.
+        """
+        ...
+
+    async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        """Count a failed attempt for ``key``; return (window start, failures in it).
+
+        A window older than ``window_ms`` starts afresh. Shared by every
+        process on the store, so spreading attempts over instances does not
+        multiply an attacker's budget.
+        """
+        ...
+
+    async def upsert(self, records: Sequence[TokenRecord]) -> int:
+        """Insert or overwrite tokens with their ids, hashes and times intact."""
         ...
 
     async def ping(self) -> None:

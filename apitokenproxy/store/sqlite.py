@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,9 @@ from typing import Any
 import aiosqlite
 
 from ..errors import StoreUnavailable
-from .base import NewToken, Page, TokenRecord
+from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord
+
+log = logging.getLogger(__name__)
 
 # Each entry moves the schema from version i to i+1; applied in one transaction.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -49,10 +54,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at INTEGER NOT NULL
         )""",
     ),
+    (
+        """CREATE TABLE failures (
+            key TEXT PRIMARY KEY,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL
+        )""",
+    ),
 )
 
 # Revocation rows only need to outlive the slowest poller by a wide margin.
 REVOCATION_RETENTION_MS = 3_600_000
+# Failure windows are short; day-old rows are of no use to anyone.
+FAILURE_RETENTION_MS = 86_400_000
+
+# Counts a failure: a window older than the limit starts afresh at 1.
+_UPSERT_FAILURE = """
+    INSERT INTO failures (key, window_start, count) VALUES (?1, ?2, 1)
+    ON CONFLICT (key) DO UPDATE SET
+        count = CASE WHEN failures.window_start <= ?2 - ?3 THEN 1 ELSE failures.count + 1 END,
+        window_start = CASE WHEN failures.window_start <= ?2 - ?3 THEN ?2
+                            ELSE failures.window_start END
+    RETURNING window_start, count
+"""
 
 _COLUMNS = (
     "id, owner_key, owner_name, description, secret_hash, created, valid_until, "
@@ -243,10 +267,52 @@ class SQLiteStore:
         if not times:
             return
         async with self._write() as conn:
-            await conn.executemany(
-                "UPDATE tokens SET last_accessed = max(last_accessed, ?) WHERE id = ?",
-                [(at, token_id) for token_id, at in times.items()],
+            # One statement for the whole batch; the later time always wins.
+            await conn.execute(
+                "UPDATE tokens SET last_accessed = max(tokens.last_accessed, batch.at)"
+                " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at"
+                "       FROM json_each(?)) AS batch"
+                " WHERE tokens.id = batch.id",
+                (json.dumps(list(times.items())),),
             )
+
+    async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        async with self._write() as conn:
+            async with conn.execute(_UPSERT_FAILURE, (key, now_ms, window_ms)) as cur:
+                row = await cur.fetchone()
+            await conn.execute(
+                "DELETE FROM failures WHERE window_start < ?", (now_ms - FAILURE_RETENTION_MS,)
+            )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def upsert(self, records: Sequence[TokenRecord]) -> int:
+        async with self._write() as conn:
+            await conn.executemany(
+                f"INSERT INTO tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET owner_key = excluded.owner_key,"
+                " owner_name = excluded.owner_name, description = excluded.description,"
+                " secret_hash = excluded.secret_hash, created = excluded.created,"
+                " valid_until = excluded.valid_until,"
+                " last_accessed = max(tokens.last_accessed, excluded.last_accessed),"
+                " created_by_key = excluded.created_by_key",
+                [dataclasses.astuple(r) for r in records],
+            )
+        return len(records)
+
+    async def watch(
+        self, revoked: Callable[[Sequence[int]], None], reset: Callable[[], None]
+    ) -> None:
+        """Poll the revocations table: other worker processes share only the file."""
+        seq = -1
+        while True:
+            try:
+                seq, ids = await self.revocations_after(seq)
+                if ids:
+                    revoked(ids)
+            except StoreUnavailable as exc:
+                log.warning("cannot poll revocations: %s", exc.message)
+            await asyncio.sleep(REVOCATION_POLL_SECONDS)
 
     async def revocations_after(self, seq: int) -> tuple[int, Sequence[int]]:
         async with self._read() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -134,3 +135,49 @@ async def test_ping_and_closed_store(store: TokenStore) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable):
         await store.get(1)
+
+
+async def test_failures_count_within_a_window_and_restart_after_it(store: TokenStore) -> None:
+    assert await store.add_failure("address 1.2.3.4", 10_000, 60_000) == (10_000, 1)
+    assert await store.add_failure("address 1.2.3.4", 20_000, 60_000) == (10_000, 2)
+    assert await store.add_failure("user alice", 20_000, 60_000) == (20_000, 1)
+    assert await store.add_failure("address 1.2.3.4", 70_000, 60_000) == (70_000, 1)
+
+
+async def test_upsert_copies_tokens_exactly_and_is_idempotent(store: TokenStore) -> None:
+    original = await store.create(BASE)
+    copied = replace(original, id=original.id + 100, last_accessed=12345, description="copied")
+    assert await store.upsert([copied]) == 1
+    assert await store.upsert([copied]) == 1
+    assert await store.get(copied.id) == copied
+    # Ids allocated afterwards never collide with copied ones.
+    later = await store.create(BASE)
+    assert later.id > copied.id
+    # Upserting an older lastAccessed never moves it back.
+    await store.upsert([replace(copied, last_accessed=1)])
+    fetched = await store.get(copied.id)
+    assert fetched is not None and fetched.last_accessed == 12345
+
+
+async def test_watch_reports_revocations_from_another_connection(
+    store: TokenStore, store_url: str
+) -> None:
+    from apitokenproxy.store import open_store
+
+    other = await open_store(store_url)
+    seen: list[int] = []
+    resets: list[bool] = []
+    watcher = asyncio.create_task(store.watch(seen.extend, lambda: resets.append(True)))
+    try:
+        await asyncio.sleep(0.3)  # the watcher is listening
+        doomed = await other.create(BASE)
+        await other.delete(doomed.id)
+        async with asyncio.timeout(2):
+            while doomed.id not in seen:
+                await asyncio.sleep(0.02)
+        assert resets == []
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await other.close()

@@ -1,0 +1,192 @@
+"""Several proxy instances on one PostgreSQL store behave as one; a database outage is survived."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from apitokenproxy.app import ACCESS, STORE, create_app
+from apitokenproxy.config import config_from_dict
+from apitokenproxy.tokens import format_token
+
+from .conftest import FakeClock, base_config, deep_merge
+from .fakes import JIRA_USERS, FakeUpstream, basic, bearer
+
+API = "/rest/de.resolution.apitokenauth/latest"
+ALICE = basic("alice", "alice-pw")
+ISSUE = "/rest/api/2/issue/X-1"
+
+
+async def instances(
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    store_url: str,
+    count: int = 2,
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[TestClient[Any, Any]], FakeClock]:
+    upstream = await aiohttp_server(FakeUpstream("jira", JIRA_USERS).app())
+    config = config_from_dict(
+        deep_merge(base_config(str(upstream.make_url("")).rstrip("/"), store_url), extra or {})
+    )
+    clock = FakeClock()
+    clients = [await aiohttp_client(create_app(config, clock=clock)) for _ in range(count)]
+    return clients, clock
+
+
+async def make_token(client: TestClient[Any, Any]) -> dict[str, Any]:
+    resp = await client.post(f"{API}/user/token", json={"tokenDescription": "t"}, headers=ALICE)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_two_instances_share_tokens_and_revocations(
+    aiohttp_server: Any, aiohttp_client: Any, postgres_url: str
+) -> None:
+    (first, second), _ = await instances(aiohttp_server, aiohttp_client, postgres_url)
+    made = await make_token(first)
+    token = bearer(made["plainTextToken"])
+    assert (await second.get(ISSUE, headers=token)).status == 200  # at once, and now cached
+    assert (await first.get(ISSUE, headers=token)).status == 200
+
+    resp = await first.delete(f"{API}/user/token/{made['id']}", headers=ALICE)
+    assert resp.status == 204
+    loop = asyncio.get_running_loop()
+    revoked_at = loop.time()
+    while (await second.get(ISSUE, headers=token)).status == 200:
+        assert loop.time() - revoked_at < 1.0, "the second instance still accepts the token"
+        await asyncio.sleep(0.02)
+
+
+async def test_failures_count_across_instances(
+    aiohttp_server: Any, aiohttp_client: Any, postgres_url: str
+) -> None:
+    (first, second), _ = await instances(
+        aiohttp_server,
+        aiohttp_client,
+        postgres_url,
+        extra={"auth": {"throttle": {"max_failures": 4}}},
+    )
+    bad = bearer(format_token(424242, "Q" * 32))
+    statuses = []
+    for i in range(10):
+        client = first if i % 2 == 0 else second
+        statuses.append((await client.get(ISSUE, headers=bad)).status)
+    # One budget for both: at most one extra attempt per other instance gets through.
+    assert statuses.count(401) <= 4 + 1, statuses
+    assert statuses[-2:] == [429, 429]
+
+
+async def test_two_instances_flushing_one_token_keep_the_later_time(
+    aiohttp_server: Any, aiohttp_client: Any, postgres_url: str
+) -> None:
+    (first, second), clock = await instances(aiohttp_server, aiohttp_client, postgres_url)
+    made = await make_token(first)
+    token = bearer(made["plainTextToken"])
+    clock.advance(9_000)
+    await first.get(ISSUE, headers=token)  # the later use
+    clock.advance(-4_000)
+    await second.get(ISSUE, headers=token)  # an earlier use, flushed last
+    await first.app[ACCESS].flush()
+    await second.app[ACCESS].flush()
+    record = await first.app[STORE].get(made["id"])
+    assert record is not None and record.last_accessed == made["created"] + 9_000
+
+
+class Outage:
+    """A TCP relay to PostgreSQL that a test can cut and restore."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.fixture
+async def outage(postgres_url: str) -> AsyncIterator[tuple[Outage, str]]:
+    parts = urlsplit(postgres_url)
+    relay = Outage(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await relay.start()
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{relay.port}"
+    relayed = urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+    yield relay, relayed
+    with contextlib.suppress(Exception):
+        await relay.cut()
+
+
+async def test_database_outage_is_survived(
+    aiohttp_server: Any, aiohttp_client: Any, outage: tuple[Outage, str]
+) -> None:
+    relay, relayed_url = outage
+    (proxy,), clock = await instances(
+        aiohttp_server,
+        aiohttp_client,
+        relayed_url,
+        count=1,
+        extra={"store": {"busy_timeout_seconds": 1}},
+    )
+    cached = await make_token(proxy)
+    uncached = await make_token(proxy)
+    assert (await proxy.get(ISSUE, headers=bearer(cached["plainTextToken"]))).status == 200
+
+    await relay.cut()
+    clock.advance(5_000)
+    # The cached token keeps working, and its use is remembered.
+    assert (await proxy.get(ISSUE, headers=bearer(cached["plainTextToken"]))).status == 200
+    # Anything that needs the database gets a clear 503.
+    resp = await proxy.get(ISSUE, headers=bearer(uncached["plainTextToken"]))
+    assert resp.status == 503
+    assert "token database" in (await resp.json())["message"]
+    resp = await proxy.post(f"{API}/user/token", json={"tokenDescription": "x"}, headers=ALICE)
+    assert resp.status == 503
+    await proxy.app[ACCESS].flush()  # fails quietly and keeps the times
+    assert proxy.app[ACCESS].pending == 1
+    assert (await proxy.get("/__apitokenproxy/ready")).status == 503
+
+    await relay.start()  # the database is back, on the same address
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (await proxy.get("/__apitokenproxy/ready")).status != 200:
+        assert loop.time() < deadline, "the proxy never recovered"
+        await asyncio.sleep(0.1)
+    assert (await proxy.get(ISSUE, headers=bearer(uncached["plainTextToken"]))).status == 200
+    await make_token(proxy)
+    await proxy.app[ACCESS].flush()
+    record = await proxy.app[STORE].get(cached["id"])
+    assert record is not None and record.last_accessed == cached["created"] + 5_000
