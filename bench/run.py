@@ -2,8 +2,8 @@
 """Benchmark apitokenproxy against the direct upstream, nginx and Caddy, in one run.
 
     sudo apt-get install nginx wrk caddy
-    pip install '.[speed]'
-    python bench/run.py [--duration 15] [--connections 50] [--soak 0]
+    pip install '.[speed,postgres]'
+    python bench/run.py [--duration 15] [--connections 50] [--soak 0] [--postgres URL]
 
 Everything runs on this machine, on loopback:
 
@@ -11,7 +11,9 @@ Everything runs on this machine, on loopback:
     nginx      nginx as a plain reverse proxy (no authentication)
     caddy      Caddy with basic auth (bcrypt, hash cache on) and
                header_up X-Forwarded-User, the closest off-the-shelf peer
-    apitoken   apitokenproxy with a valid token in Basic auth
+    apitoken   apitokenproxy with a valid token in Basic auth, on SQLite
+    pg x2      with --postgres: two apitokenproxy instances (one worker each)
+               sharing one PostgreSQL store, loaded at the same time
 
 Each target gets the same wrk load (same threads, connections, duration),
 one after the other, so the numbers of one run compare with each other;
@@ -40,7 +42,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PORTS = {"upstream": 18080, "nginx": 18081, "caddy": 18082, "apitoken": 18083}
+PORTS = {"upstream": 18080, "nginx": 18081, "caddy": 18082, "apitoken": 18083,
+         "pg1": 18084, "pg2": 18085}  # fmt: skip
 USER, PASSWORD = "alice", "bench-password-1"
 PATH = "/rest/api/2/issue/BENCH-1"
 
@@ -135,13 +138,21 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(target: str, port: int, connections: int, duration: int, auth: str | None) -> Result:
+def wrk_start(
+    port: int, connections: int, duration: int, auth: str | None
+) -> subprocess.Popen[str]:
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if auth:
         cmd += ["-H", f"Authorization: {auth}"]
-    out = subprocess.run(
-        [*cmd, f"http://127.0.0.1:{port}{PATH}"], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.Popen(
+        [*cmd, f"http://127.0.0.1:{port}{PATH}"], stdout=subprocess.PIPE, text=True
+    )
+
+
+def wrk_result(target: str, connections: int, proc: subprocess.Popen[str]) -> Result:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        sys.exit(f"wrk failed for {target}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -153,6 +164,31 @@ def wrk(target: str, port: int, connections: int, duration: int, auth: str | Non
     ):
         errors += sum(int(g) for g in found.groups())
     return Result(target, connections, rps, p50, p99, errors)
+
+
+def wrk(target: str, port: int, connections: int, duration: int, auth: str | None) -> Result:
+    return wrk_result(target, connections, wrk_start(port, connections, duration, auth))
+
+
+def wrk_together(
+    target: str, ports: list[int], connections: int, duration: int, auth: str | None
+) -> Result:
+    """Load several instances at once, connections split evenly; throughput adds up.
+
+    The latency columns are the worst instance's p50 and p99, not a merged
+    distribution.
+    """
+    share = max(1, connections // len(ports))
+    procs = [wrk_start(port, share, duration, auth) for port in ports]
+    parts = [wrk_result(target, share, proc) for proc in procs]
+    return Result(
+        target,
+        share * len(ports),
+        sum(p.rps for p in parts),
+        max(p.p50_ms for p in parts),
+        max(p.p99_ms for p in parts),
+        sum(p.errors for p in parts),
+    )
 
 
 def prime(port: int, auth: str | None) -> None:
@@ -179,6 +215,56 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def two_instances_on_postgres(args: argparse.Namespace, tmp: Path) -> Result:
+    """Two separate instances (one worker each) sharing one PostgreSQL store."""
+    import asyncio
+
+    import asyncpg
+
+    schema = f"bench_{os.getpid()}"
+
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(args.postgres)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f"CREATE SCHEMA {schema}"))
+    url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}search_path={schema}"
+    configs = []
+    for name in ("pg1", "pg2"):
+        path = tmp / f"{name}.yaml"
+        path.write_text(f"""
+listen: {{host: 127.0.0.1, port: {PORTS[name]}, workers: 1}}
+upstream: {{url: "http://127.0.0.1:{PORTS["upstream"]}", product: jira}}
+store: {{url: "{url}"}}
+logging: {{level: WARNING, access_log: false}}
+""")
+        configs.append(path)
+    try:
+        made = json.loads(subprocess.run(
+            ["apitokenproxy", "tokens", "create", "-c", str(configs[0]),
+             "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
+            capture_output=True, text=True, check=True,
+        ).stdout)  # fmt: skip
+        auth = "Basic " + base64.b64encode(f"{USER}:{made['plainTextToken']}".encode()).decode()
+        ports = [PORTS["pg1"], PORTS["pg2"]]
+        with (
+            running(["apitokenproxy", "serve", "--config", str(configs[0])], ports[0],
+                    tmp / "pg1.log"),
+            running(["apitokenproxy", "serve", "--config", str(configs[1])], ports[1],
+                    tmp / "pg2.log"),
+        ):  # fmt: skip
+            for port in ports:
+                prime(port, auth)
+            name = "apitokenproxy x2 instances, PostgreSQL"
+            wrk_together(name, ports, args.connections, 2, auth)
+            return wrk_together(name, ports, args.connections, args.duration, auth)
+    finally:
+        asyncio.run(sql(f"DROP SCHEMA {schema} CASCADE"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,6 +278,12 @@ def main() -> None:
         "--soak", type=int, default=0, help="extra seconds of load on apitokenproxy to watch memory"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run two apitokenproxy instances (one worker each) on this PostgreSQL "
+        "database, in a schema of their own, e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+    )
     args = parser.parse_args()
 
     missing = [
@@ -302,6 +394,8 @@ logging: {{level: WARNING, access_log: false}}
                 wrk(targets[3][0], targets[3][1], args.connections, args.soak, targets[3][2])
             )
         rss_after = rss_kib(workers)
+        if args.postgres:
+            results.append(two_instances_on_postgres(args, tmp))
 
     print(f"\n{args.connections} connections, {args.duration} s per target, wrk -t1, "
           f"{os.cpu_count()} cores, apitokenproxy with {args.workers} workers\n")  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -166,15 +167,21 @@ async def test_watch_reports_revocations_from_another_connection(
 
     other = await open_store(store_url)
     seen: list[int] = []
+    arrived = asyncio.Event()
     resets: list[bool] = []
-    watcher = asyncio.create_task(store.watch(seen.extend, lambda: resets.append(True)))
+
+    def revoked(ids: Sequence[int]) -> None:
+        seen.extend(ids)
+        arrived.set()
+
+    watcher = asyncio.create_task(store.watch(revoked, lambda: resets.append(True)))
     try:
         await asyncio.sleep(0.3)  # the watcher is listening
         doomed = await other.create(BASE)
         await other.delete(doomed.id)
         async with asyncio.timeout(2):
-            while doomed.id not in seen:
-                await asyncio.sleep(0.02)
+            await arrived.wait()
+        assert seen == [doomed.id]
         assert resets == []
     finally:
         watcher.cancel()
