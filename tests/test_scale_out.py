@@ -190,3 +190,44 @@ async def test_database_outage_is_survived(
     await proxy.app[ACCESS].flush()
     record = await proxy.app[STORE].get(cached["id"])
     assert record is not None and record.last_accessed == cached["created"] + 5_000
+
+
+async def test_instances_starting_together_migrate_once(postgres_url: str) -> None:
+    import asyncpg
+
+    from apitokenproxy.store import open_store
+    from apitokenproxy.store.postgres import MIGRATIONS
+
+    stores = await asyncio.gather(*(open_store(postgres_url) for _ in range(4)))
+    try:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_version")]
+        finally:
+            await conn.close()
+        assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_listener_reconnects_and_resets_after_a_drop(outage: tuple[Outage, str]) -> None:
+    from apitokenproxy.store import open_store
+
+    relay, relayed_url = outage
+    store = await open_store(relayed_url)
+    resets = asyncio.Event()
+    watcher = asyncio.create_task(store.watch(lambda ids: None, resets.set))
+    try:
+        await asyncio.sleep(0.3)
+        await relay.cut()
+        await asyncio.sleep(1.5)  # the listener notices and retries meanwhile
+        assert not resets.is_set()  # nothing to reset against while the database is away
+        await relay.start()
+        async with asyncio.timeout(10):
+            await resets.wait()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await store.close()
