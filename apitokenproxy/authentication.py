@@ -25,13 +25,14 @@ from .credentials import (
     BearerCredentials,
     MalformedCredentials,
     parse_authorization,
+    token_in,
 )
 from .errors import TooManyRequests, Unauthorized
 from .hashing import SecretHasher
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
 from .store import TokenRecord, TokenStore
 from .throttle import FailureThrottle
-from .tokens import MalformedToken, looks_like_token, parse_token
+from .tokens import MalformedToken, parse_token
 
 Clock = Callable[[], int]
 
@@ -156,6 +157,9 @@ class TokenVerifier:
         try:
             parsed = parse_token(token)
         except MalformedToken as exc:
+            # Same argon2 time as any other refusal: the answer's timing tells
+            # nothing, not even whether the checksum held.
+            await self._hasher.verify(await self._dummy(), token)
             raise InvalidToken(str(exc)) from exc
         record = await self._store.get(parsed.token_id)
         if guard is not None and (
@@ -228,19 +232,18 @@ class Authenticator:
             credentials = parse_authorization(authorization)
         except MalformedCredentials as exc:
             raise Unauthorized(str(exc)) from exc
+        attempt = token_in(credentials)
+        if attempt is not None:
+            record = await self._verifier.verify(attempt.token, attempt.username, client=client)
+            return self._token_caller(record)
         match credentials:
             case None:
                 raise Unauthorized("authentication required: use Basic user:password or a token")
-            case BasicCredentials(username=username, password=password) if looks_like_token(
-                password
-            ):
-                record = await self._verifier.verify(password, username, client=client)
-                return self._token_caller(record)
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
-            case BearerCredentials(token=token):
-                return self._token_caller(await self._verifier.verify(token, client=client))
+            case BearerCredentials():
+                raise Unauthorized("the Bearer token is not an apitokenproxy token")
             case _:
                 raise Unauthorized(
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .tokens import looks_like_token
+
 # Far above any real user name plus token, far below what could hurt.
 MAX_HEADER_LENGTH = 4096
+_SEPARATOR = re.compile(r"[ \t]+")
 
 
 class MalformedCredentials(ValueError):
@@ -55,8 +59,9 @@ def parse_authorization(values: Sequence[str]) -> Credentials | None:
     value = values[0]
     if len(value) > MAX_HEADER_LENGTH:
         raise MalformedCredentials("the Authorization header is too long")
-    scheme, _, rest = value.strip(" \t").partition(" ")
-    rest = rest.strip(" \t")
+    # Any run of spaces or tabs separates the scheme, so "Bearer\tTOKEN" is
+    # read as the token it is, never passed on as some unknown scheme.
+    scheme, _, rest = _SEPARATOR.sub(" ", value.strip(" \t")).partition(" ")
     match scheme.lower():
         case "basic":
             return _parse_basic(rest)
@@ -85,3 +90,29 @@ def _parse_basic(encoded: str) -> BasicCredentials:
     if not username:
         raise MalformedCredentials("Basic credentials have an empty user name")
     return BasicCredentials(username, password)
+
+
+@dataclass(frozen=True, repr=False)
+class TokenAttempt:
+    """Credentials that carry one of our tokens."""
+
+    token: str
+    username: str | None  # from Basic user:TOKEN; must then match the owner
+
+    def __repr__(self) -> str:
+        return f"TokenAttempt(username={self.username!r}, token=<hidden>)"
+
+
+def token_in(credentials: Credentials | None) -> TokenAttempt | None:
+    """The token these credentials carry, if any: ``Basic user:TOKEN``,
+    ``Bearer TOKEN``, or ``Basic TOKEN:`` (the token as user name, as tools
+    with a single "API key" field send it)."""
+    match credentials:
+        case BasicCredentials(username=username, password=password) if looks_like_token(password):
+            return TokenAttempt(password, username)
+        case BasicCredentials(username=username) if looks_like_token(username):
+            return TokenAttempt(username, None)
+        case BearerCredentials(token=token) if looks_like_token(token):
+            return TokenAttempt(token, None)
+        case _:
+            return None

@@ -3,7 +3,8 @@
 ``classify`` is pure and decides from the Authorization header alone:
 
 - no credentials: forwarded as they are (the upstream decides);
-- a token, as ``Basic user:TOKEN`` or ``Bearer TOKEN``: checked here;
+- a token, as ``Basic user:TOKEN``, ``Bearer TOKEN`` or ``Basic TOKEN:`` (the
+  token as user name, as tools with one "API key" field send it): checked here;
 - a password in Basic: forwarded unchanged, or refused when
   ``auth.allow_password_basic_auth`` is false;
 - anything else (Jira's own Bearer personal access tokens, OAuth, Kerberos):
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 from .authentication import TokenVerifier
 from .credentials import (
     BasicCredentials,
-    BearerCredentials,
     MalformedCredentials,
+    TokenAttempt,
     parse_authorization,
+    token_in,
 )
 from .errors import Unauthorized
-from .tokens import looks_like_token
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,6 @@ class Admission:
 
     user_name: str | None  # the token owner to inject as the trusted user, if any
     strip_authorization: bool
-
-
-@dataclass(frozen=True, repr=False)
-class TokenAttempt:
-    token: str
-    username: str | None  # from Basic; must match the owner
-
-    def __repr__(self) -> str:
-        return f"TokenAttempt(username={self.username!r}, token=<hidden>)"
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
@@ -60,17 +52,14 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
         credentials = parse_authorization(authorization)
     except MalformedCredentials as exc:
         raise Unauthorized(str(exc)) from exc
-    match credentials:
-        case BasicCredentials(username=username, password=password) if looks_like_token(password):
-            return TokenAttempt(password, username)
-        case BasicCredentials():
-            if not allow_password:
-                raise Unauthorized(PASSWORDS_DISABLED)
-            return AS_IS
-        case BearerCredentials(token=token) if looks_like_token(token):
-            return TokenAttempt(token, None)
-        case _:
-            return AS_IS
+    attempt = token_in(credentials)
+    if attempt is not None:
+        return attempt
+    if isinstance(credentials, BasicCredentials) and not allow_password:
+        raise Unauthorized(PASSWORDS_DISABLED)
+    # No credentials, a password, or a scheme that is not ours (Jira's own
+    # personal access tokens, OAuth, Kerberos): the upstream's business.
+    return AS_IS
 
 
 class Gate:

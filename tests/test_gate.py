@@ -6,8 +6,9 @@ import base64
 
 import pytest
 
+from apitokenproxy.credentials import TokenAttempt
 from apitokenproxy.errors import Unauthorized
-from apitokenproxy.gate import AS_IS, Admission, TokenAttempt, classify
+from apitokenproxy.gate import AS_IS, Admission, classify
 from apitokenproxy.tokens import format_token
 
 TOKEN = format_token(5, "A" * 32)
@@ -29,6 +30,12 @@ def basic(user: str, password: str) -> str:
         (["Negotiate YII="], False, AS_IS),
         # A "password" with the prefix is a (bad) token, never sent upstream as a password.
         ([basic("alice", "atpx_not-really")], True, TokenAttempt("atpx_not-really", "alice")),
+        # The token as the user name, as single-field "API key" tools send it.
+        ([basic(TOKEN, "")], False, TokenAttempt(TOKEN, None)),
+        ([basic(TOKEN, "x")], False, TokenAttempt(TOKEN, None)),
+        # Tabs and runs of spaces still separate the scheme from the token.
+        ([f"Bearer\t{TOKEN}"], False, TokenAttempt(TOKEN, None)),
+        ([f"Bearer   {TOKEN}"], False, TokenAttempt(TOKEN, None)),
     ],
 )
 def test_classify(
