@@ -94,6 +94,10 @@ class ListenConfig:
     port: int = field(default=8080, metadata=_check(_port))
     # Worker processes sharing the port through SO_REUSEPORT.
     workers: int = field(default=1, metadata=_check(_positive))
+    # A client must send a complete request head this soon after connecting
+    # (slow-loris), and may stay idle this long between requests.
+    header_timeout_seconds: float = field(default=30.0, metadata=_check(_positive))
+    keepalive_timeout_seconds: float = field(default=75.0, metadata=_check(_positive))
     # The URL clients use to reach the proxy (context path included); used for
     # the absolute links in tokensByFilter. Empty: taken from each request.
     public_url: str = field(default="", metadata=_check(_optional_http_url))

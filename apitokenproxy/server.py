@@ -16,11 +16,16 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from .app import create_app
 from .config import Config
+from .errors import error_response
 from .identity import IdentityProvider
 
 log = logging.getLogger("apitokenproxy")
@@ -44,6 +49,118 @@ def install_uvloop() -> bool:
     return True
 
 
+class GatewayRequestHandler(RequestHandler):
+    """aiohttp's connection handler, with two changes a gateway needs.
+
+    - Requests that do not parse as HTTP (smuggling attempts, oversized or
+      folded headers) get the proxy's JSON error, and one log line without a
+      traceback, so a flood of garbage cannot fill the log with stacks.
+    - A connection that has not sent a complete request head within
+      ``header_timeout`` seconds is closed (slow-loris). Between requests,
+      aiohttp's keep-alive timeout does the same.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._header_timeout = cast(GatewayServer, self._manager).header_timeout
+        self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            self._header_timeout, self._drop_if_silent
+        )
+
+    def _drop_if_silent(self) -> None:
+        self._head_deadline = None
+        if self._request_count == 0 and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            log.info("closing %s: no request head in %s s", peer, self._header_timeout)
+            self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error")
+        if status >= 500:
+            self.log_exception("error handling request from %s", request.remote, exc_info=exc)
+            response = error_response(status, "internal_error", "internal error")
+        else:
+            # The parser's message may quote the request; keep the answer short.
+            detail = (message or (str(exc) if exc else "")).strip()[:120]
+            log.info("refused malformed request from %s: %s", request.remote, detail)
+            response = error_response(
+                status, "malformed_request", f"the request is not valid HTTP: {detail}"
+            )
+        response.force_close()
+        return response
+
+
+class GatewayServer(web.Server):
+    header_timeout = 30.0
+
+    def __call__(self) -> RequestHandler:
+        return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose connections are handled by GatewayRequestHandler.
+
+    aiohttp offers no hook for the connection handler's class, so the server
+    it builds is rebuilt as a GatewayServer with the same handler and options.
+    """
+
+    def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._header_timeout = header_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        gateway = GatewayServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            loop=asyncio.get_running_loop(),
+            **server._kwargs,
+        )
+        gateway.header_timeout = self._header_timeout
+        return gateway
+
+
+async def start_site(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    access_log: bool = True,
+    keepalive_timeout: float = 75.0,
+    header_timeout: float = 30.0,
+) -> GatewayRunner:
+    """Set up ``app`` and listen; the caller owns the runner and must clean it up."""
+    runner = GatewayRunner(
+        app,
+        header_timeout=header_timeout,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+        keepalive_timeout=keepalive_timeout,
+        access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 async def run_until_signalled(
     app: web.Application,
     host: str,
@@ -51,22 +168,26 @@ async def run_until_signalled(
     *,
     reuse_port: bool = False,
     access_log: bool = True,
+    keepalive_timeout: float = 75.0,
+    header_timeout: float = 30.0,
     started: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then shut down cleanly."""
-    runner = web.AppRunner(
-        app,
-        shutdown_timeout=SHUTDOWN_SECONDS,
-        access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
-    )
-    await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    runner: GatewayRunner | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
+        runner = await start_site(
+            app,
+            host,
+            port,
+            reuse_port=reuse_port,
+            access_log=access_log,
+            keepalive_timeout=keepalive_timeout,
+            header_timeout=header_timeout,
+        )
         if started is not None:
             started(_bound_port(runner, port))
         await stop.wait()
@@ -74,7 +195,8 @@ async def run_until_signalled(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _bound_port(runner: web.AppRunner, fallback: int) -> int:
@@ -131,6 +253,8 @@ def _run_worker(config: Config, identity: IdentityProvider | None, reuse_port: b
             config.listen.port,
             reuse_port=reuse_port,
             access_log=config.logging.access_log,
+            keepalive_timeout=config.listen.keepalive_timeout_seconds,
+            header_timeout=config.listen.header_timeout_seconds,
             started=started,
         )
     )

@@ -136,3 +136,43 @@ async def jira(make_world: MakeWorld) -> World:
 @pytest.fixture
 async def confluence(make_world: MakeWorld) -> World:
     return await make_world("confluence")
+
+
+@dataclass
+class Live:
+    """The proxy on a real socket, served exactly as ``apitokenproxy serve`` serves it."""
+
+    port: int
+    upstream: FakeUpstream
+    app: Any
+    clock: FakeClock
+
+
+MakeLive = Callable[..., Awaitable[Live]]
+
+
+@pytest.fixture
+async def make_live(aiohttp_server: Any, tmp_path: Path) -> Any:
+    from apitokenproxy.server import start_site
+
+    runners = []
+
+    async def make(config: dict[str, Any] | None = None, header_timeout: float = 30.0) -> Live:
+        upstream = FakeUpstream("jira", JIRA_USERS)
+        server = await aiohttp_server(upstream.app())
+        raw = deep_merge(
+            base_config(str(server.make_url("")).rstrip("/"), f"sqlite:///{tmp_path / 'live.db'}"),
+            config or {},
+        )
+        clock = FakeClock()
+        app = create_app(config_from_dict(raw), clock=clock)
+        runner = await start_site(
+            app, "127.0.0.1", 0, access_log=False, header_timeout=header_timeout
+        )
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return Live(port, upstream, app, clock)
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
