@@ -28,7 +28,9 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-async def exchange(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+async def exchange(
+    port: int, request: bytes, wait: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes, read the whole answer (the server closes, or Connection: close).
 
     A server that refuses early may reset the connection while a large request
@@ -41,7 +43,7 @@ async def exchange(port: int, request: bytes, timeout: float = 5.0) -> tuple[int
         with contextlib.suppress(ConnectionResetError):
             await writer.drain()
         with contextlib.suppress(ConnectionResetError):
-            data = await asyncio.wait_for(reader.read(), timeout)
+            data = await asyncio.wait_for(reader.read(), wait)
     finally:
         writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
@@ -128,7 +130,9 @@ async def test_the_upstream_never_sees_a_user_the_client_chose(
         return
     assert status == 200
     assert [h.get(USER_HEADER.lower()) for h in seen] == ["alice" if kind == "token" else None]
-    assert not any(k.replace("_", "-") == "x-forwarded-user" for k in seen[0] if k != "x-forwarded-user")
+    assert not any(
+        k.replace("_", "-") == "x-forwarded-user" for k in seen[0] if k != "x-forwarded-user"
+    )
 
 
 @pytest.mark.parametrize(
@@ -265,7 +269,9 @@ async def test_bad_framing_is_refused_cleanly_and_others_are_served(live: Live, 
     status, _, body = await exchange(live.port, raw)
     assert 400 <= status < 500, body[:200]
     assert json.loads(body)["status"] == status  # and closed: exchange() read to EOF
-    assert not any(r.path_qs.startswith(("/rest/api/2/issue", "/smuggled")) for r in live.upstream.received)
+    assert not any(
+        r.path_qs.startswith(("/rest/api/2/issue", "/smuggled")) for r in live.upstream.received
+    )
     status, _, _ = await exchange(live.port, get("/rest/api/2/issue/X-1"))
     assert status == 200
 

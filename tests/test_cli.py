@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from apitokenproxy.cli import main
 
 from .fakes import JIRA_USERS, FakeUpstream, basic
+from .processes import free_port, start, stop, wait_for, write_config
 
 API = "/rest/de.resolution.apitokenauth/latest"
-
-
-def write_config(tmp_path: Path, upstream: str = "http://127.0.0.1:9", **extra: Any) -> Path:
-    data = {
-        "upstream": {"url": upstream},
-        "store": {"url": f"sqlite:///{tmp_path / 'tokens.db'}"},
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_check_config_accepts_a_good_file(
@@ -96,36 +75,6 @@ def test_operator_commands_reject_bad_values(
                  "--description", "  "]) == 2  # fmt: skip
 
 
-async def _start(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apitokenproxy", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-
-
-async def _wait_for(proc: asyncio.subprocess.Process, marker: str) -> str:
-    assert proc.stdout is not None
-    seen = ""
-    try:
-        async with asyncio.timeout(20):
-            while marker not in seen:
-                line = await proc.stdout.readline()
-                if not line:
-                    raise AssertionError(f"process ended before {marker!r}:\n{seen}")
-                seen += line.decode()
-    except TimeoutError:
-        raise AssertionError(f"no {marker!r} within 20 s:\n{seen}") from None
-    return seen
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> str:
-    proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(20):
-        out, _ = await proc.communicate()
-    return out.decode()
-
-
 async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
@@ -138,9 +87,9 @@ async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
         listen={"host": "127.0.0.1", "port": port},
         proxy={"last_accessed_flush_seconds": 3600},
     )
-    proc = await _start("serve", "--config", str(config))
+    proc = await start("serve", "--config", str(config))
     try:
-        await _wait_for(proc, "listening on")
+        await wait_for(proc, "listening on")
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             resp = await http.post(
                 f"{API}/user/token",
@@ -151,7 +100,7 @@ async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
             resp = await http.get(f"{API}/user/token", headers={"Authorization": f"Bearer {token}"})
             assert resp.status == 200
     finally:
-        out = await _stop(proc)
+        out = await stop(proc)
     assert proc.returncode == 0, out
     assert "shutting down" in out
     assert token not in out  # never logged
@@ -162,9 +111,9 @@ async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
 
 async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
     port = free_port()
-    proc = await _start("demo", "--port", str(port))
+    proc = await start("demo", "--port", str(port))
     try:
-        banner = await _wait_for(proc, "deleteAllFor")
+        banner = await wait_for(proc, "deleteAllFor")
         assert (
             f"http://localhost:{port}/rest/de.resolution.apitokenauth/latest/user/token" in banner
         )
@@ -188,7 +137,7 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
             )
             assert resp.status == 403
     finally:
-        out = await _stop(proc)
+        out = await stop(proc)
     assert proc.returncode == 0, out
 
 
@@ -201,11 +150,11 @@ async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_p
         str(upstream.make_url("")),
         listen={"host": "127.0.0.1", "port": port, "workers": 2},
     )
-    proc = await _start("serve", "--config", str(config))
+    proc = await start("serve", "--config", str(config))
     try:
         seen = ""
         while seen.count("listening on") < 2:
-            seen += await _wait_for(proc, "listening on")
+            seen += await wait_for(proc, "listening on")
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(url) as http:
             resp = await http.post(
@@ -243,7 +192,7 @@ async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_p
         }
         assert len(pids) == 2
     finally:
-        out = await _stop(proc)
+        out = await stop(proc)
     assert proc.returncode == 0, out
 
 

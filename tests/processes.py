@@ -1,0 +1,60 @@
+"""Running apitokenproxy as a real process, for tests that need one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_config(tmp_path: Path, upstream: str = "http://127.0.0.1:9", **extra: Any) -> Path:
+    data = {
+        "upstream": {"url": upstream},
+        "store": {"url": f"sqlite:///{tmp_path / 'tokens.db'}"},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "apitokenproxy", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+async def wait_for(proc: asyncio.subprocess.Process, marker: str) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        async with asyncio.timeout(20):
+            while marker not in seen:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise AssertionError(f"process ended before {marker!r}:\n{seen}")
+                seen += line.decode()
+    except TimeoutError:
+        raise AssertionError(f"no {marker!r} within 20 s:\n{seen}") from None
+    return seen
+
+
+async def stop(proc: asyncio.subprocess.Process) -> str:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(20):
+        out, _ = await proc.communicate()
+    return out.decode()
