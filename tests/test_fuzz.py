@@ -1,0 +1,81 @@
+"""Property-based fuzzing of the credential and token parsers.
+
+Whatever arrives in an Authorization header, the parsers either return a
+result or raise their own documented error, never anything else. The
+``@example`` rows are inputs that once mattered (found while building the
+attack suite) and stay as regression seeds.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from apitokenproxy.credentials import (
+    BasicCredentials,
+    BearerCredentials,
+    MalformedCredentials,
+    OtherCredentials,
+    parse_authorization,
+    token_in,
+)
+from apitokenproxy.errors import Unauthorized
+from apitokenproxy.gate import AS_IS, classify
+from apitokenproxy.tokens import PREFIX, MalformedToken, format_token, parse_token
+
+TOKEN = format_token(7, "A" * 32)
+
+# Header values as a server hands them over: any latin-1 text.
+header_values = st.text(alphabet=st.characters(max_codepoint=255), max_size=300)
+schemes = st.sampled_from(["Basic ", "basic ", "Bearer ", "bearer\t", "BASIC  ", "Negotiate ", ""])
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@settings(max_examples=500)
+@given(st.lists(st.builds(str.__add__, schemes, header_values), max_size=3))
+@example([f"Bearer\t{TOKEN}"])  # a tab once sent the token upstream as an unknown scheme
+@example([f"Basic {b64(TOKEN.encode() + b':')}"])  # the token as the user name
+@example(["Basic " + b64(b"\xff\xfe:\x00")])  # not UTF-8
+@example(["Basic ="])  # padding only
+@example(["Basic " + b64(b":" + TOKEN.encode())])  # empty user name
+@example(["Bearer " + TOKEN + "\x0b"])  # vertical tab after the token
+@example([f"Bearer {TOKEN}", f"Bearer {TOKEN}"])  # the same header twice
+def test_authorization_parsing_never_fails_unexpectedly(values: list[str]) -> None:
+    try:
+        parsed = parse_authorization(values)
+    except MalformedCredentials:
+        return
+    assert parsed is None or isinstance(
+        parsed, BasicCredentials | BearerCredentials | OtherCredentials
+    )
+    attempt = token_in(parsed)
+    if attempt is not None:
+        assert attempt.token.startswith(PREFIX)
+    try:
+        decision = classify(values, allow_password=False)
+    except Unauthorized:
+        return
+    # With passwords refused, nothing carrying a Basic password gets through as is.
+    if decision is AS_IS:
+        assert not isinstance(parsed, BasicCredentials)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=120))
+@example("atpx_1_" + "A" * 38)  # the right shape, the wrong checksum
+@example("atpx_٣_" + "A" * 38)  # a non-ASCII digit in the id
+@example("atpx_0_" + "A" * 38)  # id 0 does not exist
+@example("atpx_" + "9" * 19 + "_" + "A" * 38)  # an id beyond 64 bits
+@example(TOKEN + "\n")
+def test_token_parsing_never_fails_unexpectedly(text: str) -> None:
+    try:
+        parsed = parse_token(text)
+    except MalformedToken:
+        return
+    assert format_token(parsed.token_id, parsed.secret) == text
+    assert 0 < parsed.token_id < 2**63
