@@ -50,6 +50,7 @@ VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
 ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
+GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
 
 
 def now_ms() -> int:
@@ -173,6 +174,7 @@ def _components(
             store, hasher, authenticator, provider, verifier, config.tokens, clock
         )
         gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+        app[GATE] = gate
         app[FORWARDER] = Forwarder(session, gate, config)
         access.start()
         watcher = asyncio.create_task(

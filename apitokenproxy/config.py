@@ -175,6 +175,9 @@ class ProxyConfig:
     max_request_body_mb: int = field(default=0, metadata=_check(_not_negative))
     # How often lastAccessed times are written to the store.
     last_accessed_flush_seconds: float = field(default=10.0, metadata=_check(_positive))
+    # Serve plain keep-alive requests below aiohttp (see fastpath.py); false
+    # sends every request through aiohttp.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,17 @@ import os
 import signal
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import create_app
+from .app import CONFIG, GATE, create_app
 from .config import Config
 from .errors import error_response
+from .fastpath import FastPath, FastSite
 from .identity import IdentityProvider
 
 log = logging.getLogger("apitokenproxy")
@@ -120,6 +122,14 @@ class GatewayRunner(web.AppRunner):
     def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
+        self.fast: FastPath | None = None
+
+    async def shutdown(self) -> None:
+        # Sites are closed already; let fast-lane requests in flight finish
+        # before the application's resources go.
+        if self.fast is not None:
+            await self.fast.shutdown(SHUTDOWN_SECONDS)
+        await super().shutdown()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -152,7 +162,19 @@ async def start_site(
         access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    config = app[CONFIG]
+    site: web.TCPSite
+    if config.proxy.fast_path and urlsplit(config.upstream.url).scheme == "http":
+        runner.fast = FastPath(
+            app,
+            config,
+            app[GATE],
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+        )
+        site = FastSite(runner, runner.fast, host=host, port=port, reuse_port=reuse_port or None)
+    else:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except BaseException:
