@@ -318,6 +318,9 @@ class FastPath:
         self.access_log = config.logging.access_log
         self.connections: set[FrontProtocol] = set()
         self.closing = False
+        # Requests answered here, and connections handed to aiohttp.
+        self.served = 0
+        self.handed_off = 0
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking requests, let those in flight finish, then close what is left."""
@@ -359,6 +362,7 @@ class FrontProtocol(_Stream):
         transport = self.transport
         assert transport is not None
         self._fast.connections.discard(self)
+        self._fast.handed_off += 1
         handler = self._fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -391,6 +395,7 @@ class FrontProtocol(_Stream):
                 keep = await self._exchange(head, body)
                 self.busy = False
                 served += 1
+                self._fast.served += 1
                 if not keep or head.close:
                     break
         except (_Timeout, _Closed, _ClientGone):

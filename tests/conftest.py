@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from apitokenproxy.app import create_app
 from apitokenproxy.config import Config, config_from_dict
@@ -110,6 +111,21 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 MakeWorld = Callable[..., Awaitable[World]]
 
 
+class GatewayTestServer(TestServer):
+    """The app served exactly as ``apitokenproxy serve`` serves it: the gateway's
+    connection handler and the fast lane in front of aiohttp."""
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        from apitokenproxy.server import start_site
+
+        if self.runner:
+            return
+        self.runner = await start_site(self.app, self.host, 0, access_log=False)
+        self.port = self.runner.addresses[0][1]
+        self.scheme = "http"
+        self._root = URL(f"http://{self.host}:{self.port}")
+
+
 @pytest.fixture
 def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str) -> MakeWorld:
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
@@ -122,7 +138,7 @@ def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str) -> Make
         )
         cfg = config_from_dict(raw)
         clock = FakeClock()
-        client = await aiohttp_client(create_app(cfg, clock=clock))
+        client = await aiohttp_client(GatewayTestServer(create_app(cfg, clock=clock)))
         return World(upstream, server, client, clock, cfg)
 
     return make
