@@ -60,6 +60,8 @@ class GatewayRequestHandler(RequestHandler):
     - A connection that has not sent a complete request head within
       ``header_timeout`` seconds is closed (slow-loris). Between requests,
       aiohttp's keep-alive timeout does the same.
+    - During shutdown, the body of a request in flight is still read, so an
+      upload under way finishes instead of stalling.
     """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,6 +77,19 @@ class GatewayRequestHandler(RequestHandler):
             peer = self.transport.get_extra_info("peername")
             log.info("closing %s: no request head in %s s", peer, self._header_timeout)
             self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if (self._force_close or self._close) and self._request_in_progress:
+            # At shutdown aiohttp stops reading at once, which would stall an
+            # upload in flight until the shutdown timeout; let its body in.
+            flags = self._force_close, self._close
+            self._force_close = self._close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._force_close, self._close = flags
+            return
+        super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_deadline is not None:

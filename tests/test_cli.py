@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,34 @@ def test_redacted_store_urls() -> None:
 
     assert _redacted("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert _redacted("sqlite:///var/lib/t.db") == "sqlite:///var/lib/t.db"
+
+
+async def test_sigterm_lets_requests_in_flight_finish(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeUpstream("jira", JIRA_USERS)
+    upstream = await aiohttp_server(fake.app())
+    port = free_port()
+    config = write_config(
+        tmp_path, str(upstream.make_url("")), listen={"host": "127.0.0.1", "port": port}
+    )
+    proc = await start("serve", "--config", str(config))
+    await wait_for(proc, "listening on")
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        # One request through the fast lane, one through aiohttp (a chunked upload).
+        plain = asyncio.create_task(http.get("/_test/slow?seconds=1.5"))
+
+        async def body() -> Any:
+            yield b"x" * 10
+            await asyncio.sleep(1.0)  # still uploading when SIGTERM comes
+            yield b"y" * 10
+
+        handed = asyncio.create_task(http.post("/rest/api/2/attachment", data=body()))
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        resp = await plain
+        assert (resp.status, await resp.text()) == (200, "late")
+        resp = await handed
+        assert resp.status == 200
+        assert (await resp.json())["body_length"] == 20
+    async with asyncio.timeout(20):
+        await proc.wait()
+    assert proc.returncode == 0
