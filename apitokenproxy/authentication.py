@@ -23,6 +23,7 @@ from .config import AuthConfig
 from .credentials import (
     BasicCredentials,
     BearerCredentials,
+    Credentials,
     MalformedCredentials,
     parse_authorization,
     token_in,
@@ -41,6 +42,14 @@ class InvalidToken(Unauthorized):
     """A token that is malformed, unknown, wrong, expired or not the named user's."""
 
     code = "invalid_token"
+
+
+def read_credentials(authorization: Sequence[str]) -> Credentials | None:
+    """The request's credentials; a header that is ours to read but broken is a 401."""
+    try:
+        return parse_authorization(authorization)
+    except MalformedCredentials as exc:
+        raise Unauthorized(str(exc)) from exc
 
 
 class _UserThrottled(InvalidToken):
@@ -228,10 +237,7 @@ class Authenticator:
         return ActingAs({self._user_header: user_name, **self._secret_headers})
 
     async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
-        try:
-            credentials = parse_authorization(authorization)
-        except MalformedCredentials as exc:
-            raise Unauthorized(str(exc)) from exc
+        credentials = read_credentials(authorization)
         attempt = token_in(credentials)
         if attempt is not None:
             record = await self._verifier.verify(attempt.token, attempt.username, client=client)

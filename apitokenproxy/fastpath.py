@@ -39,7 +39,7 @@ from .config import Config
 from .errors import ProxyError, UpstreamTimeout, UpstreamUnavailable, error_body
 from .forwarding import TRUSTED_PROXIES, Network, client_view
 from .gate import Gate
-from .headers import Headers, for_client, for_upstream, normalise
+from .headers import Headers, Injection, for_client, normalise
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("apitokenproxy.access")
@@ -306,15 +306,7 @@ class FastPath:
         self.read_timeout = upstream.read_timeout_seconds
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
-        self.identity_headers = tuple(
-            h for h in (upstream.user_header, upstream.shared_secret_header) if h
-        )
-        self.user_header = upstream.user_header
-        self.secret: Headers = (
-            [(upstream.shared_secret_header, upstream.shared_secret)]
-            if upstream.shared_secret
-            else []
-        )
+        self.injection = Injection.from_config(upstream)
         self.access_log = config.logging.access_log
         self.connections: set[FrontProtocol] = set()
         self.closing = False
@@ -450,18 +442,10 @@ class FrontProtocol(_Stream):
             return self._error(
                 head, 500, "internal_error", "internal error; see the proxy's log", {}
             )
-        inject: Headers = [
-            ("X-Forwarded-For", view.forwarded_for),
-            ("X-Forwarded-Proto", view.proto),
-            ("X-Forwarded-Host", view.host),
-            *self._fast.secret,
-        ]
-        if admission.user_name is not None:
-            inject.append((self._fast.user_header, admission.user_name))
-        outgoing = for_upstream(
+        outgoing = self._fast.injection.rewrite(
             head.headers,
-            identity_headers=self._fast.identity_headers,
-            inject=inject,
+            view,
+            user_name=admission.user_name,
             strip_authorization=admission.strip_authorization,
         )
         request = (
@@ -546,13 +530,7 @@ class FrontProtocol(_Stream):
             if response.framing == "none":
                 return True
             if response.framing == "length":
-                remaining = response.length
-                while remaining:
-                    if not upstream.buffer:
-                        await upstream.more(self._fast.read_timeout)
-                    chunk = upstream.take(min(remaining, len(upstream.buffer), CHUNK))
-                    remaining -= len(chunk)
-                    await self._forward(chunk)
+                await self._copy(upstream, response.length)
                 return True
             if response.framing == "chunked":
                 await self._relay_chunked(upstream)
@@ -587,13 +565,16 @@ class FrontProtocol(_Stream):
                     await self._forward(upstream.take(line_end + 2))
                     if line_end == 0:
                         return
-            remaining = size + 2  # the data and its CRLF
-            while remaining:
-                if not upstream.buffer:
-                    await upstream.more(self._fast.read_timeout)
-                chunk = upstream.take(min(remaining, len(upstream.buffer), CHUNK))
-                remaining -= len(chunk)
-                await self._forward(chunk)
+            await self._copy(upstream, size + 2)  # the data and its CRLF
+
+    async def _copy(self, upstream: _Upstream, remaining: int) -> None:
+        """Pass exactly ``remaining`` bytes from the upstream to the client."""
+        while remaining:
+            if not upstream.buffer:
+                await upstream.more(self._fast.read_timeout)
+            chunk = upstream.take(min(remaining, len(upstream.buffer), CHUNK))
+            remaining -= len(chunk)
+            await self._forward(chunk)
 
     async def _forward(self, data: bytes) -> None:
         if self.eof and (self.transport is None or self.transport.is_closing()):

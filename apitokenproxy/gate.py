@@ -20,14 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .authentication import TokenVerifier
-from .credentials import (
-    BasicCredentials,
-    MalformedCredentials,
-    TokenAttempt,
-    parse_authorization,
-    token_in,
-)
+from .authentication import TokenVerifier, read_credentials
+from .credentials import BasicCredentials, TokenAttempt, token_in
 from .errors import Unauthorized
 
 
@@ -48,10 +42,7 @@ PASSWORDS_DISABLED = (
 
 
 def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAttempt | Admission:
-    try:
-        credentials = parse_authorization(authorization)
-    except MalformedCredentials as exc:
-        raise Unauthorized(str(exc)) from exc
+    credentials = read_credentials(authorization)
     attempt = token_in(credentials)
     if attempt is not None:
         return attempt

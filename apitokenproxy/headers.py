@@ -12,6 +12,10 @@ must be caught in every spelling.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .config import UpstreamConfig
+from .forwarding import ClientView
 
 Headers = list[tuple[str, str]]
 
@@ -78,3 +82,50 @@ def for_upstream(
 def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
     """The upstream's response headers to send on to the client."""
     return end_to_end(headers)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What the proxy tells the upstream about a request, the same on every path."""
+
+    user_header: str
+    identity_headers: tuple[str, ...]  # never accepted from a client
+    secret: tuple[tuple[str, str], ...]  # the shared-secret header, if configured
+
+    @classmethod
+    def from_config(cls, upstream: UpstreamConfig) -> Injection:
+        return cls(
+            user_header=upstream.user_header,
+            identity_headers=tuple(
+                h for h in (upstream.user_header, upstream.shared_secret_header) if h
+            ),
+            secret=(
+                ((upstream.shared_secret_header, upstream.shared_secret),)
+                if upstream.shared_secret
+                else ()
+            ),
+        )
+
+    def rewrite(
+        self,
+        headers: Sequence[tuple[str, str]],
+        client: ClientView,
+        *,
+        user_name: str | None,
+        strip_authorization: bool,
+    ) -> Headers:
+        """The request headers for the upstream: stripped, then the proxy's own added."""
+        inject: Headers = [
+            ("X-Forwarded-For", client.forwarded_for),
+            ("X-Forwarded-Proto", client.proto),
+            ("X-Forwarded-Host", client.host),
+            *self.secret,
+        ]
+        if user_name is not None:
+            inject.append((self.user_header, user_name))
+        return for_upstream(
+            headers,
+            identity_headers=self.identity_headers,
+            inject=inject,
+            strip_authorization=strip_authorization,
+        )

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .forwarding import ClientView, client_of
 from .gate import Admission, Gate
-from .headers import Headers, for_client, for_upstream, normalise
+from .headers import Headers, Injection, for_client, normalise
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,7 @@ class Forwarder:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._ws_origin = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
         upstream = config.upstream
-        self._identity_headers = tuple(
-            h for h in (upstream.user_header, upstream.shared_secret_header) if h
-        )
-        self._user_header = upstream.user_header
-        self._secret: Headers = (
-            [(upstream.shared_secret_header, upstream.shared_secret)]
-            if upstream.shared_secret
-            else []
-        )
+        self._injection = Injection.from_config(upstream)
         self._max_body = config.proxy.max_request_body_mb * 1024 * 1024
         self._timeout = aiohttp.ClientTimeout(
             total=None,
@@ -119,19 +111,11 @@ class Forwarder:
             raise PayloadTooLarge(f"the request body is larger than {self._max_body} bytes")
 
     def _headers(self, request: web.Request, view: ClientView, admission: Admission) -> Headers:
-        inject: Headers = [
-            ("X-Forwarded-For", view.forwarded_for),
-            ("X-Forwarded-Proto", view.proto),
-            ("X-Forwarded-Host", view.host),
-            *self._secret,
-        ]
-        if admission.user_name is not None:
-            inject.append((self._user_header, admission.user_name))
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        return for_upstream(
+        return self._injection.rewrite(
             raw,
-            identity_headers=self._identity_headers,
-            inject=inject,
+            view,
+            user_name=admission.user_name,
             strip_authorization=admission.strip_authorization,
         )
 

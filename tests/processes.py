@@ -58,3 +58,13 @@ async def stop(proc: asyncio.subprocess.Process) -> str:
     async with asyncio.timeout(20):
         out, _ = await proc.communicate()
     return out.decode()
+
+
+async def serve_config(aiohttp_server: Any, tmp_path: Path, **extra: Any) -> tuple[Path, int]:
+    """A config for ``serve`` in front of a fresh fake Jira, on a free port; and the port."""
+    from .fakes import JIRA_USERS, FakeUpstream
+
+    upstream = await aiohttp_server(FakeUpstream("jira", JIRA_USERS).app())
+    port = free_port()
+    listen = {"host": "127.0.0.1", "port": port, **extra.pop("listen", {})}
+    return write_config(tmp_path, str(upstream.make_url("")), listen=listen, **extra), port

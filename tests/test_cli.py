@@ -14,8 +14,8 @@ import pytest
 
 from apitokenproxy.cli import main
 
-from .fakes import JIRA_USERS, FakeUpstream, basic
-from .processes import free_port, start, stop, wait_for, write_config
+from .fakes import basic
+from .processes import free_port, serve_config, start, stop, wait_for, write_config
 
 API = "/rest/de.resolution.apitokenauth/latest"
 
@@ -79,14 +79,8 @@ def test_operator_commands_reject_bad_values(
 async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream("jira", JIRA_USERS)
-    upstream = await aiohttp_server(fake.app())
-    port = free_port()
-    config = write_config(
-        tmp_path,
-        str(upstream.make_url("")),
-        listen={"host": "127.0.0.1", "port": port},
-        proxy={"last_accessed_flush_seconds": 3600},
+    config, port = await serve_config(
+        aiohttp_server, tmp_path, proxy={"last_accessed_flush_seconds": 3600}
     )
     proc = await start("serve", "--config", str(config))
     try:
@@ -143,14 +137,7 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
 
 
 async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_path: Path) -> None:
-    fake = FakeUpstream("jira", JIRA_USERS)
-    upstream = await aiohttp_server(fake.app())
-    port = free_port()
-    config = write_config(
-        tmp_path,
-        str(upstream.make_url("")),
-        listen={"host": "127.0.0.1", "port": port, "workers": 2},
-    )
+    config, port = await serve_config(aiohttp_server, tmp_path, listen={"workers": 2})
     proc = await start("serve", "--config", str(config))
     try:
         seen = ""
@@ -239,12 +226,7 @@ def test_redacted_store_urls() -> None:
 
 
 async def test_sigterm_lets_requests_in_flight_finish(aiohttp_server: Any, tmp_path: Path) -> None:
-    fake = FakeUpstream("jira", JIRA_USERS)
-    upstream = await aiohttp_server(fake.app())
-    port = free_port()
-    config = write_config(
-        tmp_path, str(upstream.make_url("")), listen={"host": "127.0.0.1", "port": port}
-    )
+    config, port = await serve_config(aiohttp_server, tmp_path)
     proc = await start("serve", "--config", str(config))
     await wait_for(proc, "listening on")
     async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:

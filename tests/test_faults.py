@@ -18,8 +18,8 @@ from apitokenproxy.app import STORE
 from apitokenproxy.tokens import format_token
 
 from .conftest import MakeWorld, World
-from .fakes import JIRA_USERS, FakeUpstream, basic, bearer
-from .processes import free_port, start, stop, wait_for, write_config
+from .fakes import basic, bearer
+from .processes import serve_config, start, stop, wait_for
 
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")
@@ -138,14 +138,8 @@ async def test_a_sick_store_fails_writes_cleanly_and_cached_tokens_keep_working(
 async def test_sigkill_under_load_loses_nothing_that_was_reported(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream("jira", JIRA_USERS)
-    upstream = await aiohttp_server(fake.app())
-    port = free_port()
-    config = write_config(
-        tmp_path,
-        str(upstream.make_url("")),
-        listen={"host": "127.0.0.1", "port": port},
-        auth={"throttle": {"max_failures": 100000}},
+    config, port = await serve_config(
+        aiohttp_server, tmp_path, auth={"throttle": {"max_failures": 100000}}
     )
     created: dict[int, str] = {}
     deleted: set[int] = set()
@@ -210,13 +204,9 @@ async def test_mixed_load_keeps_valid_tokens_working_and_resources_flat(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
     """Valid tokens, bad tokens and anonymous calls for a while (60 s in CI)."""
-    fake = FakeUpstream("jira", JIRA_USERS)
-    upstream = await aiohttp_server(fake.app())
-    port = free_port()
-    config = write_config(
+    config, port = await serve_config(
+        aiohttp_server,
         tmp_path,
-        str(upstream.make_url("")),
-        listen={"host": "127.0.0.1", "port": port},
         auth={"throttle": {"max_failures": 1_000_000}},
         logging={"access_log": False},
     )
