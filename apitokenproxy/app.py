@@ -48,7 +48,6 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 STORE: web.AppKey[TokenStore] = web.AppKey("store", TokenStore)
 VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
 ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
-SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
 
@@ -168,7 +167,6 @@ def _components(
         app[STORE] = store
         app[VERIFIER] = verifier
         app[ACCESS] = access
-        app[SESSION] = session
         app[api.AUTHENTICATOR] = authenticator
         app[api.SERVICE] = TokenService(
             store, hasher, authenticator, provider, verifier, config.tokens, clock

@@ -202,9 +202,6 @@ class TokenVerifier:
     def forget_all(self) -> None:
         self._cache.clear()
 
-    def __len__(self) -> int:
-        return len(self._cache)
-
 
 class Authenticator:
     """Turns the Authorization header of a management call into a Caller."""

@@ -5,7 +5,6 @@
     ├── Unauthorized         401    missing, malformed or wrong credentials
     ├── Forbidden            403    authenticated, but not allowed
     ├── NotFound             404    no such resource (or not the caller's)
-    ├── MethodNotAllowed     405
     ├── PayloadTooLarge      413    request body over the configured limit
     ├── TooManyRequests      429    failed-attempt throttling
     ├── StoreUnavailable     503    the token store cannot be used right now
@@ -78,13 +77,6 @@ class NotFound(ProxyError):
 
     status = 404
     code = "not_found"
-
-
-class MethodNotAllowed(ProxyError):
-    """The path exists but not with this method."""
-
-    status = 405
-    code = "method_not_allowed"
 
 
 class PayloadTooLarge(ProxyError):

@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .api import BASE_PATH
+from .app import HEALTH_PREFIX
 from .config import Config
 from .errors import ProxyError, UpstreamTimeout, UpstreamUnavailable, error_body
 from .forwarding import TRUSTED_PROXIES, Network, client_view
@@ -55,7 +57,8 @@ CHUNK = 64 * 1024
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_ROUTED_ELSEWHERE = ("apitokenauth", "__apitokenproxy")
+# Paths aiohttp routes to the proxy's own handlers, matched loosely (any case).
+_ROUTED_ELSEWHERE = (BASE_PATH.split("/")[2].lower(), HEALTH_PREFIX.strip("/").lower())
 
 
 class _Timeout(Exception):

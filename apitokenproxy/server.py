@@ -203,28 +203,18 @@ async def run_until_signalled(
     host: str,
     port: int,
     *,
-    reuse_port: bool = False,
-    access_log: bool = True,
-    keepalive_timeout: float = 75.0,
-    header_timeout: float = 30.0,
     started: Callable[[int], None] | None = None,
+    **site_options: Any,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, then shut down cleanly."""
+    """Serve ``app`` (see ``start_site`` for the options) until SIGTERM/SIGINT,
+    then shut down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner: GatewayRunner | None = None
     try:
-        runner = await start_site(
-            app,
-            host,
-            port,
-            reuse_port=reuse_port,
-            access_log=access_log,
-            keepalive_timeout=keepalive_timeout,
-            header_timeout=header_timeout,
-        )
+        runner = await start_site(app, host, port, **site_options)
         if started is not None:
             started(_bound_port(runner, port))
         await stop.wait()

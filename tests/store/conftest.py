@@ -6,13 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from apitokenproxy.store import TokenStore, open_store
+from apitokenproxy.store import TokenStore, opened
 
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[TokenStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+    async with opened(store_url) as store:
+        yield store
