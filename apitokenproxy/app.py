@@ -4,7 +4,10 @@ Following one request: ``errors_middleware`` guarantees a JSON answer,
 ``api.py`` serves the token-management paths (``authentication.py`` decides
 who calls, ``service.py`` applies the rules, ``store/`` remembers), and every
 other path goes to ``proxy.py``. Health and readiness answer under
-``/__apitokenproxy/``, a prefix no Jira or Confluence path uses.
+``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
+production, plain requests never reach this application at all:
+``fastpath.py`` serves them with the same gate and header rules, and hands
+everything else here (see ``server.py``).
 
 Every resource is acquired and released in one ``cleanup_ctx`` generator, so
 shutdown runs in reverse order: stop taking uses, flush ``lastAccessed``,
