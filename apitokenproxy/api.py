@@ -35,6 +35,8 @@ MAX_PAGE = 2**31 - 1
 
 SERVICE: web.AppKey[TokenService] = web.AppKey("service", TokenService)
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+PUBLIC_URL: web.AppKey[str] = web.AppKey("public_url", str)
+CONTEXT_PATH: web.AppKey[str] = web.AppKey("context_path", str)
 
 
 @dataclass(frozen=True)
@@ -245,10 +247,6 @@ async def tokens_by_filter(request: web.Request) -> web.Response:
             not_valid_after=query.not_valid_after,
         )
     )
-
-
-PUBLIC_URL: web.AppKey[str] = web.AppKey("public_url", str)
-CONTEXT_PATH: web.AppKey[str] = web.AppKey("context_path", str)
 
 
 def _request_base_url(request: web.Request) -> str:

@@ -80,7 +80,6 @@ class Forwarder:
         """Answer ``Expect: 100-continue`` only once the request is admitted."""
         try:
             request[_ADMISSION] = await self._admit(request, client_of(request))
-            self._check_declared_length(request)
         except ProxyError as exc:
             return exc.to_response()
         if request.version != HttpVersion11 or request.headers["Expect"].lower() != "100-continue":
@@ -96,19 +95,20 @@ class Forwarder:
         admission = request.get(_ADMISSION)
         if admission is None:
             admission = await self._admit(request, view)
-            self._check_declared_length(request)
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
             return await self._websocket(request, headers)
         return await self._http(request, headers)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
-        return await self._gate.admit(request.headers.getall("Authorization", []), view.address)
-
-    def _check_declared_length(self, request: web.Request) -> None:
+        """Admit the request, then refuse a declared body over the limit (before any upload)."""
+        admission = await self._gate.admit(
+            request.headers.getall("Authorization", []), view.address
+        )
         length = request.content_length
         if self._max_body and length is not None and length > self._max_body:
-            raise PayloadTooLarge(f"the request body is larger than {self._max_body} bytes")
+            raise _too_large(self._max_body)
+        return admission
 
     def _headers(self, request: web.Request, view: ClientView, admission: Admission) -> Headers:
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
@@ -261,7 +261,7 @@ class _LimitedBody:
         self.exceeded = False
 
     def error(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the request body is larger than {self._limit} bytes")
+        return _too_large(self._limit)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
@@ -271,6 +271,10 @@ class _LimitedBody:
                 self.exceeded = True
                 raise self.error()
             yield chunk
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than {limit} bytes")
 
 
 def _is_websocket(request: web.Request) -> bool:
