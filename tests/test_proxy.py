@@ -17,7 +17,7 @@ import pytest
 from apitokenproxy.app import ACCESS, STORE
 from apitokenproxy.tokens import format_token
 
-from .conftest import MakeWorld, World
+from .conftest import GatewayTestServer, MakeWorld, World
 from .fakes import GZIPPED, USER_HEADER, basic, bearer, pattern
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -548,7 +548,7 @@ async def test_health_and_readiness(jira: World) -> None:
 async def test_revocation_reaches_a_second_worker(jira: World, aiohttp_client: Any) -> None:
     from apitokenproxy.app import create_app
 
-    second = await aiohttp_client(create_app(jira.config, clock=jira.clock))
+    second = await aiohttp_client(GatewayTestServer(create_app(jira.config, clock=jira.clock)))
     made = await make_token(jira)
     token = bearer(made["plainTextToken"])
     assert (await second.get("/rest/api/2/issue/X-1", headers=token)).status == 200  # now cached

@@ -15,7 +15,7 @@ from apitokenproxy.app import ACCESS, STORE, create_app
 from apitokenproxy.config import config_from_dict
 from apitokenproxy.tokens import format_token
 
-from .conftest import FakeClock, base_config, deep_merge
+from .conftest import FakeClock, GatewayTestServer, base_config, deep_merge
 from .fakes import JIRA_USERS, FakeUpstream, basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -35,7 +35,10 @@ async def instances(
         deep_merge(base_config(str(upstream.make_url("")).rstrip("/"), store_url), extra or {})
     )
     clock = FakeClock()
-    clients = [await aiohttp_client(create_app(config, clock=clock)) for _ in range(count)]
+    clients = [
+        await aiohttp_client(GatewayTestServer(create_app(config, clock=clock)))
+        for _ in range(count)
+    ]
     return clients, clock
 
 
