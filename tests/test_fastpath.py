@@ -118,6 +118,11 @@ def test_conflicting_lengths_from_the_upstream_are_refused() -> None:
         _response(REQ, 200, "OK", "HTTP/1.1", [("Content-Length", "5"), ("Content-Length", "6")])
 
 
+@pytest.fixture
+async def jira(make_world: MakeWorld) -> World:
+    return await make_world(config={"proxy": {"fast_path": True}})
+
+
 async def test_plain_requests_take_the_fast_lane_and_the_rest_is_handed_off(jira: World) -> None:
     fast = jira.client.server.runner.fast  # type: ignore[union-attr]
     assert fast is not None
@@ -191,7 +196,9 @@ class QuirkyUpstream:
 async def quirky(make_world: MakeWorld) -> tuple[QuirkyUpstream, World]:
     upstream = QuirkyUpstream()
     port = await upstream.start()
-    world = await make_world(config={"upstream": {"url": f"http://127.0.0.1:{port}"}})
+    world = await make_world(
+        config={"upstream": {"url": f"http://127.0.0.1:{port}"}, "proxy": {"fast_path": True}}
+    )
     yield upstream, world  # type: ignore[misc]
     assert upstream.server is not None
     upstream.server.close()
