@@ -20,6 +20,9 @@ from apitokenproxy.config import Config, config_from_dict
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, FakeUpstream
 
+# An embedded Tomcat 10, the server Jira and Confluence run on (tests/peers).
+pytest_plugins = ["tests.peers.tomcat"]
+
 # 2026-01-15 12:00:00 UTC
 START_MS = 1_768_478_400_000
 
@@ -108,6 +111,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+LANES = {"fast": {"proxy": {"fast_path": True}}, "aiohttp": {"proxy": {"fast_path": False}}}
+
+
+@pytest.fixture(params=sorted(LANES))
+def lane(request: pytest.FixtureRequest) -> str:
+    """Each data-path lane in turn, as uvicorn runs its suite over both HTTP
+    implementations: end-to-end tests that take a world run on both."""
+    return str(request.param)
+
+
 MakeWorld = Callable[..., Awaitable[World]]
 
 
@@ -127,13 +140,15 @@ class GatewayTestServer(TestServer):
 
 
 @pytest.fixture
-def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str) -> MakeWorld:
+def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str) -> MakeWorld:
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
         users = JIRA_USERS if product == "jira" else CONFLUENCE_USERS
         upstream = FakeUpstream(product, users)  # type: ignore[arg-type]
         server = await aiohttp_server(upstream.app())
         raw = deep_merge(
-            base_config(str(server.make_url("")).rstrip("/"), store_url, product),
+            deep_merge(
+                base_config(str(server.make_url("")).rstrip("/"), store_url, product), LANES[lane]
+            ),
             config or {},
         )
         cfg = config_from_dict(raw)
@@ -168,7 +183,7 @@ MakeLive = Callable[..., Awaitable[Live]]
 
 
 @pytest.fixture
-async def make_live(aiohttp_server: Any, tmp_path: Path) -> Any:
+async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
     from apitokenproxy.server import start_site
 
     runners = []
@@ -177,7 +192,12 @@ async def make_live(aiohttp_server: Any, tmp_path: Path) -> Any:
         upstream = FakeUpstream("jira", JIRA_USERS)
         server = await aiohttp_server(upstream.app())
         raw = deep_merge(
-            base_config(str(server.make_url("")).rstrip("/"), f"sqlite:///{tmp_path / 'live.db'}"),
+            deep_merge(
+                base_config(
+                    str(server.make_url("")).rstrip("/"), f"sqlite:///{tmp_path / 'live.db'}"
+                ),
+                LANES[lane],
+            ),
             config or {},
         )
         clock = FakeClock()
