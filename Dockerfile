@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY apitokenproxy ./apitokenproxy
-RUN pip install '.[speed,postgres]' && rm -rf /src
+RUN pip install '.[postgres]' && rm -rf /src
 
 RUN useradd --system --uid 10001 --home-dir /var/lib/apitokenproxy apitokenproxy \
     && mkdir -p /var/lib/apitokenproxy /etc/apitokenproxy \

@@ -3,11 +3,11 @@
 Following one request: ``errors_middleware`` guarantees a JSON answer,
 ``api.py`` serves the token-management paths (``authentication.py`` decides
 who calls, ``service.py`` applies the rules, ``store/`` remembers), and every
-other path goes to ``proxy.py``. Health and readiness answer under
+other path goes to ``proxy/forwarder.py``. Health and readiness answer under
 ``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
 production, plain requests never reach this application at all:
-``fastpath.py`` serves them with the same gate and header rules, and hands
-everything else here (see ``server.py``).
+``proxy/fastlane.py`` serves them with the same gate, header rules and
+upstream pool, and hands everything else here (see ``server.py``).
 
 Every resource is acquired and released in one ``cleanup_ctx`` generator, so
 shutdown runs in reverse order: stop taking uses, flush ``lastAccessed``,
@@ -34,8 +34,12 @@ from .errors import NotFound, ProxyError, StoreUnavailable, error_response
 from .forwarding import TRUSTED_PROXIES, parse_networks
 from .gate import Gate
 from .hashing import SecretHasher
+from .headers import Injection
 from .identity import IdentityProvider, UpstreamIdentity
-from .proxy import SKIP_AUTO_HEADERS, Forwarder
+from .proxy.fastlane import FastLane
+from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
+from .proxy.requestlog import RequestLog
+from .proxy.upstream import pool_for
 from .service import TokenService
 from .store import TokenStore, open_configured
 from .throttle import FailureThrottle
@@ -43,6 +47,9 @@ from .throttle import FailureThrottle
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/__apitokenproxy"
+# Lower-case path fragments routed to this application's own handlers; the
+# fast lane hands any request whose path contains one to aiohttp.
+ROUTED_ELSEWHERE = (api.BASE_PATH.split("/")[2].lower(), HEALTH_PREFIX.strip("/").lower())
 
 Clock = Callable[[], int]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,6 +60,8 @@ VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
 ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
+FAST_LANE: web.AppKey[FastLane] = web.AppKey("fast_lane", FastLane)
+REQUESTS: web.AppKey[RequestLog] = web.AppKey("requests", RequestLog)
 
 
 def now_ms() -> int:
@@ -139,6 +148,13 @@ def _components(
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=SKIP_AUTO_HEADERS,
         )
+        pool = pool_for(
+            config.upstream.url,
+            limit=config.upstream.max_connections,
+            connect_timeout=config.upstream.connect_timeout_seconds,
+            read_timeout=config.upstream.read_timeout_seconds,
+        )
+        requests = RequestLog(config.logging.access_log)
         access = AccessLog(store, config.proxy.last_accessed_flush_seconds)
         throttle = config.auth.throttle
         verifier = TokenVerifier(
@@ -153,7 +169,7 @@ def _components(
             cache_size=config.auth.token_cache_size,
         )
         provider = identity or UpstreamIdentity(
-            session,
+            pool,
             config.upstream.url,
             config.upstream.product,
             admin_groups=config.auth.admin_groups,
@@ -166,6 +182,7 @@ def _components(
             user_header=config.upstream.user_header,
             shared_secret_header=config.upstream.shared_secret_header,
             shared_secret=config.upstream.shared_secret,
+            user_header_encoding=config.upstream.user_header_encoding,
         )
         app[STORE] = store
         app[VERIFIER] = verifier
@@ -175,8 +192,20 @@ def _components(
             store, hasher, authenticator, provider, verifier, config.tokens, clock
         )
         gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+        injection = Injection.from_config(config.upstream)
         app[GATE] = gate
-        app[FORWARDER] = Forwarder(session, gate, config)
+        app[REQUESTS] = requests
+        app[FORWARDER] = Forwarder(pool, session, gate, injection, config)
+        app[FAST_LANE] = FastLane(
+            gate=gate,
+            injection=injection,
+            pool=pool,
+            trusted=app[TRUSTED_PROXIES],
+            routed_elsewhere=ROUTED_ELSEWHERE,
+            header_timeout=config.listen.header_timeout_seconds,
+            keepalive_timeout=config.listen.keepalive_timeout_seconds,
+            requests=requests,
+        )
         access.start()
         watcher = asyncio.create_task(
             store.watch(verifier.forget, verifier.forget_all), name="revocations"
@@ -188,6 +217,8 @@ def _components(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await access.stop()
+            requests.flush()
+            pool.close()
             await session.close()
             await store.close()
             hasher.close()

@@ -2,8 +2,9 @@
 
 ``TokenVerifier`` answers "which token is this, and is it good?" from the
 store, with a bounded cache of verified tokens so that a token already seen
-costs neither a query nor argon2. ``Authenticator`` turns any accepted
-``Authorization`` header into a ``Caller`` for the management API.
+costs neither a query nor argon2, and one check shared by every concurrent
+first use of a token. ``Authenticator`` turns any accepted ``Authorization``
+header into a ``Caller`` for the management API.
 
 Cache keys are keyed BLAKE2b digests under a key made at start-up, so the
 plaintext of a token or password is never held as a key.
@@ -11,9 +12,11 @@ plaintext of a token or password is never held as a key.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,11 +31,12 @@ from .credentials import (
     parse_authorization,
     token_in,
 )
-from .errors import TooManyRequests, Unauthorized
+from .errors import Unauthorized
 from .hashing import SecretHasher
+from .headers import user_value
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
 from .store import TokenRecord, TokenStore
-from .throttle import FailureThrottle
+from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
 from .tokens import MalformedToken, parse_token
 
 Clock = Callable[[], int]
@@ -50,14 +54,6 @@ def read_credentials(authorization: Sequence[str]) -> Credentials | None:
         return parse_authorization(authorization)
     except MalformedCredentials as exc:
         raise Unauthorized(str(exc)) from exc
-
-
-class _UserThrottled(InvalidToken):
-    """A failed attempt for a throttled user name; answered with 429."""
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,31 @@ class KeyedDigest:
         return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
 
 
+def rejection(record: TokenRecord, username: str | None, now_ms: int) -> str | None:
+    """Why a verified token is refused now (expired, or not the named user's); None if it is not."""
+    if record.expired(now_ms):
+        expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
+        return f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one"
+    if username is not None and username.casefold() != record.owner_name.casefold():
+        return "the token does not belong to the user name given with it"
+    return None
+
+
 class TokenVerifier:
+    """Says which token a request carries and whether it is good, counting failures.
+
+    Throttling never refuses a correct token. A verified token in the cache is
+    accepted without looking at the throttle; any other is verified before the
+    throttle decides anything, and only a failure becomes a 429. Guessing stays
+    bounded because a throttled address or user name gets one argon2 check at
+    a time (``Turns``), on top of the hasher's global bound (503 ``Busy``).
+
+    Concurrent checks of one token share a single store query and argon2
+    verification (a flight, keyed by the token's digest), so a crowd of first
+    uses costs one check; each request still applies its own acceptance
+    rules and counts its own failures.
+    """
+
     def __init__(
         self,
         store: TokenStore,
@@ -103,7 +123,21 @@ class TokenVerifier:
         self._clock = clock
         self._digest = KeyedDigest()
         self._cache: TTLCache[bytes, TokenRecord] = TTLCache(cache_size, cache_seconds)
+        self._turns = Turns()
+        self._flights: dict[bytes, asyncio.Task[TokenRecord]] = {}
+        # Bumped by every revocation: a check that began before one may have
+        # read a token since deleted, so its answer is not cached.
+        self._epoch = 0
         self._dummy_hash: str | None = None
+
+    def verify_cached(self, token: str, username: str | None) -> TokenRecord | None:
+        """The record of a token already verified and still good, without awaiting; None when
+        the caller must await verify() (not cached, expired, or not the named user's), which
+        then does the failure accounting."""
+        record = self._cache.get(self._digest(token))
+        if record is None or self._accepted(record, username) is not None:
+            return None
+        return record
 
     async def verify(
         self, token: str, username: str | None = None, *, client: str | None = None
@@ -112,57 +146,92 @@ class TokenVerifier:
 
         ``username`` (from Basic auth) must match the owner, ignoring case.
         ``client`` is the caller's address, for throttling. Every use is
-        recorded for ``lastAccessed``.
+        recorded for ``lastAccessed``, every failure counted against the
+        address and the user name; a failure while either is throttled is
+        TooManyRequests, never a good token.
         """
-        address_key = f"address {client}" if client else None
-        user_key = f"user {username.casefold()}" if username else None
-        wait = self._throttle.retry_after(address_key) if address_key else None
-        if wait is not None:
-            raise TooManyRequests(
-                f"too many failed token attempts from {client}; retry in {wait} s",
-                retry_after=wait,
-            )
+        keys = throttle_keys(client, username)
+        digest = self._digest(token)
         try:
-            return self._accept(await self._lookup(token, username, user_key), username)
+            record = self._cache.get(digest)
+            if record is None:
+                record = await self._check(token, digest, username, self._throttled(keys))
+            problem = self._accepted(record, username)
+            if problem is not None:
+                raise InvalidToken(problem)
+            return record
         except InvalidToken as exc:
-            for key in (address_key, user_key):
-                if key is not None:
-                    await self._throttle.record_failure(key)
-            if isinstance(exc, _UserThrottled):
-                raise TooManyRequests(exc.message, retry_after=exc.retry_after) from exc
+            # Decided before this failure is counted: the attempt that reaches
+            # the limit is still answered 401, the next ones 429.
+            refusal = too_many(self._throttled(keys))
+            for key in keys:
+                await self._throttle.record_failure(key)
+            if refusal is not None:
+                raise refusal from exc
             raise
 
-    async def _lookup(self, token: str, username: str | None, user_key: str | None) -> TokenRecord:
-        key = self._digest(token)
-        record = self._cache.get(key)
-        if record is None:
-            user_wait = self._throttle.retry_after(user_key) if user_key else None
-            guard = (username, user_wait) if username and user_wait else None
-            record = await self._verify_uncached(token, guard)
-            self._cache.put(key, record)
-        return record
+    def _throttled(self, keys: list[str]) -> dict[str, int]:
+        waits = {key: self._throttle.retry_after(key) for key in keys}
+        return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _accept(self, record: TokenRecord, username: str | None) -> TokenRecord:
+    def _accepted(self, record: TokenRecord, username: str | None) -> str | None:
+        """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
-        if record.expired(now):
-            expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
-            raise InvalidToken(
-                f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one"
-            )
-        if username is not None and username.casefold() != record.owner_name.casefold():
-            raise InvalidToken("the token does not belong to the user name given with it")
-        self._access.record(record.id, now)
-        return record
+        problem = rejection(record, username, now)
+        if problem is None:
+            self._access.record(record.id, now)
+        return problem
 
-    async def _verify_uncached(
-        self, token: str, guard: tuple[str, int] | None = None
+    async def _check(
+        self, token: str, digest: bytes, username: str | None, throttled: Mapping[str, int]
     ) -> TokenRecord:
-        """Check a token against the store.
+        """Verify a token that is not in the cache.
 
-        ``guard`` (user name, seconds left) is set while that user name is
-        throttled: then only a token of that user's is worth argon2's time;
-        anything else is refused at once, and counted as a failure.
+        A check of the same token already under way is joined: it costs
+        nothing more. Otherwise each throttled key waits for its turn, so it
+        never has more than one argon2 verification in flight.
         """
+        if username and user_key(username) in throttled:
+            await self._guard(token, username)
+        flight = self._flights.get(digest)
+        if flight is None:
+            end_turns = await self._turns.take(throttled)
+            record = self._cache.get(digest)  # verified by a check that had the turn before
+            if record is not None:
+                end_turns()
+                return record
+            flight = self._flights.get(digest) or self._launch(token, digest)
+            # The turn lasts as long as the check, even if this request stops
+            # waiting for it (a client that hangs up cannot start a second).
+            flight.add_done_callback(lambda _: end_turns())
+        # Shielded: one waiter giving up must not cancel the others' check.
+        return await asyncio.shield(flight)
+
+    async def _guard(self, token: str, username: str) -> None:
+        """While ``username`` is throttled, only a token of that user's is worth
+        argon2's time: refuse anything else at once (it is counted as a failure)."""
+        try:
+            record = await self._store.get(parse_token(token).token_id)
+        except MalformedToken as exc:
+            raise InvalidToken(str(exc)) from exc
+        if record is None or record.owner_name.casefold() != username.casefold():
+            raise InvalidToken("the token is unknown or not the named user's")
+
+    def _launch(self, token: str, digest: bytes) -> asyncio.Task[TokenRecord]:
+        flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
+        self._flights[digest] = flight
+        flight.add_done_callback(functools.partial(self._landed, digest))
+        return flight
+
+    def _landed(self, digest: bytes, flight: asyncio.Task[TokenRecord]) -> None:
+        if self._flights.get(digest) is flight:
+            del self._flights[digest]
+        if not flight.cancelled():
+            # Every waiter may have given up; the outcome is theirs, not the loop's to report.
+            flight.exception()
+
+    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> TokenRecord:
+        """Check a token against the store, and cache it if it is good."""
         try:
             parsed = parse_token(token)
         except MalformedToken as exc:
@@ -171,13 +240,6 @@ class TokenVerifier:
             await self._hasher.verify(await self._dummy(), token)
             raise InvalidToken(str(exc)) from exc
         record = await self._store.get(parsed.token_id)
-        if guard is not None and (
-            record is None or record.owner_name.casefold() != guard[0].casefold()
-        ):
-            raise _UserThrottled(
-                f"too many failed token attempts for {guard[0]}; retry in {guard[1]} s",
-                retry_after=guard[1],
-            )
         if record is None:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
@@ -185,6 +247,8 @@ class TokenVerifier:
             raise InvalidToken("the token is unknown or has been revoked")
         if not await self._hasher.verify(record.secret_hash, parsed.secret):
             raise InvalidToken("the token is unknown or has been revoked")
+        if epoch == self._epoch:
+            self._cache.put(digest, record)
         return record
 
     async def _dummy(self) -> str:
@@ -198,9 +262,17 @@ class TokenVerifier:
         if doomed:
             self._cache.discard_where(lambda record: record.id in doomed)
             self._access.forget(doomed)
+            self._revoked()
 
     def forget_all(self) -> None:
         self._cache.clear()
+        self._revoked()
+
+    def _revoked(self) -> None:
+        # Checks under way may have read a revoked token: let them finish for
+        # their own waiters, but cache nothing from them and let no one join.
+        self._epoch += 1
+        self._flights.clear()
 
 
 class Authenticator:
@@ -215,6 +287,7 @@ class Authenticator:
         user_header: str,
         shared_secret_header: str = "",
         shared_secret: str = "",
+        user_header_encoding: str = "latin-1",
     ) -> None:
         self._verifier = verifier
         self._identity = identity
@@ -227,11 +300,13 @@ class Authenticator:
             config.token_cache_size, config.password_cache_seconds
         )
         self._user_header = user_header
+        self._encoding = user_header_encoding
         self._secret_headers = {shared_secret_header: shared_secret} if shared_secret else {}
 
     def acting_for(self, user_name: str) -> ActingAs:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
-        return ActingAs({self._user_header: user_name, **self._secret_headers})
+        value = user_value(user_name, self._encoding)
+        return ActingAs({self._user_header: value, **self._secret_headers})
 
     async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
         credentials = read_credentials(authorization)

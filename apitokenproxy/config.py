@@ -92,8 +92,10 @@ def _log_level(value: str) -> str | None:
 class ListenConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
     port: int = field(default=8080, metadata=_check(_port))
-    # Worker processes sharing the port through SO_REUSEPORT.
-    workers: int = field(default=1, metadata=_check(_positive))
+    # Worker processes sharing the port through SO_REUSEPORT; 0 means one per
+    # CPU this process may run on (its affinity, so containers pinned to fewer
+    # CPUs than the host get as many workers as they have).
+    workers: int = field(default=0, metadata=_check(_not_negative))
     # A client must send a complete request head this soon after connecting
     # (slow-loris), and may stay idle this long between requests.
     header_timeout_seconds: float = field(default=30.0, metadata=_check(_positive))
@@ -108,6 +110,10 @@ class UpstreamConfig:
     url: str = field(metadata=_check(_http_url))
     product: Literal["jira", "confluence"] = "jira"
     user_header: str = field(default="X-Forwarded-User", metadata=_check(_header_name))
+    # How a user name travels in that header. Tomcat reads header bytes as
+    # ISO-8859-1, so latin-1 is exact for every name it can spell; names
+    # outside it need an authenticator that decodes utf-8 bytes or %XX.
+    user_header_encoding: Literal["latin-1", "utf-8", "percent"] = "latin-1"
     # An optional second header the upstream's authenticator can check, so that
     # the user header alone is not enough even if the upstream port is reachable.
     shared_secret_header: str = field(default="", metadata=_check(_optional_header_name))

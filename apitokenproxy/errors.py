@@ -4,6 +4,7 @@
     ├── BadRequest           400    the request is malformed or a value is invalid
     ├── Unauthorized         401    missing, malformed or wrong credentials
     ├── Forbidden            403    authenticated, but not allowed
+    │   └── UnsendableUserName 403  the owner's name cannot travel in the user header
     ├── NotFound             404    no such resource (or not the caller's)
     ├── PayloadTooLarge      413    request body over the configured limit
     ├── TooManyRequests      429    failed-attempt throttling
@@ -70,6 +71,12 @@ class Forbidden(ProxyError):
 
     status = 403
     code = "forbidden"
+
+
+class UnsendableUserName(Forbidden):
+    """The token is good, but its owner's name cannot be written in the user header."""
+
+    code = "user_name_not_sendable"
 
 
 class NotFound(ProxyError):

@@ -58,6 +58,17 @@ class Gate:
         self._verifier = verifier
         self._allow_password = allow_password
 
+    def admit_now(self, authorization: Sequence[str], client: str) -> Admission | None:
+        """Decide without awaiting if possible (no token, or one already verified);
+        None when ``admit`` must be awaited. Raises as ``admit`` does."""
+        decision = classify(authorization, allow_password=self._allow_password)
+        if isinstance(decision, Admission):
+            return decision
+        record = self._verifier.verify_cached(decision.token, decision.username)
+        if record is None:
+            return None
+        return Admission(user_name=record.owner_name, strip_authorization=True)
+
     async def admit(self, authorization: Sequence[str], client: str) -> Admission:
         """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
         decision = classify(authorization, allow_password=self._allow_password)

@@ -11,10 +11,13 @@ must be caught in every spelling.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .config import UpstreamConfig
+from .errors import UnsendableUserName
 from .forwarding import ClientView
 
 Headers = list[tuple[str, str]]
@@ -42,13 +45,18 @@ def normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+# ``Connection`` may make any other header hop-by-hop, but never these: the
+# message's framing and its Host mean the same on both sides of the proxy.
+NEVER_NAMED = frozenset({"content-length", "transfer-encoding", "host"})
+
+
 def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     """Header names listed in ``Connection``: hop-by-hop for this message only."""
     named: set[str] = set()
     for name, value in headers:
         if normalise(name) == "connection":
             named.update(normalise(token) for token in value.split(",") if token.strip())
-    return frozenset(named)
+    return frozenset(named - NEVER_NAMED)
 
 
 def end_to_end(headers: Sequence[tuple[str, str]], drop: Iterable[str] = ()) -> Headers:
@@ -84,6 +92,34 @@ def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
     return end_to_end(headers)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Percent-encoding keeps every visible ASCII character but "%" itself, so the
+# names most sites have (ASCII) look the same in every encoding.
+_PERCENT_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def user_value(name: str, encoding: str) -> str:
+    """The user header's value for ``name``, as a str whose Latin-1 bytes go on the wire.
+
+    Raises UnsendableUserName when the name cannot be written in ``encoding``
+    (never drops the connection, never sends a name the upstream would misread).
+    """
+    if _CONTROL.search(name) is not None:
+        raise UnsendableUserName("the token owner's name contains control characters")
+    if encoding == "percent":
+        return quote(name, safe=_PERCENT_SAFE)
+    if encoding == "utf-8":
+        return name.encode("utf-8").decode("latin-1")
+    try:
+        name.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise UnsendableUserName(
+            f"the token owner's name {name!r} cannot be sent in ISO-8859-1; the administrator "
+            "can set upstream.user_header_encoding to utf-8 or percent"
+        ) from exc
+    return name
+
+
 @dataclass(frozen=True)
 class Injection:
     """What the proxy tells the upstream about a request, the same on every path."""
@@ -91,6 +127,7 @@ class Injection:
     user_header: str
     identity_headers: tuple[str, ...]  # never accepted from a client
     secret: tuple[tuple[str, str], ...]  # the shared-secret header, if configured
+    encoding: str = "latin-1"  # see user_value
 
     @classmethod
     def from_config(cls, upstream: UpstreamConfig) -> Injection:
@@ -104,6 +141,7 @@ class Injection:
                 if upstream.shared_secret
                 else ()
             ),
+            encoding=upstream.user_header_encoding,
         )
 
     def rewrite(
@@ -122,7 +160,7 @@ class Injection:
             *self.secret,
         ]
         if user_name is not None:
-            inject.append((self.user_header, user_name))
+            inject.append((self.user_header, user_value(user_name, self.encoding)))
         return for_upstream(
             headers,
             identity_headers=self.identity_headers,

@@ -9,8 +9,10 @@ caller) or the trusted user header (a token caller: the upstream's header
 authenticator accepts it from the proxy, exactly as on the data path). So a
 token owner's admin rights are asked afresh, never frozen at creation time.
 
-aiohttp client errors are translated here, once, into UpstreamUnavailable
-and UpstreamTimeout.
+The calls go through the same ``UpstreamPool`` as the data path, so a user
+header is written the same way in both (``headers.user_value``), and
+failures arrive already translated into UpstreamUnavailable and
+UpstreamTimeout.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import aiohttp
-
-from .errors import UpstreamTimeout, UpstreamUnavailable
+from .errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from .proxy.upstream import UpstreamPool
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,22 @@ class UpstreamIdentity:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        pool: UpstreamPool,
         base_url: str,
         product: Literal["jira", "confluence"],
         *,
         admin_groups: tuple[str, ...] = ("confluence-administrators",),
         timeout_seconds: float = 10.0,
     ) -> None:
-        self._session = session
+        self._pool = pool
+        parts = urlsplit(base_url)
         self._base = base_url.rstrip("/")
+        self._context = parts.path.rstrip("/")
+        self._host = parts.netloc
         self._product_name = product
         self._product = _PRODUCTS[product]
         self._admin_groups = frozenset(admin_groups)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout = timeout_seconds
 
     async def check_password(self, username: str, password: str) -> User:
         raw = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
@@ -105,7 +109,7 @@ class UpstreamIdentity:
             self._product.myself, {"Authorization": f"Basic {raw}"}
         )
         if status in (401, 403):
-            reason = headers.get(_DENIED_REASON, "")
+            reason = headers.get(_DENIED_REASON.lower(), "")
             if "CAPTCHA" in reason.upper():
                 raise PasswordRejected(
                     f"{self._product_name} requires a CAPTCHA for this user after failed "
@@ -178,18 +182,15 @@ class UpstreamIdentity:
     async def _get(
         self, path: str, headers: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
-        url = self._base + path
-        request_headers = {"Accept": "application/json", **headers}
+        request_headers = [("Host", self._host), ("Accept", "application/json"), *headers.items()]
         try:
-            async with self._session.get(
-                url, headers=request_headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                return resp.status, resp.headers, await resp.read()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"{self._product_name} at {self._base} did not answer in time"
-            ) from exc
-        except aiohttp.ClientError as exc:
+            status, answer, body = await self._pool.fetch(
+                "GET", self._context + path, request_headers, within=self._timeout
+            )
+        except UpstreamTimeout as exc:
+            raise UpstreamTimeout(f"{self._product_name} at {self._base}: {exc.message}") from exc
+        except ProxyError as exc:
             raise UpstreamUnavailable(
-                f"{self._product_name} at {self._base} cannot be reached: {type(exc).__name__}"
+                f"{self._product_name} at {self._base}: {exc.message}"
             ) from exc
+        return status, {k.lower(): v for k, v in answer}, body

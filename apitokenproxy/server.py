@@ -17,22 +17,27 @@ import os
 import signal
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import CONFIG, GATE, create_app
+from .app import CONFIG, FAST_LANE, REQUESTS, create_app
 from .config import Config
 from .errors import error_response
-from .fastpath import FastPath, FastSite
 from .identity import IdentityProvider
+from .proxy.fastlane import MALFORMED, FastLane, FastSite
+from .proxy.requestlog import RequestLog
 
 log = logging.getLogger("apitokenproxy")
 
 SHUTDOWN_SECONDS = 30.0
+# Connections the kernel queues before the proxy accepts them. aiohttp's 128
+# drops the rest of a burst (150 CI jobs starting at once), and a dropped SYN
+# is retried only a second later.
+BACKLOG = 2048
 
 
 def setup_logging(level: str) -> None:
@@ -42,7 +47,7 @@ def setup_logging(level: str) -> None:
 
 
 def install_uvloop() -> bool:
-    """Use uvloop where installed (``pip install apitokenproxy[speed]``)."""
+    """Use uvloop where it is installed (everywhere but Windows)."""
     try:
         import uvloop
     except ImportError:
@@ -110,12 +115,10 @@ class GatewayRequestHandler(RequestHandler):
             self.log_exception("error handling request from %s", request.remote, exc_info=exc)
             response = error_response(status, "internal_error", "internal error")
         else:
-            # The parser's message may quote the request; keep the answer short.
-            detail = (message or (str(exc) if exc else "")).strip()[:120]
-            log.info("refused malformed request from %s: %s", request.remote, detail)
-            response = error_response(
-                status, "malformed_request", f"the request is not valid HTTP: {detail}"
-            )
+            # The parser's message quotes the offending bytes, which may be a
+            # token or a password: neither the answer nor the log repeats it.
+            log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
+            response = error_response(status, "malformed_request", MALFORMED)
         response.force_close()
         return response
 
@@ -137,7 +140,7 @@ class GatewayRunner(web.AppRunner):
     def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
-        self.fast: FastPath | None = None
+        self.fast: FastLane | None = None
 
     async def shutdown(self) -> None:
         # Sites are closed already; let fast-lane requests in flight finish
@@ -148,14 +151,32 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        kwargs = dict(server._kwargs)
+        kwargs["access_log_class"] = _access_logger(self.app[REQUESTS])
         gateway = GatewayServer(
             server.request_handler,
             request_factory=server.request_factory,
             loop=asyncio.get_running_loop(),
-            **server._kwargs,
+            **kwargs,
         )
         gateway.header_timeout = self._header_timeout
         return gateway
+
+
+def _access_logger(requests: RequestLog) -> type[AbstractAccessLogger]:
+    """aiohttp's access-log hook, writing the same lines as the fast lane."""
+
+    class RequestLogAdapter(AbstractAccessLogger):
+        def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+            requests.record(
+                request.remote or "unknown",
+                request.method,
+                request.raw_path,
+                response.status,
+                "aiohttp",
+            )
+
+    return RequestLogAdapter
 
 
 async def start_site(
@@ -178,18 +199,23 @@ async def start_site(
     )
     await runner.setup()
     config = app[CONFIG]
+    if not access_log:
+        app[REQUESTS].enabled = False
     site: web.TCPSite
-    if config.proxy.fast_path and urlsplit(config.upstream.url).scheme == "http":
-        runner.fast = FastPath(
-            app,
-            config,
-            app[GATE],
-            header_timeout=header_timeout,
-            keepalive_timeout=keepalive_timeout,
+    if config.proxy.fast_path:
+        runner.fast = app[FAST_LANE]
+        runner.fast.header_timeout = header_timeout
+        runner.fast.keepalive_timeout = keepalive_timeout
+        site = FastSite(
+            runner,
+            runner.fast,
+            host=host,
+            port=port,
+            reuse_port=reuse_port or None,
+            backlog=BACKLOG,
         )
-        site = FastSite(runner, runner.fast, host=host, port=port, reuse_port=reuse_port or None)
     else:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=BACKLOG)
     try:
         await site.start()
     except BaseException:
@@ -233,15 +259,26 @@ def _bound_port(runner: web.AppRunner, fallback: int) -> int:
     return fallback
 
 
+def worker_count(configured: int) -> int:
+    """``listen.workers``, with 0 read as the CPUs this process may use."""
+    if configured:
+        return configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def serve(config: Config, identity: IdentityProvider | None = None) -> None:
     """Run in the foreground until signalled; several worker processes if configured."""
-    if config.listen.workers == 1:
+    count = worker_count(config.listen.workers)
+    if count == 1:
         _run_worker(config, identity, reuse_port=False)
         return
     ctx = multiprocessing.get_context("spawn")
     workers = [
         ctx.Process(target=_run_worker, args=(config, identity, True), name=f"worker-{i}")
-        for i in range(config.listen.workers)
+        for i in range(count)
     ]
     for process in workers:
         process.start()

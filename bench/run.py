@@ -2,16 +2,22 @@
 """Benchmark apitokenproxy against the direct upstream, nginx and Caddy, in one run.
 
     sudo apt-get install nginx wrk caddy
-    pip install '.[speed,postgres]'
-    python bench/run.py [--duration 15] [--connections 50] [--soak 0] [--postgres URL]
+    pip install '.[postgres]'
+    python bench/run.py [--duration 15] [--connections 50] [--soak 0] [--variants]
+                        [--postgres URL]
 
 Everything runs on this machine, on loopback:
 
-    upstream   nginx returning a Jira-sized JSON issue (8 KB)
+    upstream   nginx returning Jira JSON: a small answer (0.7 KB, a user) and
+               a full issue (8 KB)
     nginx      nginx as a plain reverse proxy (no authentication)
     caddy      Caddy with basic auth (bcrypt, hash cache on) and
                header_up X-Forwarded-User, the closest off-the-shelf peer
-    apitoken   apitokenproxy with a valid token in Basic auth, on SQLite
+    apitoken   apitokenproxy with a valid token in Basic auth, on SQLite, in
+               its DEFAULT configuration (workers, access log, log level):
+               what users run is what is measured
+    variants   with --variants: the same with the access log off, and with
+               the fast lane off, to show what each costs
     pg x2      with --postgres: two apitokenproxy instances (one worker each)
                sharing one PostgreSQL store, loaded at the same time
 
@@ -43,9 +49,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PORTS = {"upstream": 18080, "nginx": 18081, "caddy": 18082, "apitoken": 18083,
-         "pg1": 18084, "pg2": 18085}  # fmt: skip
+         "pg1": 18084, "pg2": 18085, "nolog": 18086, "slowlane": 18087}  # fmt: skip
 USER, PASSWORD = "alice", "bench-password-1"
-PATH = "/rest/api/2/issue/BENCH-1"
+PATHS = {"0.7 KB": "/rest/api/2/user?username=alice", "8 KB": "/rest/api/2/issue/BENCH-1"}
+PATH = PATHS["8 KB"]
 
 
 @dataclass
@@ -91,6 +98,34 @@ def issue_json() -> bytes:
         },
     }
     return json.dumps(issue, indent=1).encode()
+
+
+def user_json() -> bytes:
+    """A Jira REST user, about 0.7 KB: the size of most small REST answers."""
+    user = {
+        "self": "https://jira.example.com/rest/api/2/user?username=alice",
+        "key": "JIRAUSER10100",
+        "name": "alice",
+        "emailAddress": "alice@example.com",
+        "avatarUrls": {
+            size: f"https://jira.example.com/secure/useravatar?size={name}&avatarId=10341"
+            for size, name in (
+                ("48x48", "large"),
+                ("24x24", "small"),
+                ("16x16", "xsmall"),
+                ("32x32", "medium"),
+            )
+        },
+        "displayName": "Alice Example",
+        "active": True,
+        "deleted": False,
+        "timeZone": "Europe/Berlin",
+        "locale": "en_US",
+        "groups": {"size": 3, "items": []},
+        "applicationRoles": {"size": 1, "items": []},
+        "expand": "groups,applicationRoles",
+    }
+    return json.dumps(user, indent=1).encode()
 
 
 def free(port: int) -> None:
@@ -139,13 +174,13 @@ def _ms(text: str) -> float:
 
 
 def wrk_start(
-    port: int, connections: int, duration: int, auth: str | None
+    port: int, connections: int, duration: int, auth: str | None, path: str = PATH
 ) -> subprocess.Popen[str]:
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if auth:
         cmd += ["-H", f"Authorization: {auth}"]
     return subprocess.Popen(
-        [*cmd, f"http://127.0.0.1:{port}{PATH}"], stdout=subprocess.PIPE, text=True
+        [*cmd, f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE, text=True
     )
 
 
@@ -166,8 +201,10 @@ def wrk_result(target: str, connections: int, proc: subprocess.Popen[str]) -> Re
     return Result(target, connections, rps, p50, p99, errors)
 
 
-def wrk(target: str, port: int, connections: int, duration: int, auth: str | None) -> Result:
-    return wrk_result(target, connections, wrk_start(port, connections, duration, auth))
+def wrk(
+    target: str, port: int, connections: int, duration: int, auth: str | None, path: str = PATH
+) -> Result:
+    return wrk_result(target, connections, wrk_start(port, connections, duration, auth, path))
 
 
 def wrk_together(
@@ -272,7 +309,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per target (default 15)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 2, help="proxy worker processes"
+        "--variants",
+        action="store_true",
+        help="also measure apitokenproxy with the access log off and with the fast lane off",
     )
     parser.add_argument(
         "--soak", type=int, default=0, help="extra seconds of load on apitokenproxy to watch memory"
@@ -290,15 +329,14 @@ def main() -> None:
         tool for tool in ("nginx", "wrk", "caddy", "apitokenproxy") if not shutil.which(tool)
     ]
     if missing:
-        sys.exit(
-            f"missing: {', '.join(missing)} (apt-get install nginx wrk caddy; pip install '.[speed]')"
-        )
+        sys.exit(f"missing: {', '.join(missing)} (apt-get install nginx wrk caddy; pip install .)")
     for port in PORTS.values():
         free(port)
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-bench-"))
     tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
     (tmp / "issue.json").write_bytes(issue_json())
+    (tmp / "user.json").write_bytes(user_json())
     (tmp / "nginx.conf").write_text(f"""
 worker_processes 1;
 daemon off;
@@ -311,6 +349,7 @@ http {{
     upstream jira {{ server 127.0.0.1:{PORTS["upstream"]}; keepalive 128; }}
     server {{
         listen 127.0.0.1:{PORTS["upstream"]} reuseport;
+        location = /rest/api/2/user {{ root {tmp}; try_files /user.json =404; }}
         location / {{ root {tmp}; try_files /issue.json =404; }}
     }}
     server {{
@@ -348,14 +387,18 @@ http {{
         }}}},
     }  # fmt: skip
     (tmp / "caddy.json").write_text(json.dumps(caddy_config))
-    (tmp / "apitokenproxy.yaml").write_text(f"""
-listen: {{host: 127.0.0.1, port: {PORTS["apitoken"]}, workers: {args.workers}}}
+    # The defaults are what users run, so nothing but the addresses is set.
+    variants = {"apitoken": "", "nolog": "logging: {access_log: false}",
+                "slowlane": "proxy: {fast_path: false}"}  # fmt: skip
+    for name, extra in variants.items():
+        (tmp / f"{name}.yaml").write_text(f"""
+listen: {{host: 127.0.0.1, port: {PORTS[name]}}}
 upstream: {{url: "http://127.0.0.1:{PORTS["upstream"]}", product: jira}}
 store: {{url: "sqlite:///{tmp}/tokens.db"}}
-logging: {{level: WARNING, access_log: false}}
+{extra}
 """)
     made = json.loads(subprocess.run(
-        ["apitokenproxy", "tokens", "create", "-c", str(tmp / "apitokenproxy.yaml"),
+        ["apitokenproxy", "tokens", "create", "-c", str(tmp / "apitoken.yaml"),
          "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
         capture_output=True, text=True, check=True,
     ).stdout)  # fmt: skip
@@ -363,32 +406,67 @@ logging: {{level: WARNING, access_log: false}}
     def basic(secret: str) -> str:
         return "Basic " + base64.b64encode(f"{USER}:{secret}".encode()).decode()
 
+    token = basic(made["plainTextToken"])
     targets = [
         ("upstream (nginx, direct)", PORTS["upstream"], None),
         ("nginx proxy, no auth", PORTS["nginx"], None),
         ("caddy basic_auth + header_up", PORTS["caddy"], basic(PASSWORD)),
-        ("apitokenproxy, token", PORTS["apitoken"], basic(made["plainTextToken"])),
+        ("apitokenproxy, token, defaults", PORTS["apitoken"], token),
     ]
+    if args.variants:
+        targets += [
+            ("apitokenproxy, access log off", PORTS["nolog"], token),
+            ("apitokenproxy, fast lane off", PORTS["slowlane"], token),
+        ]
     results: list[Result] = []
     env = {**os.environ, "GOMAXPROCS": str(os.cpu_count() or 2)}
-    with (
-        running(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")], PORTS["nginx"], tmp / "nginx.log"),
-        running(["caddy", "run", "--config", str(tmp / "caddy.json")], PORTS["caddy"], tmp / "caddy.log", env),
-        running(["apitokenproxy", "serve", "--config", str(tmp / "apitokenproxy.yaml")],
-                PORTS["apitoken"], tmp / "apitokenproxy.log") as proxy,
-    ):  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            running(
+                ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+                PORTS["nginx"],
+                tmp / "nginx.log",
+            )
+        )
+        stack.enter_context(
+            running(
+                ["caddy", "run", "--config", str(tmp / "caddy.json")],
+                PORTS["caddy"],
+                tmp / "caddy.log",
+                env,
+            )
+        )
+        proxy = stack.enter_context(
+            running(
+                ["apitokenproxy", "serve", "--config", str(tmp / "apitoken.yaml")],
+                PORTS["apitoken"],
+                tmp / "apitoken.log",
+            )
+        )
+        if args.variants:
+            for name in ("nolog", "slowlane"):
+                stack.enter_context(
+                    running(
+                        ["apitokenproxy", "serve", "--config", str(tmp / f"{name}.yaml")],
+                        PORTS[name],
+                        tmp / f"{name}.log",
+                    )
+                )
         time.sleep(1.0)  # every worker bound
-        workers = children(proxy.pid)
+        workers = children(proxy.pid) or [proxy.pid]
         for name, port, auth in targets:
             # One request first: it fills the credential caches (Caddy's bcrypt at
             # cost 14 takes about a second), then a short load warms the pools.
             prime(port, auth)
             wrk(name, port, args.connections, 2, auth)
         rss_before = rss_kib(workers)
-        for name, port, auth in targets:
-            results.append(wrk(name, port, args.connections, args.duration, auth))
+        for size, path in PATHS.items():
+            for name, port, auth in targets:
+                results.append(
+                    wrk(f"{name}, {size}", port, args.connections, args.duration, auth, path)
+                )
         for name, port, auth in (targets[0], targets[3]):
-            results.append(wrk(name, port, 1, max(5, args.duration // 2), auth))
+            results.append(wrk(f"{name}, 8 KB", port, 1, max(5, args.duration // 2), auth))
         if args.soak:
             results.append(
                 wrk(targets[3][0], targets[3][1], args.connections, args.soak, targets[3][2])
@@ -397,17 +475,33 @@ logging: {{level: WARNING, access_log: false}}
         if args.postgres:
             results.append(two_instances_on_postgres(args, tmp))
 
+    def find(target: str) -> Result:
+        return next(r for r in results if r.target == target and r.connections == args.connections)
+
     print(f"\n{args.connections} connections, {args.duration} s per target, wrk -t1, "
-          f"{os.cpu_count()} cores, apitokenproxy with {args.workers} workers\n")  # fmt: skip
-    print(f"{'target':34} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+          f"{os.cpu_count()} cores, apitokenproxy with its default configuration "
+          f"({len(workers)} workers)\n")  # fmt: skip
+    print(f"{'target':44} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:
         print(
-            f"{r.target:34} {r.connections:>5} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}"
+            f"{r.target:44} {r.connections:>5} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}"
         )
-    caddy, ours = results[2], results[3]
-    direct1, ours1 = results[4], results[5]
-    print(f"\napitokenproxy / caddy throughput: {ours.rps / caddy.rps:.2f}")
-    print(f"apitokenproxy / nginx proxy throughput: {ours.rps / results[1].rps:.2f}")
+    ratios = {}
+    for size in PATHS:
+        caddy = find(f"caddy basic_auth + header_up, {size}")
+        ours = find(f"apitokenproxy, token, defaults, {size}")
+        nginx = find(f"nginx proxy, no auth, {size}")
+        ratios[size] = ours.rps / caddy.rps
+        print(f"\n{size}: apitokenproxy / caddy throughput {ours.rps / caddy.rps:.2f}, "
+              f"p99 {ours.p99_ms:.2f} ms against caddy's {caddy.p99_ms:.2f} ms; "
+              f"/ nginx proxy {ours.rps / nginx.rps:.2f}")  # fmt: skip
+        if args.variants:
+            for variant in ("access log off", "fast lane off"):
+                other = find(f"apitokenproxy, {variant}, {size}")
+                print(f"  {variant}: {other.rps / caddy.rps:.2f} of caddy "
+                      f"({other.rps / ours.rps:.2f} of the defaults)")  # fmt: skip
+    direct1 = next(r for r in results if r.connections == 1 and r.target.startswith("upstream"))
+    ours1 = next(r for r in results if r.connections == 1 and r.target.startswith("apitokenproxy"))
     print(f"latency added at one connection (p50): {ours1.p50_ms - direct1.p50_ms:.3f} ms")
     print(
         f"proxy workers' RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after"
@@ -416,7 +510,7 @@ logging: {{level: WARNING, access_log: false}}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "results": [asdict(r) for r in results],
-            "ratio_vs_caddy": ours.rps / caddy.rps,
+            "ratio_vs_caddy": ratios,
             "added_latency_ms": ours1.p50_ms - direct1.p50_ms,
             "rss_kib": {"before": rss_before, "after": rss_after},
         }, indent=2))  # fmt: skip

@@ -66,5 +66,7 @@ async def serve_config(aiohttp_server: Any, tmp_path: Path, **extra: Any) -> tup
 
     upstream = await aiohttp_server(FakeUpstream("jira", JIRA_USERS).app())
     port = free_port()
-    listen = {"host": "127.0.0.1", "port": port, **extra.pop("listen", {})}
+    # One process unless a test asks for more: a test that SIGKILLs the server
+    # must not leave worker processes behind holding the port.
+    listen = {"host": "127.0.0.1", "port": port, "workers": 1, **extra.pop("listen", {})}
     return write_config(tmp_path, str(upstream.make_url("")), listen=listen, **extra), port

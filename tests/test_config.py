@@ -53,7 +53,7 @@ def test_config_is_frozen() -> None:
         ({"upstream": {"url": "http://j", "shared_secret": "x"}}, ["upstream.shared_secret: shared_secret and shared_secret_header"]),
         ({**MINIMAL, "listen": {"port": 70000}}, ["listen.port: must be a port number"]),
         ({**MINIMAL, "listen": {"port": "80"}}, ["listen.port: must be a whole number"]),
-        ({**MINIMAL, "listen": {"workers": 0}}, ["listen.workers: must be greater than 0"]),
+        ({**MINIMAL, "listen": {"workers": -1}}, ["listen.workers: must be 0 or greater"]),
         ({**MINIMAL, "listen": "0.0.0.0:80"}, ["listen: must be a mapping, not str"]),
         ({**MINIMAL, "store": {"url": "mysql://x"}}, ["store.url: must be sqlite:///PATH"]),
         ({**MINIMAL, "auth": {"allow_password_basic_auth": "no"}}, ["auth.allow_password_basic_auth: must be true or false"]),

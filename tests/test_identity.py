@@ -3,32 +3,42 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
 
 from apitokenproxy.errors import UpstreamTimeout, UpstreamUnavailable
 from apitokenproxy.identity import ActingAs, PasswordRejected, UpstreamIdentity, User
+from apitokenproxy.proxy.upstream import UpstreamPool, pool_for
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream
 
+Identity = Callable[..., UpstreamIdentity]
+
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def identity_for() -> AsyncIterator[Identity]:
+    """UpstreamIdentity for a URL, over the proxy's own upstream pool, closed afterwards."""
+    pools: list[UpstreamPool] = []
+
+    def make(url: str, product: Literal["jira", "confluence"], **options: Any) -> UpstreamIdentity:
+        pools.append(pool_for(url))
+        return UpstreamIdentity(pools[-1], url, product, **options)
+
+    yield make
+    for pool in pools:
+        pool.close()
 
 
 async def provider(
-    aiohttp_server: Any, session: aiohttp.ClientSession, product: Literal["jira", "confluence"]
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
 ) -> tuple[UpstreamIdentity, FakeUpstream]:
     fake = FakeUpstream(product, JIRA_USERS if product == "jira" else CONFLUENCE_USERS)
     server = await aiohttp_server(fake.app())
-    return UpstreamIdentity(session, str(server.make_url("")), product), fake
+    return identity_for(str(server.make_url("")), product), fake
 
 
 def as_user(name: str) -> ActingAs:
@@ -37,9 +47,9 @@ def as_user(name: str) -> ActingAs:
 
 @pytest.mark.parametrize("product", ["jira", "confluence"])
 async def test_password_check_and_lookups(
-    aiohttp_server: Any, session: aiohttp.ClientSession, product: Literal["jira", "confluence"]
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
 ) -> None:
-    identity, fake = await provider(aiohttp_server, session, product)
+    identity, fake = await provider(aiohttp_server, identity_for, product)
     users = fake.users
     admin, alice = users[0], users[1]
     assert await identity.check_password("alice", "alice-pw") == User(alice.key, "alice")
@@ -51,18 +61,18 @@ async def test_password_check_and_lookups(
     assert await identity.is_sysadmin(User(alice.key, "alice"), as_user("alice")) is False
 
 
-async def test_user_keys_are_quoted(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
-    identity, fake = await provider(aiohttp_server, session, "jira")
+async def test_user_keys_are_quoted(aiohttp_server: Any, identity_for: Identity) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, "jira")
     assert await identity.find_user("a&b=c/d", as_user("admin")) is None
     assert URL(fake.received[-1].path_qs).query["key"] == "a&b=c/d"
 
 
-async def test_confluence_group_paging(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_confluence_group_paging(aiohttp_server: Any, identity_for: Identity) -> None:
     fake = FakeUpstream("confluence", CONFLUENCE_USERS)
     server = await aiohttp_server(fake.app())
     many = (*(f"group-{i}" for i in range(450)), "confluence-administrators")
     fake.users = (fake.users[0].__class__("k1", "carol", "pw", groups=many),)
-    identity = UpstreamIdentity(session, str(server.make_url("")), "confluence")
+    identity = identity_for(str(server.make_url("")), "confluence")
     assert await identity.is_sysadmin(User("k1", "carol"), as_user("carol")) is True
     assert sum("memberof" in r.path_qs for r in fake.received) == 3
 
@@ -73,36 +83,36 @@ async def _broken(aiohttp_server: Any, handler: Any) -> str:
     return str((await aiohttp_server(app)).make_url(""))
 
 
-async def test_garbage_answers_are_502(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_garbage_answers_are_502(aiohttp_server: Any, identity_for: Identity) -> None:
     async def html(request: web.Request) -> web.Response:
         return web.Response(text="<html>maintenance</html>", content_type="text/html")
 
-    identity = UpstreamIdentity(session, await _broken(aiohttp_server, html), "jira")
+    identity = identity_for(await _broken(aiohttp_server, html), "jira")
     with pytest.raises(UpstreamUnavailable, match="not JSON"):
         await identity.check_password("alice", "pw")
 
 
-async def test_server_errors_are_502(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_server_errors_are_502(aiohttp_server: Any, identity_for: Identity) -> None:
     async def boom(request: web.Request) -> web.Response:
         return web.Response(status=503)
 
-    identity = UpstreamIdentity(session, await _broken(aiohttp_server, boom), "jira")
+    identity = identity_for(await _broken(aiohttp_server, boom), "jira")
     with pytest.raises(UpstreamUnavailable, match="HTTP 503"):
         await identity.check_password("alice", "pw")
 
 
-async def test_slow_upstream_is_504(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_slow_upstream_is_504(aiohttp_server: Any, identity_for: Identity) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(5)
         return web.Response()
 
     url = await _broken(aiohttp_server, slow)
-    identity = UpstreamIdentity(session, url, "jira", timeout_seconds=0.2)
+    identity = identity_for(url, "jira", timeout_seconds=0.2)
     with pytest.raises(UpstreamTimeout, match="did not answer in time"):
         await identity.check_password("alice", "pw")
 
 
-async def test_refused_connection_is_502(session: aiohttp.ClientSession) -> None:
-    identity = UpstreamIdentity(session, "http://127.0.0.1:9", "confluence")
+async def test_refused_connection_is_502(identity_for: Identity) -> None:
+    identity = identity_for("http://127.0.0.1:9", "confluence")
     with pytest.raises(UpstreamUnavailable, match="cannot be reached"):
         await identity.check_password("alice", "pw")

@@ -1,19 +1,20 @@
-"""Forwarding to Jira/Confluence: streaming, header-exact, WebSocket-aware.
+"""The aiohttp lane: what the fast lane hands on, served through aiohttp.
 
-Every path that is not the token API or the health prefix comes here. The
-request is admitted by ``gate.py`` (before ``100 Continue`` is sent, so a
-refused client never uploads its body), its headers are rewritten by
-``headers.py`` (strip first, then inject), and bodies stream both ways with
-backpressure: a chunk is read only when the previous one was written, so a
-transfer of any size runs in bounded memory.
+Requests that are not plain (chunked or large uploads, ``Expect``,
+WebSockets, HTTP/1.0, pipelined or oddly spelt ones) and every request when
+the fast lane is off come here. The request is admitted by ``gate.py``
+(before ``100 Continue`` is sent, so a refused client never uploads its
+body), its headers are rewritten by ``headers.py`` (strip first, then
+inject), and it goes out through the same ``UpstreamPool`` as the fast lane:
+same framing, same pool hygiene, same error translation. Bodies stream both
+ways with backpressure, so a transfer of any size runs in bounded memory.
 
-The upstream sees the raw path and query byte for byte, the client's own
-``Host``, and ``X-Forwarded-For/-Proto/-Host`` set by the proxy. Redirects are
-returned, not followed; compressed bodies stay compressed.
-
-aiohttp client errors are translated here: refused, reset or garbage → 502,
-too slow → 504. After the response has started, a failure can only cut the
-connection, which tells the client the body is incomplete.
+The upstream sees the path and query byte for byte (absolute-form targets
+reduced to their path), the client's own ``Host``, and
+``X-Forwarded-For/-Proto/-Host`` set by the proxy. Redirects are returned,
+not followed; compressed bodies stay compressed. WebSockets are relayed
+through aiohttp's client. After the response has started, a failure can only
+cut the connection, which tells the client the body is incomplete.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -30,17 +32,13 @@ from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
-from .config import Config
-from .errors import (
-    PayloadTooLarge,
-    ProxyError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    error_response,
-)
-from .forwarding import ClientView, client_of
-from .gate import Admission, Gate
-from .headers import Headers, Injection, for_client, normalise
+from ..config import Config
+from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
+from ..forwarding import ClientView, client_of
+from ..gate import Admission, Gate
+from ..headers import Headers, Injection, for_client, normalise
+from .framing import FRAMING, LAST_CHUNK, Body, chunk, origin_form, request_head
+from .upstream import UpstreamConnection, UpstreamPool, translate
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +46,8 @@ _ADMISSION: web.RequestKey[Admission] = web.RequestKey("admission", Admission)
 _CHUNK = 64 * 1024
 # Bodies up to this size with a declared length are relayed in one piece.
 _SMALL_BODY = 256 * 1024
+# Response bytes buffered for a slow client before the upstream is paused.
+_HIGH_WATER = 256 * 1024
 
 # Headers aiohttp's client would invent if absent; the proxy sends only what the client sent.
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
@@ -60,21 +60,21 @@ _WS_HANDSHAKE = frozenset(
 
 
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, gate: Gate, config: Config) -> None:
-        self._session = session
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        websockets: aiohttp.ClientSession,
+        gate: Gate,
+        injection: Injection,
+        config: Config,
+    ) -> None:
+        self._pool = pool
+        self._websockets = websockets
         self._gate = gate
+        self._injection = injection
         parts = urlsplit(config.upstream.url)
-        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._ws_origin = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
-        upstream = config.upstream
-        self._injection = Injection.from_config(upstream)
         self._max_body = config.proxy.max_request_body_mb * 1024 * 1024
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=upstream.connect_timeout_seconds,
-            sock_connect=upstream.connect_timeout_seconds,
-            sock_read=upstream.read_timeout_seconds,
-        )
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """Answer ``Expect: 100-continue`` only once the request is admitted."""
@@ -91,14 +91,15 @@ class Forwarder:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        target = _target(request)
         view = client_of(request)
         admission = request.get(_ADMISSION)
         if admission is None:
             admission = await self._admit(request, view)
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
-            return await self._websocket(request, headers)
-        return await self._http(request, headers)
+            return await self._websocket(request, target, headers)
+        return await self._http(request, target, headers)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
@@ -119,73 +120,98 @@ class Forwarder:
             strip_authorization=admission.strip_authorization,
         )
 
-    async def _http(self, request: web.Request, headers: Headers) -> web.StreamResponse:
-        body = _LimitedBody(request.content, self._max_body) if request.body_exists else None
+    async def _http(
+        self, request: web.Request, target: str, headers: Headers
+    ) -> web.StreamResponse:
+        method = request.method
+        responder = _Responder()
+        length = request.content_length if request.body_exists else 0
         try:
-            upstream = await self._session.request(
-                request.method,
-                URL(self._origin + request.raw_path, encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=self._timeout,
+            if length is not None and length <= _SMALL_BODY:
+                body = await request.content.readexactly(length) if length else b""
+                self._pool.send(
+                    responder, method, request_head(method, target, headers, length) + body
+                )
+            else:
+                await self._stream(request, target, headers, length, responder)
+            status, upstream_headers, framing, declared = await responder.head
+        except BaseException:
+            responder.abandon()
+            raise
+        try:
+            return await self._relay(
+                request, responder, status, upstream_headers, framing, declared
             )
-        except Exception as exc:
-            if body is not None and body.exceeded:
-                # aiohttp reports the aborted upload as a connection error.
-                raise body.error() from exc
-            raise _translate(exc) from exc
-        try:
-            return await self._relay(request, upstream)
         finally:
-            upstream.release()
+            responder.abandon()
+
+    async def _stream(
+        self,
+        request: web.Request,
+        target: str,
+        headers: Headers,
+        length: int | None,
+        responder: _Responder,
+    ) -> None:
+        """Send a large or chunked request body as it arrives, never more than the limit."""
+        if self._max_body and length is not None and length > self._max_body:
+            raise _too_large(self._max_body)
+        conn = await self._pool.acquire()
+        conn.begin(responder, request.method, request_head(request.method, target, headers, length))
+        seen = 0
+        try:
+            async for data in request.content.iter_chunked(_CHUNK):
+                seen += len(data)
+                if self._max_body and seen > self._max_body:
+                    raise _too_large(self._max_body)
+                conn.write(data if length is not None else chunk(data))
+                await conn.drain()
+            if length is None:
+                conn.write(LAST_CHUNK)
+        except ConnectionResetError:
+            pass  # the upstream is gone: the responder has its error
+        except BaseException:
+            responder.abandon()
+            raise
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse
+        self,
+        request: web.Request,
+        responder: _Responder,
+        status: int,
+        upstream_headers: Headers,
+        framing: Body,
+        declared: int | None,
     ) -> web.StreamResponse:
-        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
-        headers = CIMultiDict(for_client(raw))
-        length = upstream.content_length
-        if (
-            length is not None
-            and length <= _SMALL_BODY
-            and request.method != "HEAD"
-            and upstream.status not in (204, 304)
-        ):
-            # Most REST answers are small: read whole (bounded by _SMALL_BODY) and
-            # answer with one write instead of a stream of them.
-            try:
-                body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _translate(exc) from exc
-            small = web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
-            small.body = body
-            return small
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=headers
+        headers = CIMultiDict(
+            (k, v) for k, v in for_client(upstream_headers) if k.lower() not in FRAMING
         )
+        if framing is Body.LENGTH and declared is not None and declared <= _SMALL_BODY:
+            # Most REST answers are small: read whole and answer with one write.
+            small = web.Response(status=status, headers=headers)
+            small.body = await responder.read_all()
+            return small
+        response = web.StreamResponse(status=status, headers=headers)
+        if declared is not None and framing in (Body.LENGTH, Body.NONE) and status != 304:
+            response.content_length = declared
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(_CHUNK):
-                await response.write(chunk)
+            async for data in responder.chunks():
+                await response.write(data)
             await response.write_eof()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except ProxyError as exc:
             # The status line is gone already; cutting the connection is the
             # only way left to tell the client the body is incomplete.
-            log.warning(
-                "%s %s: upstream failed mid-response (%s); connection closed",
-                request.method,
-                request.path,
-                type(exc).__name__,
-            )
-            upstream.close()
+            log.warning("%s %s: %s; connection closed", request.method, request.path, exc.message)
             if request.transport is not None:
                 request.transport.close()
         except ConnectionResetError:
-            upstream.close()  # the client went away; stop reading from the upstream
+            pass  # the client went away; the responder stops the upstream
         return response
 
-    async def _websocket(self, request: web.Request, headers: Headers) -> web.StreamResponse:
+    async def _websocket(
+        self, request: web.Request, target: str, headers: Headers
+    ) -> web.StreamResponse:
         forward = [(k, v) for k, v in headers if normalise(k) not in _WS_HANDSHAKE]
         protocols = [
             p.strip()
@@ -194,8 +220,8 @@ class Forwarder:
             if p.strip()
         ]
         try:
-            upstream_ws = await self._session.ws_connect(
-                URL(self._ws_origin + request.raw_path, encoded=True),
+            upstream_ws = await self._websockets.ws_connect(
+                URL(self._ws_origin + target, encoded=True),
                 headers=forward,
                 protocols=protocols,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
@@ -209,7 +235,7 @@ class Forwarder:
                 f"the upstream refused the WebSocket upgrade with HTTP {exc.status}",
             )
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         client_ws = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (), max_msg_size=0
         )
@@ -252,25 +278,95 @@ async def _relay_websocket(
                 await task
 
 
-class _LimitedBody:
-    """The request body as a stream, cut off past ``limit`` bytes (0: no limit)."""
+class _Responder:
+    """Receives an upstream response in callbacks and hands it to a coroutine."""
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
-        self._content = content
-        self._limit = limit
-        self.exceeded = False
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future[tuple[int, Headers, Body, int | None]] = loop.create_future()
+        self._loop = loop
+        self._upstream: UpstreamConnection | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._ended = False
+        self._error: ProxyError | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
-    def error(self) -> PayloadTooLarge:
-        return _too_large(self._limit)
+    def attached(self, upstream: UpstreamConnection) -> None:
+        self._upstream = upstream
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
-        async for chunk in self._content.iter_chunked(_CHUNK):
-            seen += len(chunk)
-            if self._limit and seen > self._limit:
-                self.exceeded = True
-                raise self.error()
-            yield chunk
+    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
+        if not self.head.done():
+            self.head.set_result((status, headers, body, length))
+
+    def response_body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _HIGH_WATER and self._upstream is not None:
+            self._upstream.pause_reading()
+        self._wake()
+
+    def response_flush(self) -> None:
+        pass  # chunks are woken one by one; aiohttp's writer does its own buffering
+
+    def response_end(self) -> None:
+        self._ended = True
+        self._upstream = None
+        self._wake()
+
+    def response_failed(self, error: ProxyError, *, started: bool) -> None:
+        self._upstream = None
+        if not self.head.done():
+            self.head.set_exception(error)
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                data = self._chunks.popleft()
+                self._buffered -= len(data)
+                if self._buffered < _HIGH_WATER // 4 and self._upstream is not None:
+                    self._upstream.resume_reading()
+                yield data
+            elif self._error is not None:
+                raise self._error
+            elif self._ended:
+                return
+            else:
+                self._waiter = self._loop.create_future()
+                await self._waiter
+
+    async def read_all(self) -> bytes:
+        return b"".join([data async for data in self.chunks()])
+
+    def abandon(self) -> None:
+        """Stop the upstream exchange unless it finished."""
+        if not self.head.done():
+            self.head.cancel()
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None and not self._ended:
+            upstream.abandon()
+
+
+def _target(request: web.Request) -> str:
+    """The request-target to send upstream; refuses what could mean two things."""
+    if len(request.headers.getall("Host", ())) > 1:
+        raise BadRequest("send exactly one Host header")
+    codings = [
+        c.strip().lower()
+        for value in request.headers.getall("Transfer-Encoding", ())
+        for c in value.split(",")
+    ]
+    if codings and codings != ["chunked"]:
+        # aiohttp would de-chunk and drop the other coding, corrupting the body.
+        raise BadRequest("only the chunked transfer coding is accepted in requests")
+    return origin_form(request.method, request.raw_path.encode("utf-8", "surrogateescape"))
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -284,20 +380,3 @@ def _is_websocket(request: web.Request) -> bool:
         t.strip().lower() for v in request.headers.getall("Connection", []) for t in v.split(",")
     }
     return "upgrade" in tokens
-
-
-def _translate(exc: Exception) -> ProxyError:
-    """Map an aiohttp client failure to the error the client gets (logged by the middleware)."""
-    if isinstance(exc, TimeoutError):
-        error: ProxyError = UpstreamTimeout("the upstream did not answer in time")
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        error = UpstreamUnavailable("the upstream refused the connection or cannot be reached")
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        error = UpstreamUnavailable("the upstream closed the connection without answering")
-    elif isinstance(exc, aiohttp.ClientError):
-        error = UpstreamUnavailable(
-            f"the upstream answered with invalid HTTP ({type(exc).__name__})"
-        )
-    else:
-        raise exc
-    return error

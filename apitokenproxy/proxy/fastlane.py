@@ -1,0 +1,494 @@
+"""The fast lane: plain HTTP/1.1 requests parsed by llhttp and relayed in callbacks.
+
+Profiling showed aiohttp's server and client machinery costing far more than
+the proxy's own decisions, so ordinary requests take a shorter road. Every
+connection starts here (``FrontConnection``); ``httptools`` (llhttp) parses
+each request, and nothing here splits strings. A request that llhttp accepts
+and that is plain -- HTTP/1.1, an origin-form target of visible ASCII, one
+Host, no ``Transfer-Encoding``, ``Upgrade`` or ``Expect``, a body of at most
+``FAST_BODY_MAX`` bytes, a path that cannot route to the token API or the
+health prefix -- is admitted by the same ``Gate``, rewritten by the same
+``headers.Injection``, framed by ``framing`` and sent through the shared
+``UpstreamPool``. Any other request hands the connection, from the first
+byte of that request, to aiohttp for good (``forwarder.py`` then serves it).
+What llhttp refuses gets the JSON 400 and the connection is closed.
+
+Requests are served one at a time. Bytes that arrive while one is in flight
+wait unparsed; a request that starts in the same read as the previous one
+ended (pipelining) hands the connection to aiohttp, whose parser queues
+pipelined requests, so a hand-off always begins at a request's first byte.
+
+While a token is in the verified cache, a request is served without a
+coroutine: parse, admit, rewrite, send and relay all run in event-loop
+callbacks. A cache miss awaits the gate in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ..errors import ProxyError
+from ..forwarding import ClientView, Network, client_view
+from ..gate import Admission, Gate
+from ..headers import Injection, for_client
+from .framing import LAST_CHUNK, Body, Headers, chunk, error, origin_form, request_head
+from .framing import response_head as frame_response_head
+from .requestlog import RequestLog
+from .upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+FAST_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+FAST_BODY_MAX = 64 * 1024
+# Unparsed bytes kept while a request is in flight before the client is paused.
+STASH_MAX = 64 * 1024
+# Heads larger than this, or with more headers, are aiohttp's to refuse with
+# its own limits (8190-byte lines, as Tomcat's default), so both lanes agree.
+MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100
+MAX_LINE = 8190
+_HAND_OFF_HEADERS = frozenset({"transfer-encoding", "upgrade", "expect"})
+MALFORMED = "the request is not valid HTTP/1.1"
+
+
+class _HandOff(Exception):
+    """This request is aiohttp's to serve."""
+
+
+class FastLane:
+    """What the fast lane shares in one worker process."""
+
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        injection: Injection,
+        pool: UpstreamPool,
+        trusted: tuple[Network, ...],
+        routed_elsewhere: tuple[str, ...],
+        header_timeout: float,
+        keepalive_timeout: float,
+        requests: RequestLog,
+    ) -> None:
+        self.gate = gate
+        self.injection = injection
+        self.pool = pool
+        self.trusted = trusted
+        # Lower-case path fragments that aiohttp routes to the proxy's own handlers.
+        self.routed_elsewhere = routed_elsewhere
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.requests = requests
+        self.connections: set[FrontConnection] = set()
+        self.closing = False
+        # Requests answered here, and connections handed to aiohttp.
+        self.served = 0
+        self.handed_off = 0
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking requests, let those in flight finish, then close what is left."""
+        self.closing = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(c.busy for c in self.connections):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class FrontConnection(asyncio.Protocol):
+    """One client connection: served here while its requests are plain, else by aiohttp."""
+
+    def __init__(self, lane: FastLane, fallback: Callable[[], asyncio.Protocol]) -> None:
+        self._lane = lane
+        self._fallback = fallback
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._peer = "unknown"
+        self._parser = httptools.HttpRequestParser(self)
+        self._pending = bytearray()  # raw bytes of the request being parsed
+        self._stash = bytearray()  # bytes received while a request is in flight
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._read_paused = False
+        self.busy = False
+        # The request being parsed or served.
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body = bytearray()
+        self._ready = False
+        self._head_done = True  # no head in progress
+        self._method = "GET"
+        self._target = "/"
+        self._keep_alive = True
+        # The exchange in flight.
+        self._upstream: UpstreamConnection | None = None
+        self._chunked = False
+        self._status = 0
+        self._out: list[bytes] = []
+        self._admitting: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self._peer = str(peer[0])
+        self._lane.connections.add(self)
+        self._arm(self._lane.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.busy:
+            self._stash += data
+            if len(self._stash) > STASH_MAX and not self._read_paused and self.transport:
+                self._read_paused = True
+                self.transport.pause_reading()
+            return
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        if not self.busy:
+            self.close()
+        return True  # half-closed: an answer in flight can still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lane.connections.discard(self)
+        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._upstream is not None:
+            self._upstream.abandon()
+            self._upstream = None
+        if self._admitting is not None:
+            self._admitting.cancel()
+        self.busy = False
+
+    def pause_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    # -- reading requests ------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        self._pending += data
+        if not self._head_done and len(self._pending) > MAX_HEAD:
+            self._hand_off()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _HandOff):
+                self._hand_off()
+            elif isinstance(cause, ProxyError):
+                self._refuse(cause)
+            else:
+                log.info("refused malformed request from %s: %s", self._peer, type(exc).__name__)
+                self._reply(400, "malformed_request", MALFORMED, close=True)
+            return
+        if self._ready:
+            self._ready = False
+            self._pending.clear()
+            self._serve()
+        elif not self._url and not self._headers:
+            self._pending.clear()  # only the blank lines llhttp skips between requests
+
+    def on_message_begin(self) -> None:
+        if self._ready:
+            # A second request in the read that ended the first: pipelining.
+            raise _HandOff
+        self._url = b""
+        self._headers = []
+        self._body.clear()
+        self._head_done = False
+        self._arm(self._lane.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_LINE:
+            raise _HandOff
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        if len(self._headers) > MAX_HEADERS or len(name) + len(value) > MAX_LINE:
+            raise _HandOff
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        if parser.get_http_version() != "1.1" or parser.should_upgrade():
+            raise _HandOff
+        method = parser.get_method().decode("ascii")
+        if method not in FAST_METHODS:
+            raise _HandOff
+        self._method = method
+        self._target = origin_form(method, self._url)
+        path = self._target.partition("?")[0].lower()
+        if "%" in path or "//" in path or "/." in path:
+            raise _HandOff  # aiohttp decodes and normalises these before routing
+        if any(part in path for part in self._lane.routed_elsewhere):
+            raise _HandOff
+        hosts = 0
+        for name, value in self._headers:
+            key = name.lower()
+            if key == b"host":
+                hosts += 1
+            elif key == b"content-length":
+                if int(value) > FAST_BODY_MAX:
+                    raise _HandOff
+            elif key.decode("latin-1") in _HAND_OFF_HEADERS:
+                raise _HandOff
+        if hosts != 1:
+            raise _HandOff
+        self._head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self._keep_alive = self._parser.should_keep_alive()
+        self._ready = True
+
+    # -- serving ------------------------------------------------------------
+
+    def _serve(self) -> None:
+        self.busy = True
+        self._disarm()
+        headers: Headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
+        view = self._view(headers)
+        authorization = [v for k, v in headers if k.lower() == "authorization"]
+        try:
+            admission = self._lane.gate.admit_now(authorization, view.address)
+        except ProxyError as exc:
+            self._refuse(exc)
+            return
+        if admission is None:
+            self._admitting = self._loop.create_task(
+                self._admit_later(authorization, headers, view)
+            )
+            return
+        self._forward(admission, headers, view)
+
+    def _view(self, headers: Headers) -> ClientView:
+        host = next((v for k, v in headers if k.lower() == "host"), "")
+        trusted = self._lane.trusted
+        if not trusted:
+            return ClientView(self._peer, "http", host, self._peer, trusted_peer=False)
+        multi = CIMultiDict(headers)
+        return client_view(
+            self._peer,
+            multi,
+            multi.getall("X-Forwarded-For", []),
+            scheme="http",
+            host=host,
+            trusted=trusted,
+        )
+
+    async def _admit_later(
+        self, authorization: list[str], headers: Headers, view: ClientView
+    ) -> None:
+        try:
+            admission = await self._lane.gate.admit(authorization, view.address)
+        except ProxyError as exc:
+            self._refuse(exc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error admitting %s %s", self._method, self._target)
+            self._reply(500, "internal_error", "internal error; see the proxy's log", close=True)
+            return
+        finally:
+            self._admitting = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._forward(admission, headers, view)
+
+    def _forward(self, admission: Admission, headers: Headers, view: ClientView) -> None:
+        try:
+            outgoing = self._lane.injection.rewrite(
+                headers,
+                view,
+                user_name=admission.user_name,
+                strip_authorization=admission.strip_authorization,
+            )
+        except ProxyError as exc:
+            self._refuse(exc)
+            return
+        body = bytes(self._body)
+        data = request_head(self._method, self._target, outgoing, len(body)) + body
+        self._lane.pool.send(self, self._method, data)
+
+    # -- the upstream's answer (ResponseSink) ------------------------------------
+
+    def attached(self, upstream: UpstreamConnection) -> None:
+        self._upstream = upstream
+
+    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
+        close = not self._keep_alive or self._lane.closing
+        head = frame_response_head(status, for_client(headers), body, length, close=close)
+        self._status = status
+        self._chunked = body in (Body.CHUNKED, Body.CLOSE)
+        # Held until the upstream's read is handled: head and body then leave
+        # in one send, not two.
+        self._out.append(head)
+
+    def response_body(self, data: bytes) -> None:
+        self._out.append(chunk(data) if self._chunked else data)
+
+    def response_flush(self) -> None:
+        if self._out:
+            self._write(b"".join(self._out))
+            self._out.clear()
+
+    def response_end(self) -> None:
+        if self._chunked:
+            self._out.append(LAST_CHUNK)
+        self.response_flush()
+        self._done(self._status)
+
+    def response_failed(self, error: ProxyError, *, started: bool) -> None:
+        if started:
+            # The head is the client's (as in the aiohttp lane); cutting the
+            # connection is the only way left to say the body is incomplete.
+            self.response_flush()
+            self._upstream = None
+            self.abort()
+            return
+        self._refuse(error)
+
+    # -- answering ----------------------------------------------------------
+
+    def _refuse(self, exc: ProxyError) -> None:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d: %s", self._method, self._target, exc.status, exc.message)
+        self._reply(exc.status, exc.code, exc.message, list(exc.headers.items()))
+
+    def _reply(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Headers | None = None,
+        *,
+        close: bool = False,
+    ) -> None:
+        close = close or not self._keep_alive or self._lane.closing
+        self._write(
+            error(
+                status, code, message, headers or (), head_only=self._method == "HEAD", close=close
+            )
+        )
+        if close:
+            self._keep_alive = False
+        self._done(status)
+
+    def _done(self, status: int) -> None:
+        self._lane.requests.record(self._peer, self._method, self._target, status, "fast")
+        self._lane.served += 1
+        self._upstream = None
+        self.busy = False
+        self._method, self._target = "GET", "/"
+        if not self._keep_alive or self._lane.closing:
+            self.close()
+            return
+        self._arm(self._lane.keepalive_timeout)
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        if self._stash:
+            data = bytes(self._stash)
+            self._stash.clear()
+            self._feed(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # -- the connection -----------------------------------------------------
+
+    def _hand_off(self) -> None:
+        """Give this connection, from the current request's first byte, to aiohttp."""
+        transport = self.transport
+        assert transport is not None
+        self._lane.connections.discard(self)
+        self._lane.handed_off += 1
+        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        handler = self._fallback()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._pending:
+            handler.data_received(bytes(self._pending))
+            self._pending.clear()
+        if self._read_paused:
+            transport.resume_reading()
+
+    def _arm(self, seconds: float) -> None:
+        # One lazy timer per connection: moving the deadline costs no timer
+        # handle per request; the timer re-checks when it fires.
+        self._deadline = self._loop.time() + seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+
+    def _disarm(self) -> None:
+        self._deadline = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._deadline is None or self.busy:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        log.debug("closing %s: no complete request in time", self._peer)
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class FastSite(web.TCPSite):
+    """A TCP site whose connections start in the fast lane."""
+
+    def __init__(self, runner: web.BaseRunner, lane: FastLane, **kwargs: Any) -> None:
+        super().__init__(runner, **kwargs)
+        self._lane = lane
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        fallback = self._runner.server
+        assert fallback is not None
+        lane = self._lane
+        self._server = await loop.create_server(
+            lambda: FrontConnection(lane, fallback),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )

@@ -1,0 +1,183 @@
+"""What the proxy writes on the wire: heads, lengths and chunks it frames itself.
+
+Nothing a client or the upstream wrote about framing is copied. The request
+the upstream receives carries exactly one ``Content-Length`` the proxy
+counted (or is chunked by the proxy); the response a client receives carries
+the proxy's own ``Content-Length`` or chunked framing, its status line uses
+the standard reason phrase, and HEAD, 1xx, 204 and 304 answers never carry a
+body. Whatever ``Connection`` names, these framing headers are the proxy's.
+
+Everything here is pure: bytes in, bytes out, errors raised for the caller to
+answer with.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+
+from ..errors import BadRequest, UpstreamUnavailable, error_body
+from ..headers import normalise
+
+Headers = list[tuple[str, str]]
+
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+# RFC 9110 §5.5: a field value has no control characters but HTAB.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9112 §3.2 with RFC 3986: a request-target is visible ASCII, no spaces;
+# anything else must be percent-encoded.
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_ABSOLUTE = re.compile(rb"(?i)https?://[^/?#]*")
+# The proxy writes these itself; a message's own copies never cross.
+FRAMING = frozenset({"content-length", "transfer-encoding"})
+LAST_CHUNK = b"0\r\n\r\n"
+# Methods whose requests carry a body by definition: always sent with a length.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def reason(status: int) -> str:
+    return _REASONS.get(status, "")
+
+
+def origin_form(method: str, target: bytes) -> str:
+    """The request-target to send upstream, or BadRequest if it is not one.
+
+    Control bytes, whitespace and raw bytes above 0x7E are refused: servers
+    behind the proxy (Tomcat) split a request line on tabs and end it on a
+    bare LF, so such a target could mean two things on the two sides. An
+    absolute-form target (``http://host/path``), which proxies in front may
+    send, is reduced to its path and query.
+    """
+    if not _TARGET.fullmatch(target):
+        raise BadRequest(
+            "the request-target must be visible ASCII without spaces; percent-encode other bytes"
+        )
+    if target.startswith(b"/"):
+        return target.decode("ascii")
+    if target == b"*" and method == "OPTIONS":
+        return "*"
+    absolute = _ABSOLUTE.match(target)
+    if absolute is not None:
+        rest = target[absolute.end() :]
+        if rest.startswith(b"?"):
+            rest = b"/" + rest
+        return (rest or b"/").partition(b"#")[0].decode("ascii")
+    raise BadRequest("the request-target must be a path such as /rest/api/2/myself")
+
+
+def valid_value(value: str) -> bool:
+    return _CONTROL.search(value) is None
+
+
+def request_head(
+    method: str, target: str, headers: Sequence[tuple[str, str]], body_length: int | None
+) -> bytes:
+    """The head of the request sent upstream.
+
+    ``body_length`` is the exact body size the proxy will send, or None for a
+    body of unknown length, which the proxy then chunks itself.
+    """
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{k}: {v}" for k, v in headers if normalise(k) not in FRAMING)
+    if body_length is None:
+        lines.append("Transfer-Encoding: chunked")
+    elif body_length or method in _BODY_METHODS:
+        lines.append(f"Content-Length: {body_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class Body(enum.Enum):
+    """How a response body is delimited, as the upstream sent it."""
+
+    NONE = "none"  # HEAD, 1xx, 204, 304: no body whatever the headers say
+    LENGTH = "length"
+    CHUNKED = "chunked"
+    CLOSE = "close"  # until the upstream closes: never reusable
+
+
+def response_body(
+    request_method: str, status: int, headers: Sequence[tuple[str, str]]
+) -> tuple[Body, int | None]:
+    """How the upstream delimits this response's body, and its declared length.
+
+    The upstream's head has already passed llhttp, which refuses conflicting
+    or malformed lengths; what is left to decide is the meaning.
+    """
+    length: int | None = None
+    chunked: bool | None = None
+    for name, value in headers:
+        key = name.lower()
+        if key == "content-length":
+            try:
+                length = int(value.strip(" \t"))
+            except ValueError as exc:
+                raise UpstreamUnavailable(
+                    "the upstream answered with an invalid Content-Length"
+                ) from exc
+        elif key == "transfer-encoding":
+            chunked = value.rsplit(",", 1)[-1].strip(" \t").lower() == "chunked"
+    if request_method == "HEAD" or status < 200 or status in (204, 304):
+        return Body.NONE, length if status != 204 else None
+    if chunked is not None:
+        return (Body.CHUNKED if chunked else Body.CLOSE), None
+    if length is not None:
+        return Body.LENGTH, length
+    return Body.CLOSE, None
+
+
+def response_head(
+    status: int,
+    headers: Sequence[tuple[str, str]],
+    body: Body,
+    length: int | None,
+    *,
+    close: bool,
+) -> bytes:
+    """The head the client receives; a body of unknown length is chunked by the proxy.
+
+    Raises UpstreamUnavailable for a header value the client must not see
+    (control bytes: a bare LF would split one header into two).
+    """
+    lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    for name, value in headers:
+        if name.lower() in FRAMING:
+            continue
+        if _CONTROL.search(value) is not None:
+            raise UpstreamUnavailable("the upstream sent a header value with control characters")
+        lines.append(f"{name}: {value}")
+    if body is Body.LENGTH or (body is Body.NONE and length is not None):
+        lines.append(f"Content-Length: {length}")
+    elif body in (Body.CHUNKED, Body.CLOSE):
+        lines.append("Transfer-Encoding: chunked")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    head_only: bool,
+    close: bool,
+) -> bytes:
+    """A whole JSON error answer; its body left out when answering HEAD."""
+    body = error_body(status, code, message)
+    lines = [
+        f"HTTP/1.1 {status} {reason(status)}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers),
+    ]
+    if close:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body

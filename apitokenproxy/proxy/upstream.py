@@ -1,0 +1,528 @@
+"""The one pool of upstream connections both lanes send through, read by llhttp.
+
+Responses are parsed by ``httptools`` (llhttp, the parser of Node.js and
+uvicorn); nothing here splits strings. What llhttp refuses is a 502.
+
+Pool hygiene is the point of this module: a connection goes back to the pool
+only when its response was complete, the upstream kept it alive, and not one
+byte more arrived. Anything an idle pooled connection receives (a second
+response, the rest of an over-long body, a body after HEAD, 204 or 304)
+closes it, so unsolicited bytes can never become the next user's answer. Any
+error in a response closes its connection and frees its slot.
+
+Foreign errors (socket errors, timeouts, llhttp's) are translated here, once,
+into ``UpstreamUnavailable`` (502) and ``UpstreamTimeout`` (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import httptools
+
+from ..errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from .framing import Body, Headers, request_head, response_body
+
+log = logging.getLogger(__name__)
+
+# Sent again on a fresh connection if a reused one died unanswered: only
+# methods that are safe to repeat whatever the upstream did.
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+REFUSED = "the upstream refused the connection or cannot be reached"
+NO_ANSWER = "the upstream closed the connection without answering"
+INVALID = "the upstream answered with invalid HTTP"
+SLOW_CONNECT = "the upstream did not accept a connection in time"
+SLOW_ANSWER = "the upstream did not answer in time"
+# The proxy's own REST calls get small JSON answers; anything larger is wrong.
+MAX_FETCHED = 4 * 1024 * 1024
+
+
+def translate(exc: BaseException) -> ProxyError:
+    """The one table from foreign failures to the answer the client gets."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(SLOW_ANSWER)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable(REFUSED)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return UpstreamUnavailable(NO_ANSWER)
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamUnavailable(f"{INVALID} ({type(exc).__name__})")
+    if isinstance(exc, OSError | ssl.SSLError):
+        return UpstreamUnavailable(REFUSED)
+    if isinstance(exc, ProxyError):
+        return exc
+    raise exc
+
+
+class ResponseSink(Protocol):
+    """Who receives a response: a lane's client connection, in event-loop callbacks."""
+
+    def attached(self, upstream: UpstreamConnection) -> None:
+        """The request went out on ``upstream`` (to pause it when the client is slow)."""
+
+    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
+        """The final (non-1xx) head; may raise ProxyError to refuse it (502)."""
+
+    def response_body(self, data: bytes) -> None: ...
+
+    def response_flush(self) -> None:
+        """One read from the upstream is handled: send on what it gave."""
+
+    def response_end(self) -> None: ...
+
+    def response_failed(self, error: ProxyError, *, started: bool) -> None:
+        """The exchange failed; ``started`` once response_head was called."""
+
+
+class _Unsolicited(Exception):
+    """Bytes after the end of the response: the connection is closed, the answer stands."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection; carries one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.reused = False
+        self.alive = True
+        self.counted = True
+        self._sink: ResponseSink | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._method = "GET"
+        self._headers: Headers = []
+        self._body: Body | None = None
+        self._informational = False
+        self._started = False
+        self._done = False
+        self._keep = False
+        self._received = False
+        self._retry: tuple[bytes, bool] | None = None
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._sink is None:
+            # Idle in the pool: whatever this is, it answers no request of ours.
+            log.info("the upstream sent %d bytes on an idle connection; closed", len(data))
+            self._pool.discard(self)
+            return
+        self._received = True
+        self._last = self._loop.time()
+        parser = self._parser
+        assert parser is not None
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Unsolicited):
+                self._keep = False
+            elif isinstance(cause, ProxyError):
+                self._fail(cause)
+                return
+            else:
+                if cause is not None and not isinstance(cause, httptools.HttpParserError):
+                    log.error("response handling failed", exc_info=cause)
+                self._fail(UpstreamUnavailable(f"{INVALID} ({exc})"))
+                return
+        if self._done:
+            self._finish()
+        elif self._sink is not None:
+            self._sink.response_flush()
+
+    def eof_received(self) -> bool:
+        self._closed()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        self._closed()
+        self._pool.forget(self)
+        waiter, self._drain = self._drain, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError(NO_ANSWER))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain = self._drain, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- llhttp callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise _Unsolicited
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None and self._sink is not None
+        status = self._parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise UpstreamUnavailable("the upstream switched protocols unasked")
+            self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
+            return
+        body, length = response_body(self._method, status, self._headers)
+        self._body = body
+        self._keep = self._parser.should_keep_alive() and body is not Body.CLOSE
+        self._sink.response_head(status, self._headers, body, length)
+        self._started = True
+        if body is Body.NONE:
+            # llhttp would read a HEAD answer's declared body; there is none,
+            # and any byte that comes is unsolicited.
+            self._done = True
+
+    def on_body(self, data: bytes) -> None:
+        if self._done:
+            raise _Unsolicited
+        assert self._sink is not None
+        self._sink.response_body(data)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        self._done = True
+
+    # -- exchanges ------------------------------------------------------------
+
+    def begin(self, sink: ResponseSink, method: str, data: bytes, *, retry: bool = False) -> None:
+        """Send a request (or its head, with ``write`` and ``drain`` for the rest)."""
+        self._sink = sink
+        self._parser = httptools.HttpResponseParser(self)
+        self._method = method
+        self._informational = self._started = self._done = self._received = False
+        self._keep = False
+        self._body = None
+        # A request the upstream may have dropped unseen on a reused
+        # connection is sent once more, on a fresh one, if that is safe.
+        self._retry = (data, True) if retry and self.reused else None
+        self._last = self._loop.time()
+        if self._timer is None:
+            # Lazy: one timer per connection, re-armed when it fires, not per request.
+            self._timer = self._loop.call_at(
+                self._last + self._pool.read_timeout, self._check_timeout
+            )
+        sink.attached(self)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if not self.alive:
+            raise ConnectionResetError(NO_ANSWER)
+        if self._write_paused:
+            self._drain = self._loop.create_future()
+            await self._drain
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self._last = self._loop.time()
+            self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The receiver is gone mid-response: close without telling it."""
+        if self._sink is not None:
+            self._sink = None
+            self._stop_timer()
+            self._pool.discard(self)
+
+    def _finish(self) -> None:
+        sink, self._sink = self._sink, None
+        self._stop_timer()
+        self._pool.release(self, self._keep)
+        if sink is not None:
+            sink.response_end()
+
+    def _fail(self, error: ProxyError) -> None:
+        sink, self._sink = self._sink, None
+        self._stop_timer()
+        self._pool.discard(self)
+        if sink is not None:
+            if self._started:
+                log.warning("upstream failed mid-response: %s", error.message)
+            sink.response_failed(error, started=self._started)
+
+    def _closed(self) -> None:
+        sink = self._sink
+        if sink is None:
+            self._pool.discard(self)
+            return
+        if self._started and not self._done and self._body is Body.CLOSE:
+            # A body delimited by the close is complete now; any other is cut.
+            self._done = True
+            self._finish()
+            return
+        if not self._received and self._retry is not None:
+            data, _ = self._retry
+            self._sink = None
+            self._stop_timer()
+            self._pool.discard(self)
+            self._pool.resend(sink, self._method, data)
+            return
+        self._fail(UpstreamUnavailable(NO_ANSWER))
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if self._sink is None or not self.alive:
+            return
+        now = self._loop.time()
+        if self._paused:
+            self._last = now  # the client is slow, not the upstream
+        due = self._last + self._pool.read_timeout
+        if now < due:
+            self._timer = self._loop.call_at(due, self._check_timeout)
+            return
+        self._fail(UpstreamTimeout(SLOW_ANSWER))
+
+    def _stop_timer(self) -> None:
+        """The exchange is over; an idle connection's timer finds no sink and lapses."""
+
+    def close(self) -> None:
+        self.alive = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Connections to one upstream, at most ``limit`` open at once (busy or idle)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._host, self._port, self._tls = host, port, tls
+        self._limit = limit
+        self._connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: list[UpstreamConnection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closing = False
+
+    @property
+    def in_use(self) -> int:
+        return self._open - len(self._idle)
+
+    def idle_connection(self) -> UpstreamConnection | None:
+        """A pooled connection ready for a request, without waiting, or None."""
+        while self._idle:
+            conn = self._idle.pop()
+            transport = conn.transport
+            if conn.alive and transport is not None and not transport.is_closing():
+                conn.reused = True
+                return conn
+            self.discard(conn)
+        return None
+
+    async def acquire(self) -> UpstreamConnection:
+        """A pooled connection or a new one; waits while ``limit`` are in use."""
+        while True:
+            conn = self.idle_connection()
+            if conn is not None:
+                return conn
+            if self._open < self._limit:
+                break
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with_waiter = waiter in self._waiters
+                if with_waiter:
+                    self._waiters.remove(waiter)
+        self._open += 1
+        try:
+            _, fresh = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self), self._host, self._port, ssl=self._tls
+                ),
+                self._connect_timeout,
+            )
+        except BaseException as exc:
+            self._open -= 1
+            self._wake()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout(SLOW_CONNECT) from exc
+            raise translate(exc) from exc
+        return fresh
+
+    def send(self, sink: ResponseSink, method: str, data: bytes) -> None:
+        """Send a whole request; the answer goes to ``sink``, in callbacks."""
+        conn = self.idle_connection()
+        if conn is not None:
+            conn.begin(sink, method, data, retry=method in SAFE)
+            return
+        self.loop.create_task(self._send_later(sink, method, data))
+
+    def resend(self, sink: ResponseSink, method: str, data: bytes) -> None:
+        """Send again on a new connection: the reused one died before answering."""
+        self.loop.create_task(self._send_later(sink, method, data, fresh=True))
+
+    async def _send_later(
+        self, sink: ResponseSink, method: str, data: bytes, fresh: bool = False
+    ) -> None:
+        try:
+            conn = await (self._connect() if fresh else self.acquire())
+        except ProxyError as exc:
+            sink.response_failed(exc, started=False)
+            return
+        conn.begin(sink, method, data, retry=not fresh and method in SAFE)
+
+    async def _connect(self) -> UpstreamConnection:
+        # A fresh connection for a retry: drop the idle ones, which likely died too.
+        while self._idle:
+            self.discard(self._idle.pop())
+        return await self.acquire()
+
+    def release(self, conn: UpstreamConnection, reusable: bool) -> None:
+        """The exchange on ``conn`` is over; pool it only if it is clean."""
+        transport = conn.transport
+        if (
+            reusable
+            and not self._closing
+            and conn.alive
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            self._idle.append(conn)
+            self._wake()
+        else:
+            self.discard(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Close ``conn`` and free its slot (at most once)."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+        conn.close()
+        self.forget(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn.counted:
+            conn.counted = False
+            self._open -= 1
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def fetch(
+        self, method: str, target: str, headers: Headers, *, within: float
+    ) -> tuple[int, Headers, bytes]:
+        """A whole small exchange, for the proxy's own REST calls (``identity.py``)."""
+        collector = _Collector(self.loop)
+        self.send(collector, method, request_head(method, target, headers, 0))
+        try:
+            return await asyncio.wait_for(asyncio.shield(collector.done), within)
+        except TimeoutError as exc:
+            collector.abandon()
+            raise UpstreamTimeout(SLOW_ANSWER) from exc
+
+    def close(self) -> None:
+        self._closing = True
+        while self._idle:
+            self.discard(self._idle.pop())
+
+
+def pool_for(
+    url: str, *, limit: int = 256, connect_timeout: float = 10.0, read_timeout: float = 300.0
+) -> UpstreamPool:
+    """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's)."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    return UpstreamPool(
+        parts.hostname or "localhost",
+        parts.port or (443 if https else 80),
+        limit=limit,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        tls=ssl.create_default_context() if https else None,
+    )
+
+
+class _Collector:
+    """A ResponseSink that gathers a whole (small) response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[tuple[int, Headers, bytes]] = loop.create_future()
+        self._upstream: UpstreamConnection | None = None
+        self._status = 0
+        self._headers: Headers = []
+        self._body = bytearray()
+
+    def attached(self, upstream: UpstreamConnection) -> None:
+        self._upstream = upstream
+
+    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
+        self._status, self._headers = status, headers
+
+    def response_body(self, data: bytes) -> None:
+        self._body += data
+        if len(self._body) > MAX_FETCHED:
+            raise UpstreamUnavailable("the upstream's answer to the proxy's own call is too large")
+
+    def response_flush(self) -> None:
+        pass
+
+    def response_end(self) -> None:
+        self._upstream = None
+        if not self.done.done():
+            self.done.set_result((self._status, self._headers, bytes(self._body)))
+
+    def response_failed(self, error: ProxyError, *, started: bool) -> None:
+        self._upstream = None
+        if not self.done.done():
+            self.done.set_exception(error)
+
+    def abandon(self) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.abandon()

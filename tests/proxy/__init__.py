@@ -1,0 +1,1 @@
+"""Tests of the data path: one module each, as in apitokenproxy/proxy/."""

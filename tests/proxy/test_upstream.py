@@ -1,0 +1,133 @@
+"""The upstream pool, on both lanes: framings, retries, and the one connection limit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from ..conftest import MakeWorld, World
+
+
+class QuirkyUpstream:
+    """A raw HTTP server that behaves the ways real upstreams sometimes do."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+        self.connections: set[asyncio.StreamWriter] = set()
+        self.max_open = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        self.connections.add(writer)
+        self.max_open = max(self.max_open, len(self.connections))
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                path = head.split(b" ")[1]
+                if path == b"/one-shot" and served:
+                    # Its keep-alive ran out just as the next request came in:
+                    # the connection closes without an answer.
+                    writer.close()
+                    return
+                served += 1
+                if path == b"/until-close":
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed to the end"
+                    )
+                    await writer.drain()
+                    writer.close()
+                    return
+                if path == b"/early-hints":
+                    writer.write(
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+                    )
+                elif path == b"/chunked-trailers":
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n"
+                    )
+                elif path == b"/bad-chunk":
+                    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+                    await writer.drain()
+                    writer.close()
+                    return
+                else:
+                    if path.startswith(b"/slow"):
+                        await asyncio.sleep(0.05)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+        finally:
+            self.connections.discard(writer)
+
+
+@pytest.fixture
+async def quirky(make_world: MakeWorld) -> tuple[QuirkyUpstream, World]:
+    upstream = QuirkyUpstream()
+    port = await upstream.start()
+    world = await make_world(config={"upstream": {"url": f"http://127.0.0.1:{port}"}})
+    yield upstream, world  # type: ignore[misc]
+    assert upstream.server is not None
+    upstream.server.close()
+
+
+async def test_an_idle_upstream_connection_that_died_is_retried_for_safe_methods(
+    quirky: tuple[QuirkyUpstream, World],
+) -> None:
+    upstream, world = quirky
+    for _ in range(3):
+        resp = await world.client.get("/one-shot")
+        assert (resp.status, await resp.text()) == (200, "ok")
+    # Each GET after the first met a dying pooled connection and was sent again.
+    assert len(upstream.requests) == 5
+    resp = await world.client.post("/one-shot", data=b"x")
+    assert resp.status == 502  # not sent again: the upstream may have acted on it
+    assert (await world.client.get("/one-shot")).status == 200
+
+
+async def test_upstream_framings_pass_through(quirky: tuple[QuirkyUpstream, World]) -> None:
+    _, world = quirky
+    resp = await world.client.get("/until-close")
+    assert await resp.text() == "streamed to the end"
+    resp = await world.client.get("/early-hints")
+    assert (resp.status, await resp.text()) == (200, "final")
+    resp = await world.client.get("/chunked-trailers")
+    assert await resp.text() == "Wikipedia"
+    resp = await world.client.get("/bad-chunk")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    assert (await world.client.get("/fine")).status == 200
+
+
+async def test_both_lanes_share_one_pool_of_max_connections(make_world: MakeWorld) -> None:
+    upstream = QuirkyUpstream()
+    port = await upstream.start()
+    world = await make_world(
+        config={"upstream": {"url": f"http://127.0.0.1:{port}", "max_connections": 2}}
+    )
+    # Twenty requests at once, half of them forced through aiohttp (HTTP/1.0
+    # is handed off): never more than two upstream connections open.
+
+    async def one(i: int) -> bytes:
+        reader, writer = await asyncio.open_connection(world.client.host, world.client.port)
+        version = b"1.0" if i % 2 else b"1.1"
+        writer.write(b"GET /slow%d HTTP/%b\r\nHost: j\r\nConnection: close\r\n\r\n" % (i, version))
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return answer.split(b" ", 2)[1]
+
+    statuses = await asyncio.gather(*(one(i) for i in range(20)))
+    assert statuses == [b"200"] * 20
+    assert upstream.max_open == 2  # each answer takes 50 ms: without the limit, up to 20
+    assert upstream.server is not None
+    upstream.server.close()

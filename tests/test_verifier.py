@@ -1,0 +1,450 @@
+"""TokenVerifier: throttling that never refuses a correct token, and one shared check per token.
+
+Built on the real SQLite store; argon2 is replaced by a fake hasher that
+counts its calls and how many ran at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from apitokenproxy.access import AccessLog
+from apitokenproxy.authentication import InvalidToken, TokenVerifier, rejection
+from apitokenproxy.errors import TooManyRequests
+from apitokenproxy.hashing import SecretHasher
+from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
+from apitokenproxy.throttle import FailureThrottle
+from apitokenproxy.tokens import format_token, new_secret, parse_token
+
+from .conftest import START_MS, FakeClock
+
+LIMIT = 10
+ATTACKER = "203.0.113.9"
+WRONG = "Q" * 32
+
+
+class FakeHasher:
+    """Stands in for SecretHasher: each verification takes a few milliseconds
+    (or, for a secret on ``hold``, until its event is set), and the most that
+    ran at once is kept."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.running = 0
+        self.most = 0
+        self.holds: dict[str, asyncio.Event] = {}
+
+    def hold(self, secret: str) -> asyncio.Event:
+        """Verifications of ``secret`` wait until the event returned is set."""
+        event = self.holds[secret] = asyncio.Event()
+        return event
+
+    async def hash(self, secret: str) -> str:
+        return f"fake${secret}"
+
+    async def verify(self, stored_hash: str, secret: str) -> bool:
+        self.calls += 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.002)
+            if secret in self.holds:
+                await self.holds[secret].wait()
+        finally:
+            self.running -= 1
+        return stored_hash == f"fake${secret}"
+
+
+class SharedTally:
+    """The store's shared failure counter, reduced to a list of the keys counted."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
+        self.keys.append(key)
+        return now_ms, 0  # no other instance has counted anything
+
+
+@dataclass
+class Rig:
+    verifier: TokenVerifier
+    store: TokenStore
+    hasher: FakeHasher
+    access: AccessLog
+    clock: FakeClock
+    throttle: FailureThrottle
+    shared: SharedTally
+
+    async def issue(self, owner: str = "alice", valid_until: int | None = None) -> str:
+        secret = new_secret()
+        record = await self.store.create(
+            NewToken(
+                owner_key=f"key-{owner}",
+                owner_name=owner,
+                description="t",
+                secret_hash=await self.hasher.hash(secret),
+                created=self.clock(),
+                valid_until=valid_until,
+                created_by_key=f"key-{owner}",
+            )
+        )
+        return format_token(record.id, secret)
+
+    async def fail(self, times: int, client: str | None, username: str | None = None) -> None:
+        """``times`` failed attempts, each with an id no token has."""
+        for i in range(times):
+            with pytest.raises(InvalidToken):
+                await self.verifier.verify(format_token(90_000 + i, WRONG), username, client=client)
+
+    async def last_accessed(self, token: str) -> int:
+        await self.access.flush()
+        record = await self.store.get(token_id(token))
+        assert record is not None
+        return record.last_accessed
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never came true")
+
+
+def token_id(token: str) -> int:
+    return parse_token(token).token_id
+
+
+def secret_of(token: str) -> str:
+    return parse_token(token).secret
+
+
+def wrong_secret(token: str) -> str:
+    return format_token(token_id(token), WRONG)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with opened(f"sqlite:///{tmp_path / 'tokens.db'}") as store:
+        hasher = FakeHasher()
+        access = AccessLog(store, flush_seconds=10)
+        clock = FakeClock()
+        shared = SharedTally()
+        throttle = FailureThrottle(LIMIT, 60, 1000, shared=shared)
+        verifier = TokenVerifier(
+            store,
+            cast(SecretHasher, hasher),
+            access,
+            clock,
+            throttle,
+            cache_seconds=300,
+            cache_size=100,
+        )
+        yield Rig(verifier, store, hasher, access, clock, throttle, shared)
+
+
+# Throttling never refuses a correct token -------------------------------------
+
+
+async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
+    cached = await rig.issue()
+    await rig.verifier.verify(cached, client=ATTACKER)
+    fresh = await rig.issue()
+    await rig.fail(LIMIT, ATTACKER)
+    assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
+
+    calls = rig.hasher.calls
+    assert (await rig.verifier.verify(cached, client=ATTACKER)).id == token_id(cached)
+    assert rig.hasher.calls == calls  # the cache vouched for it: no argon2, no throttle
+    assert (await rig.verifier.verify(fresh, client=ATTACKER)).id == token_id(fresh)
+    assert (await rig.verifier.verify(fresh, "alice", client=ATTACKER)).owner_name == "alice"
+
+    for refused in (wrong_secret(fresh), format_token(777, WRONG), "atpx_garbage"):
+        with pytest.raises(TooManyRequests) as caught:
+            await rig.verifier.verify(refused, client=ATTACKER)
+        assert caught.value.retry_after == 60
+        assert caught.value.headers["Retry-After"] == "60"
+        assert ATTACKER in caught.value.message
+    # A good token under the wrong user name is a failure like any other.
+    with pytest.raises(TooManyRequests):
+        await rig.verifier.verify(fresh, "bob", client=ATTACKER)
+
+
+async def test_failures_of_a_throttled_key_are_still_counted(rig: Rig) -> None:
+    await rig.fail(LIMIT, ATTACKER, "alice")
+    with pytest.raises(TooManyRequests):
+        await rig.verifier.verify(format_token(5, WRONG), "alice", client=ATTACKER)
+    # In the shared store too, where every instance sees them.
+    assert rig.shared.keys.count(f"address {ATTACKER}") == LIMIT + 1
+    assert rig.shared.keys.count("user alice") == LIMIT + 1
+
+
+async def test_a_throttled_user_name_still_accepts_that_users_token(rig: Rig) -> None:
+    alices = await rig.issue("alice")
+    bobs = await rig.issue("bob")
+    for i in range(LIMIT):  # from many addresses, so only the name is throttled
+        await rig.fail(1, f"198.51.100.{i}", "alice")
+
+    assert (await rig.verifier.verify(alices, "ALICE", client="192.0.2.1")).id == token_id(alices)
+
+    calls = rig.hasher.calls
+    # Cannot be alice's token: refused at once, without argon2.
+    for refused, username in [
+        (format_token(777, WRONG), "alice"),  # unknown id
+        (bobs, "alice"),  # bob's token under alice's name
+        ("atpx_garbage", "alice"),  # malformed
+    ]:
+        with pytest.raises(TooManyRequests) as caught:
+            await rig.verifier.verify(refused, username, client="192.0.2.1")
+        assert "for alice" in caught.value.message
+    assert rig.hasher.calls == calls
+    # Could be hers: argon2 decides, and the failure is a 429.
+    with pytest.raises(TooManyRequests):
+        await rig.verifier.verify(wrong_secret(alices), "alice", client="192.0.2.1")
+    assert rig.hasher.calls == calls + 1
+    # Bob is not alice: his own token is fine.
+    assert (await rig.verifier.verify(bobs, "bob", client="192.0.2.1")).owner_name == "bob"
+
+
+async def test_a_throttled_address_runs_one_check_at_a_time(rig: Rig) -> None:
+    good = await rig.issue()
+    await rig.fail(LIMIT, ATTACKER)
+    rig.hasher.most = 0
+    guesses = [format_token(5000 + i, WRONG) for i in range(20)]
+    outcomes = await asyncio.gather(
+        *(rig.verifier.verify(guess, client=ATTACKER) for guess in guesses),
+        rig.verifier.verify(good, client=ATTACKER),
+        return_exceptions=True,
+    )
+    assert rig.hasher.most == 1
+    assert rig.hasher.calls == LIMIT + 21
+    assert all(isinstance(outcome, TooManyRequests) for outcome in outcomes[:-1])
+    assert isinstance(outcomes[-1], TokenRecord)
+    assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
+
+
+async def test_a_throttled_user_name_runs_one_check_at_a_time(rig: Rig) -> None:
+    alices = await rig.issue("alice")
+    await rig.fail(LIMIT, ATTACKER, "alice")
+    rig.hasher.most = 0
+    # Guesses the guard lets through (alice's own id), from fresh addresses.
+    guesses = [format_token(token_id(alices), f"{i:0>32}") for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(rig.verifier.verify(guess, "alice", client=f"192.0.2.{i}")
+          for i, guess in enumerate(guesses)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert all(isinstance(outcome, TooManyRequests) for outcome in outcomes)
+    assert rig.hasher.most == 1
+
+
+async def test_others_are_not_slowed_by_a_throttled_address(rig: Rig) -> None:
+    tokens = [await rig.issue() for _ in range(5)]
+    await rig.fail(LIMIT, ATTACKER)
+    rig.hasher.most = 0
+    records = await asyncio.gather(
+        *(rig.verifier.verify(token, client=f"192.0.2.{i}") for i, token in enumerate(tokens))
+    )
+    assert [record.id for record in records] == [token_id(token) for token in tokens]
+    assert rig.hasher.most == 5
+
+
+async def test_a_client_that_gives_up_keeps_its_turn_until_its_check_ends(rig: Rig) -> None:
+    await rig.fail(LIMIT, ATTACKER)
+    held = rig.hasher.hold(WRONG)
+    first = asyncio.ensure_future(rig.verifier.verify(format_token(1, WRONG), client=ATTACKER))
+    await until(lambda: rig.hasher.running == 1)
+    first.cancel()
+    second = asyncio.ensure_future(rig.verifier.verify(format_token(2, WRONG), client=ATTACKER))
+    await asyncio.sleep(0.02)
+    assert rig.hasher.running == 1  # the second waits for the first one's check
+    held.set()
+    with pytest.raises(TooManyRequests):
+        await second
+    assert rig.hasher.most == 1
+    assert first.cancelled()
+
+
+async def test_a_throttled_client_joins_a_check_under_way_without_waiting_its_turn(
+    rig: Rig,
+) -> None:
+    token = await rig.issue()
+    await rig.fail(LIMIT, ATTACKER)
+    guess_held, token_held = rig.hasher.hold(WRONG), rig.hasher.hold(secret_of(token))
+    guess = asyncio.ensure_future(rig.verifier.verify(format_token(1, WRONG), client=ATTACKER))
+    first_use = asyncio.ensure_future(rig.verifier.verify(token, client="192.0.2.1"))
+    await until(lambda: rig.hasher.running == 2)
+    # The attacker's address has its turn taken by the stuck guess, but joining
+    # the check of this token already under way costs no argon2 of its own.
+    joined = asyncio.ensure_future(rig.verifier.verify(token, client=ATTACKER))
+    await asyncio.sleep(0.01)
+    token_held.set()
+    assert (await first_use).id == (await asyncio.wait_for(joined, 1)).id == token_id(token)
+    assert not guess.done()
+    guess_held.set()
+    with pytest.raises(TooManyRequests):
+        await guess
+    assert rig.hasher.calls == LIMIT + 2
+
+
+# One check per token, however many ask at once --------------------------------
+
+
+async def test_a_storm_of_first_uses_shares_one_check(rig: Rig) -> None:
+    token = await rig.issue()
+    records = await asyncio.gather(
+        *(rig.verifier.verify(token, "alice", client=f"10.0.{i // 256}.{i % 256}")
+          for i in range(150))
+    )  # fmt: skip
+    assert {record.id for record in records} == {token_id(token)}
+    assert rig.hasher.calls == 1
+
+
+async def test_a_storm_through_the_real_hasher_is_never_busy(rig: Rig) -> None:
+    hasher = SecretHasher(workers=2, max_pending=64)
+    try:
+        verifier = TokenVerifier(
+            rig.store, hasher, rig.access, rig.clock, rig.throttle, cache_seconds=300, cache_size=10
+        )
+        secret = new_secret()
+        record = await rig.store.create(
+            NewToken("key-alice", "alice", "t", await hasher.hash(secret), START_MS, None, "k")
+        )
+        token = format_token(record.id, secret)
+        records = await asyncio.gather(*(verifier.verify(token) for _ in range(150)))
+        assert {r.id for r in records} == {record.id}
+    finally:
+        hasher.close()
+
+
+async def test_a_storm_of_one_wrong_token_shares_one_check_and_counts_each_failure(
+    rig: Rig,
+) -> None:
+    wrong = wrong_secret(await rig.issue())
+    addresses = [f"10.1.0.{i}" for i in range(150)]
+    outcomes = await asyncio.gather(
+        *(rig.verifier.verify(wrong, client=address) for address in addresses),
+        return_exceptions=True,
+    )
+    assert all(type(outcome) is InvalidToken for outcome in outcomes)
+    assert rig.hasher.calls == 1
+    assert len(rig.throttle) == 150  # each request counted its own address
+
+
+async def test_waiters_on_one_check_each_count_their_own_failure(rig: Rig) -> None:
+    wrong = wrong_secret(await rig.issue())
+    outcomes = await asyncio.gather(
+        *(rig.verifier.verify(wrong, client=ATTACKER) for _ in range(LIMIT + 5)),
+        return_exceptions=True,
+    )
+    assert rig.hasher.calls == 1
+    assert [type(outcome) for outcome in outcomes] == [InvalidToken] * LIMIT + [TooManyRequests] * 5
+
+
+async def test_waiters_on_one_check_each_apply_their_own_acceptance(rig: Rig) -> None:
+    token = await rig.issue("alice")
+    outcomes = await asyncio.gather(
+        rig.verifier.verify(token, "alice", client="192.0.2.1"),
+        rig.verifier.verify(token, "bob", client="192.0.2.2"),
+        rig.verifier.verify(token, None, client="192.0.2.3"),
+        return_exceptions=True,
+    )
+    assert [type(outcome) for outcome in outcomes] == [TokenRecord, InvalidToken, TokenRecord]
+    assert rig.hasher.calls == 1
+    assert rig.throttle.retry_after("user bob") is None
+    assert len(rig.throttle) == 2  # bob's address and bob's name, nobody else
+
+
+async def test_a_check_under_way_when_its_token_is_revoked_is_not_cached(rig: Rig) -> None:
+    token = await rig.issue()
+    held = rig.hasher.hold(secret_of(token))
+    started = asyncio.ensure_future(rig.verifier.verify(token))
+    await until(lambda: rig.hasher.running == 1)  # the store has been read
+    assert await rig.store.delete(token_id(token))
+    rig.verifier.forget([token_id(token)])
+    held.set()
+    assert (await started).id == token_id(token)  # it began before the revocation
+    assert rig.verifier.verify_cached(token, None) is None
+    with pytest.raises(InvalidToken):
+        await rig.verifier.verify(token)
+
+
+# verify_cached: the hot path that never awaits ---------------------------------
+
+
+async def test_verify_cached(rig: Rig) -> None:
+    token = await rig.issue("alice", valid_until=START_MS + 60_000)
+    assert rig.verifier.verify_cached(token, None) is None  # not verified yet
+    await rig.verifier.verify(token)
+    assert await rig.last_accessed(token) == START_MS
+
+    rig.clock.advance(1000)
+    for username in (None, "alice", "ALICE"):
+        record = rig.verifier.verify_cached(token, username)
+        assert record is not None
+        assert record.id == token_id(token)
+    assert await rig.last_accessed(token) == START_MS + 1000  # recorded as verify() does
+
+    rig.clock.advance(1000)
+    assert rig.verifier.verify_cached(token, "bob") is None
+    assert rig.verifier.verify_cached("atpx_garbage", None) is None
+    assert await rig.last_accessed(token) == START_MS + 1000  # refusals are not uses
+
+    rig.clock.advance(60_000)  # expired
+    assert rig.verifier.verify_cached(token, None) is None
+    assert len(rig.throttle) == 0  # no accounting here...
+    with pytest.raises(InvalidToken, match="expired"):
+        await rig.verifier.verify(token, client=ATTACKER)
+    assert len(rig.throttle) == 1  # ...verify() does it
+
+
+async def test_verify_cached_ignores_the_throttle(rig: Rig) -> None:
+    token = await rig.issue()
+    await rig.verifier.verify(token, "alice", client=ATTACKER)
+    await rig.fail(LIMIT, ATTACKER, "alice")
+    assert rig.verifier.verify_cached(token, "alice") is not None
+
+
+async def test_verify_cached_forgets_revoked_tokens(rig: Rig) -> None:
+    token = await rig.issue()
+    await rig.verifier.verify(token)
+    rig.verifier.forget([token_id(token)])
+    assert rig.verifier.verify_cached(token, None) is None
+
+
+# The acceptance rule, without an event loop ----------------------------------
+
+
+def record(valid_until: int | None) -> TokenRecord:
+    return TokenRecord(1, "key-alice", "Alice", "t", "h", START_MS, valid_until, 0, "key-alice")
+
+
+@pytest.mark.parametrize(
+    ("valid_until", "username", "now", "refused"),
+    [
+        (None, None, START_MS, None),
+        (None, "alice", START_MS, None),
+        (None, "ALICE", START_MS, None),
+        (None, "bob", START_MS, "does not belong"),
+        (None, "", START_MS, "does not belong"),
+        (START_MS + 1, None, START_MS, None),
+        (START_MS + 1, None, START_MS + 1, "expired on 2026-01-15 12:00 UTC"),
+        (START_MS + 1, "bob", START_MS + 1, "expired"),  # expiry is reported first
+    ],
+)
+def test_rejection(
+    valid_until: int | None, username: str | None, now: int, refused: str | None
+) -> None:
+    reason = rejection(record(valid_until), username, now)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert refused in reason
