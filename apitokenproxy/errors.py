@@ -141,6 +141,11 @@ def error_body(status: int, code: str, message: str) -> bytes:
     ).encode()
 
 
+# Every answer the proxy makes itself says so, in both lanes, and no more
+# (aiohttp would add its own name and version).
+SERVER = "apitokenproxy"
+
+
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
@@ -148,5 +153,5 @@ def error_response(
         status=status,
         body=error_body(status, code, message),
         content_type="application/json",
-        headers=headers,
+        headers={"Server": SERVER, **(headers or {})},
     )

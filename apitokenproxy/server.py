@@ -28,7 +28,8 @@ from .app import CONFIG, FAST_LANE, REQUESTS, create_app
 from .config import Config
 from .errors import error_response
 from .identity import IdentityProvider
-from .proxy.fastlane import MALFORMED, FastLane, FastSite
+from .proxy.fastlane import FastLane, FastSite
+from .proxy.framing import MALFORMED
 from .proxy.requestlog import RequestLog
 
 log = logging.getLogger("apitokenproxy")
@@ -120,6 +121,8 @@ class GatewayRequestHandler(RequestHandler):
             log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
             response = error_response(status, "malformed_request", MALFORMED)
         response.force_close()
+        # Said out loud, as the fast lane says it: this answer ends the connection.
+        response.headers["Connection"] = "close"
         return response
 
 

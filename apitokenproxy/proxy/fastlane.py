@@ -34,11 +34,21 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..errors import ProxyError
+from ..errors import BadRequest, ProxyError
 from ..forwarding import ClientView, Network, client_view
 from ..gate import Admission, Gate
 from ..headers import Injection, for_client
-from .framing import LAST_CHUNK, Body, Headers, chunk, error, origin_form, request_head
+from .framing import (
+    LAST_CHUNK,
+    MALFORMED,
+    ONLY_HTTP_1,
+    Body,
+    Headers,
+    chunk,
+    error,
+    origin_form,
+    request_head,
+)
 from .framing import response_head as frame_response_head
 from .requestlog import RequestLog
 from .upstream import UpstreamConnection, UpstreamPool
@@ -55,7 +65,6 @@ MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
 MAX_LINE = 8190
 _HAND_OFF_HEADERS = frozenset({"transfer-encoding", "upgrade", "expect"})
-MALFORMED = "the request is not valid HTTP/1.1"
 
 
 class _HandOff(Exception):
@@ -232,7 +241,11 @@ class FrontConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        if parser.get_http_version() != "1.1" or parser.should_upgrade():
+        version = parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            # llhttp reads "GET /x\n" as HTTP/0.9; no client of Jira speaks it.
+            raise BadRequest(ONLY_HTTP_1)
+        if version != "1.1" or parser.should_upgrade():
             raise _HandOff
         method = parser.get_method().decode("ascii")
         if method not in FAST_METHODS:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from aiohttp.http import HttpVersion11
+from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -37,7 +37,7 @@ from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
 from ..forwarding import ClientView, client_of
 from ..gate import Admission, Gate
 from ..headers import Headers, Injection, for_client, normalise
-from .framing import FRAMING, LAST_CHUNK, Body, chunk, origin_form, request_head
+from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .upstream import UpstreamConnection, UpstreamPool, translate
 
 log = logging.getLogger(__name__)
@@ -356,6 +356,8 @@ class _Responder:
 
 def _target(request: web.Request) -> str:
     """The request-target to send upstream; refuses what could mean two things."""
+    if request.version not in (HttpVersion10, HttpVersion11):
+        raise BadRequest(ONLY_HTTP_1)
     if len(request.headers.getall("Host", ())) > 1:
         raise BadRequest("send exactly one Host header")
     codings = [

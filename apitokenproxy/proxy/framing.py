@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from http import HTTPStatus
 
-from ..errors import BadRequest, UpstreamUnavailable, error_body
+from ..errors import SERVER, BadRequest, UpstreamUnavailable, error_body
 from ..headers import normalise
 
 Headers = list[tuple[str, str]]
@@ -33,6 +33,10 @@ _ABSOLUTE = re.compile(rb"(?i)https?://[^/?#]*")
 # The proxy writes these itself; a message's own copies never cross.
 FRAMING = frozenset({"content-length", "transfer-encoding"})
 LAST_CHUNK = b"0\r\n\r\n"
+# The answers to what cannot be parsed: fixed words, never the parser's own
+# message, which quotes the offending bytes (a token, a password).
+MALFORMED = "the request is not valid HTTP/1.1"
+ONLY_HTTP_1 = "only HTTP/1.0 and HTTP/1.1 are served"
 # Methods whose requests carry a body by definition: always sent with a length.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -173,8 +177,9 @@ def error(
     body = error_body(status, code, message)
     lines = [
         f"HTTP/1.1 {status} {reason(status)}",
-        "Content-Type: application/json; charset=utf-8",
+        "Content-Type: application/json",
         f"Content-Length: {len(body)}",
+        f"Server: {SERVER}",
         *(f"{k}: {v}" for k, v in headers),
     ]
     if close:
