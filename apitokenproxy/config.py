@@ -181,10 +181,9 @@ class ProxyConfig:
     max_request_body_mb: int = field(default=0, metadata=_check(_not_negative))
     # How often lastAccessed times are written to the store.
     last_accessed_flush_seconds: float = field(default=10.0, metadata=_check(_positive))
-    # Serve plain keep-alive requests below aiohttp (see fastpath.py). Off
-    # until the lane is rebuilt on llhttp: its hand-written parser let a
-    # client smuggle a request with a forged user header (issue 8).
-    fast_path: bool = False
+    # Serve plain keep-alive requests below aiohttp, parsed by llhttp (see
+    # proxy/fastlane.py); false sends every request through aiohttp.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)

@@ -53,15 +53,26 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
     return AS_IS
 
 
+Decision = TokenAttempt | Admission
+
+
 class Gate:
     def __init__(self, verifier: TokenVerifier, *, allow_password: bool) -> None:
         self._verifier = verifier
         self._allow_password = allow_password
 
-    def admit_now(self, authorization: Sequence[str], client: str) -> Admission | None:
-        """Decide without awaiting if possible (no token, or one already verified);
-        None when ``admit`` must be awaited. Raises as ``admit`` does."""
-        decision = classify(authorization, allow_password=self._allow_password)
+    def decide(self, authorization: Sequence[str]) -> Decision:
+        """What the credentials call for, from the header alone (``classify``).
+
+        Pure: a connection that sends the same header again may reuse the
+        answer; the token it names is still checked on every request.
+        """
+        return classify(authorization, allow_password=self._allow_password)
+
+    def admit_now(self, decision: Decision) -> Admission | None:
+        """Admit without awaiting if possible (no token, or one verified and cached,
+        so a revoked or expired token is refused here too); None when ``admit``
+        must be awaited."""
         if isinstance(decision, Admission):
             return decision
         record = self._verifier.verify_cached(decision.token, decision.username)
@@ -69,9 +80,8 @@ class Gate:
             return None
         return Admission(user_name=record.owner_name, strip_authorization=True)
 
-    async def admit(self, authorization: Sequence[str], client: str) -> Admission:
+    async def admit(self, decision: Decision, client: str) -> Admission:
         """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
-        decision = classify(authorization, allow_password=self._allow_password)
         if isinstance(decision, Admission):
             return decision
         record = await self._verifier.verify(decision.token, decision.username, client=client)

@@ -11,6 +11,7 @@ must be caught in every spelling.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,13 +42,27 @@ HOP_BY_HOP = frozenset(
 FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 
 
+_NORMALISED: dict[str, str] = {}
+_NORMALISED_MAX = 4096
+
+
 def normalise(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    """The name as compared: lower case, ``_`` read as ``-``, no surrounding spaces."""
+    # Remembered: the same few dozen names arrive on every request.
+    found = _NORMALISED.get(name)
+    if found is None:
+        found = name.strip().lower().replace("_", "-")
+        if len(_NORMALISED) >= _NORMALISED_MAX:
+            _NORMALISED.clear()  # a flood of invented names costs memory once, not forever
+        _NORMALISED[name] = found
+    return found
 
 
 # ``Connection`` may make any other header hop-by-hop, but never these: the
 # message's framing and its Host mean the same on both sides of the proxy.
 NEVER_NAMED = frozenset({"content-length", "transfer-encoding", "host"})
+# Connection options that name no header.
+_CONNECTION_OPTIONS = frozenset({"close", "keep-alive"})
 
 
 def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -59,10 +74,26 @@ def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(named - NEVER_NAMED)
 
 
-def end_to_end(headers: Sequence[tuple[str, str]], drop: Iterable[str] = ()) -> Headers:
+def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozenset()) -> Headers:
     """Headers without hop-by-hop ones, those named in Connection, and ``drop`` (normalised)."""
-    gone = HOP_BY_HOP | connection_named(headers) | frozenset(drop)
-    return [(name, value) for name, value in headers if normalise(name) not in gone]
+    # One pass on every request of the data path, so written for speed: the
+    # second filter runs only when Connection names something not already gone.
+    kept: list[tuple[str, tuple[str, str]]] = []
+    named: set[str] = set()
+    for header in headers:
+        key = normalise(header[0])
+        if key in HOP_BY_HOP or key in drop:
+            if key == "connection":
+                for token in header[1].split(","):
+                    token = normalise(token)
+                    if token and token not in HOP_BY_HOP and token not in _CONNECTION_OPTIONS:
+                        named.add(token)
+            continue
+        kept.append((key, header))
+    named -= NEVER_NAMED
+    if named:
+        return [header for key, header in kept if key not in named]
+    return [header for _, header in kept]
 
 
 def for_upstream(
@@ -79,12 +110,19 @@ def for_upstream(
     be; so do the client's forwarding headers, which the proxy recomputes
     (see ``forwarding.py``); then ``inject`` adds the proxy's own. ``Expect``
     is answered by the proxy itself, after authentication, so it is not
-    passed on. ``Host`` stays the client's, as Jira's proxy settings expect.
+    passed on; nor is ``Content-Length``: the proxy frames the request itself
+    (``proxy/framing.py``). ``Host`` stays the client's, as Jira's proxy
+    settings expect.
     """
-    drop = {normalise(h) for h in identity_headers} | FORWARDING | {"expect"}
+    return end_to_end(headers, upstream_drops(identity_headers, strip_authorization)) + list(inject)
+
+
+def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -> frozenset[str]:
+    """The names ``for_upstream`` removes besides the hop-by-hop ones (normalised)."""
+    drop = {normalise(h) for h in identity_headers} | FORWARDING | {"expect", "content-length"}
     if strip_authorization:
         drop.add("authorization")
-    return end_to_end(headers, drop) + list(inject)
+    return frozenset(drop)
 
 
 def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
@@ -161,9 +199,10 @@ class Injection:
         ]
         if user_name is not None:
             inject.append((self.user_header, user_value(user_name, self.encoding)))
-        return for_upstream(
-            headers,
-            identity_headers=self.identity_headers,
-            inject=inject,
-            strip_authorization=strip_authorization,
-        )
+        # for_upstream, with the two possible drop sets made once.
+        drop = self._drops[strip_authorization]
+        return end_to_end(headers, drop) + inject
+
+    @functools.cached_property
+    def _drops(self) -> dict[bool, frozenset[str]]:
+        return {strip: upstream_drops(self.identity_headers, strip) for strip in (False, True)}

@@ -36,7 +36,7 @@ from multidict import CIMultiDict
 
 from ..errors import BadRequest, ProxyError
 from ..forwarding import ClientView, Network, client_view
-from ..gate import Admission, Gate
+from ..gate import AS_IS, Admission, Decision, Gate
 from ..headers import Injection, for_client
 from .framing import (
     LAST_CHUNK,
@@ -126,7 +126,9 @@ class FrontConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._peer = "unknown"
         self._parser = httptools.HttpRequestParser(self)
-        self._pending = bytearray()  # raw bytes of the request being parsed
+        # Raw bytes of the request being parsed, kept for a hand-off.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._stash = bytearray()  # bytes received while a request is in flight
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -134,7 +136,14 @@ class FrontConnection(asyncio.Protocol):
         self.busy = False
         # The request being parsed or served.
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: Headers = []
+        self._host = ""
+        self._authorization: list[str] = []
+        self._view_cache: ClientView | None = None
+        # The gate's reading of the last Authorization header, reused while a
+        # keep-alive client repeats it (the token is still checked each time).
+        self._decided_for: list[str] | None = None
+        self._decision: Decision = AS_IS
         self._body = bytearray()
         self._ready = False
         self._head_done = True  # no head in progress
@@ -196,8 +205,9 @@ class FrontConnection(asyncio.Protocol):
     # -- reading requests ------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        self._pending += data
-        if not self._head_done and len(self._pending) > MAX_HEAD:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if not self._head_done and self._pending_size > MAX_HEAD:
             self._hand_off()
             return
         try:
@@ -215,9 +225,12 @@ class FrontConnection(asyncio.Protocol):
         if self._ready:
             self._ready = False
             self._pending.clear()
+            self._pending_size = 0
             self._serve()
         elif not self._url and not self._headers:
-            self._pending.clear()  # only the blank lines llhttp skips between requests
+            # Only the blank lines llhttp skips between requests.
+            self._pending.clear()
+            self._pending_size = 0
 
     def on_message_begin(self) -> None:
         if self._ready:
@@ -225,6 +238,8 @@ class FrontConnection(asyncio.Protocol):
             raise _HandOff
         self._url = b""
         self._headers = []
+        self._authorization = []
+        self._host = ""
         self._body.clear()
         self._head_done = False
         self._arm(self._lane.header_timeout)
@@ -235,7 +250,7 @@ class FrontConnection(asyncio.Protocol):
             raise _HandOff
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if len(self._headers) > MAX_HEADERS or len(name) + len(value) > MAX_LINE:
             raise _HandOff
 
@@ -260,12 +275,15 @@ class FrontConnection(asyncio.Protocol):
         hosts = 0
         for name, value in self._headers:
             key = name.lower()
-            if key == b"host":
+            if key == "host":
                 hosts += 1
-            elif key == b"content-length":
+                self._host = value
+            elif key == "authorization":
+                self._authorization.append(value)
+            elif key == "content-length":
                 if int(value) > FAST_BODY_MAX:
                     raise _HandOff
-            elif key.decode("latin-1") in _HAND_OFF_HEADERS:
+            elif key in _HAND_OFF_HEADERS:
                 raise _HandOff
         if hosts != 1:
             raise _HandOff
@@ -283,26 +301,35 @@ class FrontConnection(asyncio.Protocol):
     def _serve(self) -> None:
         self.busy = True
         self._disarm()
-        headers: Headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
+        headers = self._headers
         view = self._view(headers)
-        authorization = [v for k, v in headers if k.lower() == "authorization"]
+        gate = self._lane.gate
         try:
-            admission = self._lane.gate.admit_now(authorization, view.address)
+            if self._authorization == self._decided_for:
+                decision = self._decision  # the same header as the last request's
+            else:
+                decision = gate.decide(self._authorization)
+                self._decided_for, self._decision = self._authorization, decision
+            admission = gate.admit_now(decision)
         except ProxyError as exc:
             self._refuse(exc)
             return
         if admission is None:
-            self._admitting = self._loop.create_task(
-                self._admit_later(authorization, headers, view)
-            )
+            self._admitting = self._loop.create_task(self._admit_later(decision, headers, view))
             return
         self._forward(admission, headers, view)
 
     def _view(self, headers: Headers) -> ClientView:
-        host = next((v for k, v in headers if k.lower() == "host"), "")
+        host = self._host
         trusted = self._lane.trusted
         if not trusted:
-            return ClientView(self._peer, "http", host, self._peer, trusted_peer=False)
+            # Decided by the peer and Host alone: the same for every request
+            # of a connection that keeps its Host.
+            view = self._view_cache
+            if view is None or view.host != host:
+                view = ClientView(self._peer, "http", host, self._peer, trusted_peer=False)
+                self._view_cache = view
+            return view
         multi = CIMultiDict(headers)
         return client_view(
             self._peer,
@@ -313,11 +340,9 @@ class FrontConnection(asyncio.Protocol):
             trusted=trusted,
         )
 
-    async def _admit_later(
-        self, authorization: list[str], headers: Headers, view: ClientView
-    ) -> None:
+    async def _admit_later(self, decision: Decision, headers: Headers, view: ClientView) -> None:
         try:
-            admission = await self._lane.gate.admit(authorization, view.address)
+            admission = await self._lane.gate.admit(decision, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -450,7 +475,7 @@ class FrontConnection(asyncio.Protocol):
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._pending:
-            handler.data_received(bytes(self._pending))
+            handler.data_received(b"".join(self._pending))
             self._pending.clear()
         if self._read_paused:
             transport.resume_reading()

@@ -103,8 +103,9 @@ class Forwarder:
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
-        admission = await self._gate.admit(
-            request.headers.getall("Authorization", []), view.address
+        gate = self._gate
+        admission = await gate.admit(
+            gate.decide(request.headers.getall("Authorization", [])), view.address
         )
         length = request.content_length
         if self._max_body and length is not None and length > self._max_body:

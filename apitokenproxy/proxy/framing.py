@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from http import HTTPStatus
 
 from ..errors import SERVER, BadRequest, UpstreamUnavailable, error_body
-from ..headers import normalise
 
 Headers = list[tuple[str, str]]
 
@@ -80,11 +79,13 @@ def request_head(
 ) -> bytes:
     """The head of the request sent upstream.
 
-    ``body_length`` is the exact body size the proxy will send, or None for a
-    body of unknown length, which the proxy then chunks itself.
+    ``headers`` come from ``headers.for_upstream``, which has dropped every
+    framing header the client sent, in any spelling; ``body_length`` is the
+    exact body size the proxy will send, or None for a body of unknown
+    length, which the proxy then chunks itself.
     """
     lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{k}: {v}" for k, v in headers if normalise(k) not in FRAMING)
+    lines.extend(f"{k}: {v}" for k, v in headers)
     if body_length is None:
         lines.append("Transfer-Encoding: chunked")
     elif body_length or method in _BODY_METHODS:
@@ -145,12 +146,14 @@ def response_head(
     (control bytes: a bare LF would split one header into two).
     """
     lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    values = []
     for name, value in headers:
-        if name.lower() in FRAMING:
-            continue
-        if _CONTROL.search(value) is not None:
-            raise UpstreamUnavailable("the upstream sent a header value with control characters")
-        lines.append(f"{name}: {value}")
+        if name.lower() not in FRAMING:
+            lines.append(f"{name}: {value}")
+            values.append(value)
+    # One search over all values, joined by a character that is allowed.
+    if _CONTROL.search("a".join(values)) is not None:
+        raise UpstreamUnavailable("the upstream sent a header value with control characters")
     if body is Body.LENGTH or (body is Body.NONE and length is not None):
         lines.append(f"Content-Length: {length}")
     elif body in (Body.CHUNKED, Body.CLOSE):

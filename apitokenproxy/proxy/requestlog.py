@@ -34,8 +34,8 @@ class RequestLog:
     def record(self, client: str, method: str, target: str, status: int, lane: str) -> None:
         if not self.enabled:
             return
-        now = time.time()
-        second = int(now)
+        ms = time.time_ns() // 1_000_000
+        second = ms // 1000
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -43,7 +43,7 @@ class RequestLog:
         if not (path.isprintable() and method.isprintable()):
             method, path = ascii(method), ascii(path)  # no line a client could forge
         self._lines.append(
-            f'{self._stamp}.{int(now % 1 * 1000):03d}Z {client} "{method} {path}" {status} {lane}\n'
+            f'{self._stamp}.{ms % 1000:03d}Z {client} "{method} {path}" {status} {lane}\n'
         )
         if len(self._lines) >= MAX_BATCH:
             self.flush()
