@@ -1,71 +1,55 @@
 """The application factory: configuration in, a wired aiohttp application out.
 
-Following one request: ``errors_middleware`` guarantees a JSON answer,
-``api.py`` serves the token-management paths (``authentication.py`` decides
-who calls, ``service.py`` applies the rules, ``store/`` remembers), and every
-other path goes to ``proxy/forwarder.py``. Health and readiness answer under
-``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
-production, plain requests never reach this application at all:
-``proxy/fastlane.py`` serves them with the same gate, header rules and
-upstream pool, and hands everything else here (see ``server.py``).
+Following one request: ``errors_middleware`` guarantees a JSON answer;
+``tokenapi/`` serves the token-management paths (``auth/`` decides who
+calls, ``tokenapi/service.py`` applies the rules, ``store/`` remembers);
+every other path goes to ``proxy/forwarder.py``. Health and readiness answer
+under ``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
+production, plain requests never reach this application: the fast lane
+(``proxy/fastlane.py``) serves them with the same gate, header rules and
+upstream pool, and asks ``served_here`` which paths to hand on.
 
-Every resource is acquired and released in one ``cleanup_ctx`` generator, so
-shutdown runs in reverse order: stop taking uses, flush ``lastAccessed``,
-close the HTTP client, then the store.
+Resources live in one ``Components`` object (``components.py``), opened and
+closed by one ``cleanup_ctx`` generator and kept under one AppKey.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 
-from . import api
-from .access import AccessLog
-from .authentication import Authenticator, TokenVerifier
+from .auth.identity import IdentityProvider
+from .components import Clock, Components, now_ms
 from .config import Config
 from .errors import NotFound, ProxyError, StoreUnavailable, error_response
-from .forwarding import TRUSTED_PROXIES, parse_networks
-from .gate import Gate
-from .hashing import SecretHasher
-from .headers import Injection
-from .identity import IdentityProvider, UpstreamIdentity
-from .proxy.fastlane import FastLane
-from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
-from .proxy.requestlog import RequestLog
-from .proxy.upstream import pool_for
-from .service import TokenService
-from .store import TokenStore, open_configured
-from .throttle import FailureThrottle
+from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/__apitokenproxy"
-# Lower-case path fragments routed to this application's own handlers; the
-# fast lane hands any request whose path contains one to aiohttp.
-ROUTED_ELSEWHERE = (api.BASE_PATH.split("/")[2].lower(), HEALTH_PREFIX.strip("/").lower())
 
-Clock = Callable[[], int]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
-STORE: web.AppKey[TokenStore] = web.AppKey("store", TokenStore)
-VERIFIER: web.AppKey[TokenVerifier] = web.AppKey("verifier", TokenVerifier)
-ACCESS: web.AppKey[AccessLog] = web.AppKey("access", AccessLog)
-FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
-GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
-FAST_LANE: web.AppKey[FastLane] = web.AppKey("fast_lane", FastLane)
-REQUESTS: web.AppKey[RequestLog] = web.AppKey("requests", RequestLog)
+COMPONENTS: web.AppKey[Components] = web.AppKey("components", Components)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def served_here(path: str) -> bool:
+    """Whether the application itself may answer ``path``: the token API or health.
+
+    Asked by the fast lane, which hands such requests on. Deliberately wide
+    (any case, anywhere in the path): aiohttp decodes and matches paths its
+    own way, and a request wrongly handed on costs only speed.
+    """
+    lowered = path.lower()
+    return _API_MARK in lowered or _HEALTH_MARK in lowered
+
+
+_API_MARK = BASE_PATH.split("/")[2].lower()
+_HEALTH_MARK = HEALTH_PREFIX.strip("/").lower()
 
 
 @web.middleware
@@ -109,121 +93,41 @@ def create_app(
     clock: Clock = now_ms,
 ) -> web.Application:
     """Build the proxy. ``identity`` replaces the upstream's REST API (tests, demo)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=api.MAX_BODY_BYTES)
-    app[CONFIG] = config
-    context_path = urlsplit(config.upstream.url).path.rstrip("/")
-    app[api.CONTEXT_PATH] = context_path
-    app[api.PUBLIC_URL] = config.listen.public_url.rstrip("/")
-    app[TRUSTED_PROXIES] = parse_networks(config.proxy.trusted_proxies)
-    app.cleanup_ctx.append(_components(config, identity, clock))
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+
+    async def components(app: web.Application) -> AsyncIterator[None]:
+        async with Components.opened(
+            config, identity=identity, clock=clock, served_here=served_here
+        ) as opened:
+            app[COMPONENTS] = opened
+            yield
+
+    app.cleanup_ctx.append(components)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
-    api.add_routes(app, context_path)
-    app.router.add_route("*", context_path + api.BASE_PATH + "/{tail:.*}", unknown_api_path)
+    base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
+    for method, path, name in ROUTES:
+        app.router.add_route(method, base + path, _token_api(name))
+    app.router.add_route("*", base + "/{tail:.*}", unknown_api_path)
     app.router.add_route("*", "/{tail:.*}", forward, expect_handler=expect_forward)
     return app
 
 
+def _token_api(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        method: Handler = getattr(request.app[COMPONENTS].token_api, name)
+        return await method(request)
+
+    handler.__name__ = name
+    return handler
+
+
 async def forward(request: web.Request) -> web.StreamResponse:
-    return await request.app[FORWARDER].handle(request)
+    return await request.app[COMPONENTS].forwarder.handle(request)
 
 
 async def expect_forward(request: web.Request) -> web.StreamResponse | None:
-    return await request.app[FORWARDER].expect(request)
-
-
-def _components(
-    config: Config, identity: IdentityProvider | None, clock: Clock
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def build(app: web.Application) -> AsyncIterator[None]:
-        store = await open_configured(config.store)
-        hasher = SecretHasher(
-            workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
-        )
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.upstream.max_connections),
-            # Bodies pass through as the upstream sent them, compressed or not.
-            auto_decompress=False,
-            # One session serves every user: it must never keep cookies.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=SKIP_AUTO_HEADERS,
-        )
-        pool = pool_for(
-            config.upstream.url,
-            limit=config.upstream.max_connections,
-            connect_timeout=config.upstream.connect_timeout_seconds,
-            read_timeout=config.upstream.read_timeout_seconds,
-        )
-        requests = RequestLog(config.logging.access_log)
-        access = AccessLog(store, config.proxy.last_accessed_flush_seconds)
-        throttle = config.auth.throttle
-        verifier = TokenVerifier(
-            store,
-            hasher,
-            access,
-            clock,
-            FailureThrottle(
-                throttle.max_failures, throttle.window_seconds, throttle.max_tracked, shared=store
-            ),
-            cache_seconds=config.auth.token_cache_seconds,
-            cache_size=config.auth.token_cache_size,
-        )
-        provider = identity or UpstreamIdentity(
-            pool,
-            config.upstream.url,
-            config.upstream.product,
-            admin_groups=config.auth.admin_groups,
-            timeout_seconds=config.upstream.identity_timeout_seconds,
-        )
-        authenticator = Authenticator(
-            verifier,
-            provider,
-            config.auth,
-            user_header=config.upstream.user_header,
-            shared_secret_header=config.upstream.shared_secret_header,
-            shared_secret=config.upstream.shared_secret,
-            user_header_encoding=config.upstream.user_header_encoding,
-        )
-        app[STORE] = store
-        app[VERIFIER] = verifier
-        app[ACCESS] = access
-        app[api.AUTHENTICATOR] = authenticator
-        app[api.SERVICE] = TokenService(
-            store, hasher, authenticator, provider, verifier, config.tokens, clock
-        )
-        gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
-        injection = Injection.from_config(config.upstream)
-        app[GATE] = gate
-        app[REQUESTS] = requests
-        app[FORWARDER] = Forwarder(pool, session, gate, injection, config)
-        app[FAST_LANE] = FastLane(
-            gate=gate,
-            injection=injection,
-            pool=pool,
-            trusted=app[TRUSTED_PROXIES],
-            routed_elsewhere=ROUTED_ELSEWHERE,
-            header_timeout=config.listen.header_timeout_seconds,
-            keepalive_timeout=config.listen.keepalive_timeout_seconds,
-            requests=requests,
-        )
-        access.start()
-        watcher = asyncio.create_task(
-            store.watch(verifier.forget, verifier.forget_all), name="revocations"
-        )
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            await access.stop()
-            requests.flush()
-            pool.close()
-            await session.close()
-            await store.close()
-            hasher.close()
-
-    return build
+    return await request.app[COMPONENTS].forwarder.expect(request)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -232,7 +136,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     try:
-        await request.app[STORE].ping()
+        await request.app[COMPONENTS].store.ping()
     except StoreUnavailable as exc:
         return error_response(503, "not_ready", exc.message)
     return web.json_response({"status": "ready"})

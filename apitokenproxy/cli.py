@@ -26,16 +26,16 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api
 from .app import create_app
+from .auth.hashing import SecretHasher
+from .auth.tokens import format_token, new_secret
 from .config import ConfigError, config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
 from .errors import ProxyError
-from .hashing import SecretHasher
 from .server import install_uvloop, run_until_signalled, serve, setup_logging
 from .store import NewToken, opened
-from .tokens import format_token, new_secret
-from .validity import effective_months, valid_until
+from .tokenapi.shapes import filtered
+from .tokenapi.validity import effective_months, valid_until
 
 log = logging.getLogger("apitokenproxy")
 
@@ -201,7 +201,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
                 records = await store.list_owned(args.user_key)
             else:
                 records = (await store.find_by_expiry(None, 0, 2**62)).items
-        return [api.filtered(r) for r in records]
+        return [filtered(r) for r in records]
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
     return 0
@@ -239,7 +239,7 @@ def _tokens_create(args: argparse.Namespace) -> int:
             hasher.close()
         async with opened(config.store.url) as store:
             record = await store.create(new)
-        return {**api.filtered(record), "plainTextToken": format_token(record.id, secret)}
+        return {**filtered(record), "plainTextToken": format_token(record.id, secret)}
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
     return 0

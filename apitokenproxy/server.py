@@ -24,13 +24,13 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import CONFIG, FAST_LANE, REQUESTS, create_app
+from .app import COMPONENTS, create_app
+from .auth.identity import IdentityProvider
 from .config import Config
 from .errors import error_response
-from .identity import IdentityProvider
+from .ops.accesslog import AccessLog
 from .proxy.fastlane import FastLane, FastSite
 from .proxy.framing import MALFORMED
-from .proxy.requestlog import RequestLog
 
 log = logging.getLogger("apitokenproxy")
 
@@ -155,7 +155,7 @@ class GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         kwargs = dict(server._kwargs)
-        kwargs["access_log_class"] = _access_logger(self.app[REQUESTS])
+        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS].access_log)
         gateway = GatewayServer(
             server.request_handler,
             request_factory=server.request_factory,
@@ -166,7 +166,7 @@ class GatewayRunner(web.AppRunner):
         return gateway
 
 
-def _access_logger(requests: RequestLog) -> type[AbstractAccessLogger]:
+def _access_logger(requests: AccessLog) -> type[AbstractAccessLogger]:
     """aiohttp's access-log hook, writing the same lines as the fast lane."""
 
     class RequestLogAdapter(AbstractAccessLogger):
@@ -201,12 +201,13 @@ async def start_site(
         access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
     )
     await runner.setup()
-    config = app[CONFIG]
+    components = app[COMPONENTS]
+    config = components.config
     if not access_log:
-        app[REQUESTS].enabled = False
+        components.access_log.enabled = False
     site: web.TCPSite
     if config.proxy.fast_path:
-        runner.fast = app[FAST_LANE]
+        runner.fast = components.fast_lane
         runner.fast.header_timeout = header_timeout
         runner.fast.keepalive_timeout = keepalive_timeout
         site = FastSite(

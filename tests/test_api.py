@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from apitokenproxy.app import ACCESS, STORE
-from apitokenproxy.tokens import parse_token
-from apitokenproxy.validity import valid_until
+from apitokenproxy.app import COMPONENTS
+from apitokenproxy.auth.tokens import parse_token
+from apitokenproxy.tokenapi.validity import valid_until
 
 from .conftest import START_MS, MakeWorld, World
 from .fakes import basic, bearer
@@ -64,7 +64,7 @@ async def test_create_returns_every_seed_field_and_a_working_token(jira: World) 
 async def test_plaintext_token_is_never_stored(jira: World) -> None:
     data = await create(jira, ALICE, {"tokenDescription": "secret check"})
     secret = parse_token(data["plainTextToken"]).secret
-    record = await jira.client.app[STORE].get(data["id"])
+    record = await jira.client.app[COMPONENTS].store.get(data["id"])
     assert record is not None
     assert secret not in record.secret_hash
     assert record.secret_hash.startswith("$argon2id$")
@@ -141,7 +141,7 @@ async def test_unknown_user_key_is_404_and_writes_nothing(jira: World) -> None:
         jira, ADMIN, {"tokenDescription": "x", "tokenForUserKey": "JIRAUSER99999"}, status=404
     )
     assert "JIRAUSER99999" in data["message"]
-    page = await jira.client.app[STORE].find_by_expiry(None, 0, 50)
+    page = await jira.client.app[COMPONENTS].store.find_by_expiry(None, 0, 50)
     assert page.total == 0
 
 
@@ -190,7 +190,7 @@ async def test_token_authenticated_admin_is_checked_through_the_user_header(jira
 async def test_create_rejects_bad_input_with_400(jira: World, body: bytes, fragment: str) -> None:
     resp = await jira.client.post(f"{API}/user/token", data=body, headers={**ALICE, **JSON})
     assert_error(resp.status, await resp.json(), 400, fragment)
-    assert (await jira.client.app[STORE].find_by_expiry(None, 0, 50)).total == 0
+    assert (await jira.client.app[COMPONENTS].store.find_by_expiry(None, 0, 50)).total == 0
 
 
 async def test_oversized_body_is_413(jira: World) -> None:
@@ -254,7 +254,7 @@ async def test_expired_revoked_and_foreign_tokens_are_refused(jira: World) -> No
 
 
 async def test_wrong_secret_for_a_real_id_is_refused(jira: World) -> None:
-    from apitokenproxy.tokens import format_token
+    from apitokenproxy.auth.tokens import format_token
 
     data = await token_for(jira, ALICE)
     forged = format_token(data["id"], "B" * 32)
@@ -310,7 +310,7 @@ async def test_rename_own_token_only(jira: World) -> None:
             f"{API}/user/token/{token_id}", json={"tokenDescription": "mine now"}, headers=ALICE
         )
         assert_error(resp.status, await resp.json(), 404, f"no token with id {token_id}")
-    record = await jira.client.app[STORE].get(theirs["id"])
+    record = await jira.client.app[COMPONENTS].store.get(theirs["id"])
     assert record is not None and record.description == "test token"
 
 
@@ -333,7 +333,7 @@ async def test_delete_own_and_admin_deletes_any(jira: World) -> None:
     assert (await jira.client.delete(f"{API}/user/token/{b1['id']}", headers=ADMIN)).status == 204
     resp = await jira.client.delete(f"{API}/user/token/{b1['id']}", headers=ADMIN)
     assert resp.status == 404
-    remaining = await jira.client.app[STORE].find_by_expiry(None, 0, 50)
+    remaining = await jira.client.app[COMPONENTS].store.find_by_expiry(None, 0, 50)
     assert [r.id for r in remaining.items] == [b2["id"]]
 
 
@@ -346,7 +346,7 @@ async def test_delete_all_for_is_for_sysadmins(jira: World) -> None:
     resp = await jira.client.delete(f"{API}/user/token/deleteAllFor/JIRAUSER10105", headers=ADMIN)
     assert resp.status == 200
     assert await resp.json() == {"deletedTokens": 3}
-    assert (await jira.client.app[STORE].find_by_expiry(None, 0, 50)).total == 1
+    assert (await jira.client.app[COMPONENTS].store.find_by_expiry(None, 0, 50)).total == 1
 
 
 async def test_admin_user_keys_from_config_are_sysadmins(make_world: MakeWorld) -> None:
@@ -360,7 +360,7 @@ async def test_last_accessed_is_recorded(jira: World) -> None:
     jira.clock.advance(5_000)
     resp = await jira.client.get(f"{API}/user/token", headers=bearer(data["plainTextToken"]))
     assert resp.status == 200
-    await jira.client.app[ACCESS].flush()
+    await jira.client.app[COMPONENTS].last_accessed.flush()
     listed = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
     assert listed[0]["lastAccessed"] == START_MS + 5_000
 

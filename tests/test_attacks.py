@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from apitokenproxy.tokens import format_token
+from apitokenproxy.auth.tokens import format_token
 
 from .conftest import Live, MakeLive
 from .fakes import USER_HEADER

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apitokenproxy.cache import TTLCache
+from apitokenproxy.auth.cache import TTLCache
 
 
 class Clock:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from apitokenproxy.credentials import (
+from apitokenproxy.auth.credentials import (
     BasicCredentials,
     BearerCredentials,
     Credentials,

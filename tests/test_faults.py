@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from apitokenproxy.app import STORE
-from apitokenproxy.tokens import format_token
+from apitokenproxy.app import COMPONENTS
+from apitokenproxy.auth.tokens import format_token
 
 from .conftest import MakeWorld, World
 from .fakes import basic, bearer
@@ -34,7 +34,7 @@ def store_url(tmp_path: Path) -> str:
 
 def _read_only(world: World, db: Path) -> Callable[[], Any]:
     # The store's own connection refuses writes, as on a read-only mount.
-    conn = world.client.app[STORE]._conn  # type: ignore[attr-defined]
+    conn = world.client.app[COMPONENTS].store._conn  # type: ignore[attr-defined]
 
     async def undo() -> None:
         await conn.execute("PRAGMA query_only = 0")
@@ -48,7 +48,7 @@ def _read_only(world: World, db: Path) -> Callable[[], Any]:
 
 def _full(world: World, db: Path) -> Callable[[], Any]:
     # No page may be added to the file: what SQLite reports on a full disk.
-    conn = world.client.app[STORE]._conn  # type: ignore[attr-defined]
+    conn = world.client.app[COMPONENTS].store._conn  # type: ignore[attr-defined]
 
     async def undo() -> None:
         await conn.execute("PRAGMA max_page_count = 1073741823")
@@ -97,7 +97,7 @@ async def test_a_sick_store_fails_writes_cleanly_and_cached_tokens_keep_working(
             f"{API}/user/token", json={"tokenDescription": "x" * 250 + str(i)}, headers=ALICE
         )
         assert resp.status == 200
-    before = (await world.client.app[STORE].find_by_expiry(None, 0, 1000)).total
+    before = (await world.client.app[COMPONENTS].store.find_by_expiry(None, 0, 1000)).total
 
     undo = await fault(world, db)()
     accepted = 0
@@ -124,7 +124,7 @@ async def test_a_sick_store_fails_writes_cleanly_and_cached_tokens_keep_working(
     finally:
         await undo()
 
-    page = await world.client.app[STORE].find_by_expiry(None, 0, 1000)
+    page = await world.client.app[COMPONENTS].store.find_by_expiry(None, 0, 1000)
     assert page.total == before + accepted  # nothing half-written
     assert cached["id"] in {r.id for r in page.items}
     with sqlite3.connect(db) as check:

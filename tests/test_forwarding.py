@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.forwarding import ClientView, client_view, parse_networks
+from apitokenproxy.proxy.client import ClientView, client_view, parse_networks
 
 LB = parse_networks(["10.0.0.0/8", "fd00::/8"])
 

@@ -13,7 +13,7 @@ import base64
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from apitokenproxy.credentials import (
+from apitokenproxy.auth.credentials import (
     BasicCredentials,
     BearerCredentials,
     MalformedCredentials,
@@ -21,9 +21,9 @@ from apitokenproxy.credentials import (
     parse_authorization,
     token_in,
 )
+from apitokenproxy.auth.gate import AS_IS, classify
+from apitokenproxy.auth.tokens import PREFIX, MalformedToken, format_token, parse_token
 from apitokenproxy.errors import Unauthorized
-from apitokenproxy.gate import AS_IS, classify
-from apitokenproxy.tokens import PREFIX, MalformedToken, format_token, parse_token
 
 TOKEN = format_token(7, "A" * 32)
 

@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from apitokenproxy.credentials import TokenAttempt
+from apitokenproxy.auth.credentials import TokenAttempt
+from apitokenproxy.auth.gate import AS_IS, Admission, classify
+from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.errors import Unauthorized
-from apitokenproxy.gate import AS_IS, Admission, classify
-from apitokenproxy.tokens import format_token
 
 TOKEN = format_token(5, "A" * 32)
 

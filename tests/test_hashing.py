@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.errors import Busy
-from apitokenproxy.hashing import SecretHasher
 
 
 async def test_hash_and_verify() -> None:

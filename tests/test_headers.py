@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.headers import connection_named, end_to_end, for_client, for_upstream
+from apitokenproxy.proxy.headers import connection_named, end_to_end, for_client, for_upstream
 
 IDENTITY = ("X-Forwarded-User", "X-Proxy-Secret")
 

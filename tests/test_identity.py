@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from apitokenproxy.auth.identity import ActingAs, PasswordRejected, UpstreamIdentity, User
 from apitokenproxy.errors import UpstreamTimeout, UpstreamUnavailable
-from apitokenproxy.identity import ActingAs, PasswordRejected, UpstreamIdentity, User
 from apitokenproxy.proxy.upstream import UpstreamPool, pool_for
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream
@@ -26,7 +26,7 @@ async def identity_for() -> AsyncIterator[Identity]:
 
     def make(url: str, product: Literal["jira", "confluence"], **options: Any) -> UpstreamIdentity:
         pools.append(pool_for(url))
-        return UpstreamIdentity(pools[-1], url, product, **options)
+        return UpstreamIdentity(pools[-1].fetch, url, product, **options)
 
     yield make
     for pool in pools:

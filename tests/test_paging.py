@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.paging import envelope
+from apitokenproxy.tokenapi.paging import envelope
 
 BASE = "https://your-jira-or-confluence"
 PATH = "/rest/de.resolution.apitokenauth/latest/user/tokensByFilter"

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from apitokenproxy.app import ACCESS, STORE
-from apitokenproxy.tokens import format_token
+from apitokenproxy.app import COMPONENTS
+from apitokenproxy.auth.tokens import format_token
 
 from .conftest import GatewayTestServer, MakeWorld, World
 from .fakes import GZIPPED, USER_HEADER, basic, bearer, pattern
@@ -161,18 +161,18 @@ async def test_last_accessed_is_batched(jira: World) -> None:
     jira.clock.advance(7_000)
     for _ in range(5):
         await echo(jira, headers=bearer(made["plainTextToken"]))
-    assert jira.client.app[ACCESS].pending == 1
-    record = await jira.client.app[STORE].get(made["id"])
+    assert jira.client.app[COMPONENTS].last_accessed.pending == 1
+    record = await jira.client.app[COMPONENTS].store.get(made["id"])
     assert record is not None and record.last_accessed == 0  # not written per request
-    await jira.client.app[ACCESS].flush()
-    record = await jira.client.app[STORE].get(made["id"])
+    await jira.client.app[COMPONENTS].last_accessed.flush()
+    record = await jira.client.app[COMPONENTS].store.get(made["id"])
     assert record is not None and record.last_accessed == made["created"] + 7_000
 
 
 async def test_hot_path_needs_no_store(jira: World) -> None:
     token = (await make_token(jira))["plainTextToken"]
     await echo(jira, headers=bearer(token))
-    await jira.client.app[STORE].close()  # any query from now on would fail
+    await jira.client.app[COMPONENTS].store.close()  # any query from now on would fail
     data = await echo(jira, headers=bearer(token))
     assert upstream_headers(data, USER_HEADER) == ["alice"]
 
@@ -538,7 +538,7 @@ async def test_health_and_readiness(jira: World) -> None:
     assert (resp.status, await resp.json()) == (200, {"status": "ok"})
     resp = await jira.client.get("/__apitokenproxy/ready")
     assert resp.status == 200
-    await jira.client.app[STORE].close()
+    await jira.client.app[COMPONENTS].store.close()
     resp = await jira.client.get("/__apitokenproxy/ready")
     assert resp.status == 503
     assert (await resp.json())["error"] == "not_ready"

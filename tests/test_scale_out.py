@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from apitokenproxy.app import ACCESS, STORE, create_app
+from apitokenproxy.app import COMPONENTS, create_app
+from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.config import config_from_dict
-from apitokenproxy.tokens import format_token
 
 from .conftest import FakeClock, GatewayTestServer, base_config, deep_merge
 from .fakes import JIRA_USERS, FakeUpstream, basic, bearer
@@ -95,9 +95,9 @@ async def test_two_instances_flushing_one_token_keep_the_later_time(
     await first.get(ISSUE, headers=token)  # the later use
     clock.advance(-4_000)
     await second.get(ISSUE, headers=token)  # an earlier use, flushed last
-    await first.app[ACCESS].flush()
-    await second.app[ACCESS].flush()
-    record = await first.app[STORE].get(made["id"])
+    await first.app[COMPONENTS].last_accessed.flush()
+    await second.app[COMPONENTS].last_accessed.flush()
+    record = await first.app[COMPONENTS].store.get(made["id"])
     assert record is not None and record.last_accessed == made["created"] + 9_000
 
 
@@ -178,8 +178,8 @@ async def test_database_outage_is_survived(
     assert "token database" in (await resp.json())["message"]
     resp = await proxy.post(f"{API}/user/token", json={"tokenDescription": "x"}, headers=ALICE)
     assert resp.status == 503
-    await proxy.app[ACCESS].flush()  # fails quietly and keeps the times
-    assert proxy.app[ACCESS].pending == 1
+    await proxy.app[COMPONENTS].last_accessed.flush()  # fails quietly and keeps the times
+    assert proxy.app[COMPONENTS].last_accessed.pending == 1
     assert (await proxy.get("/__apitokenproxy/ready")).status == 503
 
     await relay.start()  # the database is back, on the same address
@@ -190,8 +190,8 @@ async def test_database_outage_is_survived(
         await asyncio.sleep(0.1)
     assert (await proxy.get(ISSUE, headers=bearer(uncached["plainTextToken"]))).status == 200
     await make_token(proxy)
-    await proxy.app[ACCESS].flush()
-    record = await proxy.app[STORE].get(cached["id"])
+    await proxy.app[COMPONENTS].last_accessed.flush()
+    record = await proxy.app[COMPONENTS].store.get(cached["id"])
     assert record is not None and record.last_accessed == cached["created"] + 5_000
 
 

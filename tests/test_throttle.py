@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from apitokenproxy.throttle import FailureThrottle, Turns, throttle_keys, too_many
+from apitokenproxy.auth.throttle import FailureThrottle, Turns, throttle_keys, too_many
 
 
 class Clock:

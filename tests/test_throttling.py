@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from apitokenproxy.tokens import format_token
+from apitokenproxy.auth.tokens import format_token
 
 from .conftest import World
 from .fakes import basic, bearer

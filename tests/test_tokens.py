@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apitokenproxy.tokens import (
+from apitokenproxy.auth.tokens import (
     PREFIX,
     SECRET_LENGTH,
     MalformedToken,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apitokenproxy.validity import effective_months, valid_until
+from apitokenproxy.tokenapi.validity import effective_months, valid_until
 
 
 def ms(text: str) -> int:

@@ -14,13 +14,13 @@ from typing import cast
 
 import pytest
 
-from apitokenproxy.access import AccessLog
-from apitokenproxy.authentication import InvalidToken, TokenVerifier, rejection
+from apitokenproxy.auth.hashing import SecretHasher
+from apitokenproxy.auth.throttle import FailureThrottle
+from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
+from apitokenproxy.auth.verifier import InvalidToken, TokenVerifier, rejection
 from apitokenproxy.errors import TooManyRequests
-from apitokenproxy.hashing import SecretHasher
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
-from apitokenproxy.throttle import FailureThrottle
-from apitokenproxy.tokens import format_token, new_secret, parse_token
+from apitokenproxy.store.lastaccessed import LastAccessed
 
 from .conftest import START_MS, FakeClock
 
@@ -77,7 +77,7 @@ class Rig:
     verifier: TokenVerifier
     store: TokenStore
     hasher: FakeHasher
-    access: AccessLog
+    access: LastAccessed
     clock: FakeClock
     throttle: FailureThrottle
     shared: SharedTally
@@ -134,7 +134,7 @@ def wrong_secret(token: str) -> str:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with opened(f"sqlite:///{tmp_path / 'tokens.db'}") as store:
         hasher = FakeHasher()
-        access = AccessLog(store, flush_seconds=10)
+        access = LastAccessed(store, flush_seconds=10)
         clock = FakeClock()
         shared = SharedTally()
         throttle = FailureThrottle(LIMIT, 60, 1000, shared=shared)

@@ -34,10 +34,10 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..auth.gate import AS_IS, Admission, Decision, Gate
 from ..errors import BadRequest, ProxyError
-from ..forwarding import ClientView, Network, client_view
-from ..gate import AS_IS, Admission, Decision, Gate
-from ..headers import Injection, for_client
+from ..ops.accesslog import AccessLog
+from .client import ClientView, Network, client_view
 from .framing import (
     LAST_CHUNK,
     MALFORMED,
@@ -50,7 +50,7 @@ from .framing import (
     request_head,
 )
 from .framing import response_head as frame_response_head
-from .requestlog import RequestLog
+from .headers import Injection, for_client
 from .upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,20 @@ class FastLane:
         injection: Injection,
         pool: UpstreamPool,
         trusted: tuple[Network, ...],
-        routed_elsewhere: tuple[str, ...],
+        served_here: Callable[[str], bool],
         header_timeout: float,
         keepalive_timeout: float,
-        requests: RequestLog,
+        access_log: AccessLog,
     ) -> None:
         self.gate = gate
         self.injection = injection
         self.pool = pool
         self.trusted = trusted
-        # Lower-case path fragments that aiohttp routes to the proxy's own handlers.
-        self.routed_elsewhere = routed_elsewhere
+        # Whether a path is one the application serves itself (the token API, health).
+        self.served_here = served_here
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
-        self.requests = requests
+        self.access_log = access_log
         self.connections: set[FrontConnection] = set()
         self.closing = False
         # Requests answered here, and connections handed to aiohttp.
@@ -270,7 +270,7 @@ class FrontConnection(asyncio.Protocol):
         path = self._target.partition("?")[0].lower()
         if "%" in path or "//" in path or "/." in path:
             raise _HandOff  # aiohttp decodes and normalises these before routing
-        if any(part in path for part in self._lane.routed_elsewhere):
+        if self._lane.served_here(path):
             raise _HandOff
         hosts = 0
         for name, value in self._headers:
@@ -438,7 +438,7 @@ class FrontConnection(asyncio.Protocol):
         self._done(status)
 
     def _done(self, status: int) -> None:
-        self._lane.requests.record(self._peer, self._method, self._target, status, "fast")
+        self._lane.access_log.record(self._peer, self._method, self._target, status, "fast")
         self._lane.served += 1
         self._upstream = None
         self.busy = False

@@ -32,12 +32,12 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
+from ..auth.gate import Admission, Gate
 from ..config import Config
 from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
-from ..forwarding import ClientView, client_of
-from ..gate import Admission, Gate
-from ..headers import Headers, Injection, for_client, normalise
+from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
+from .headers import Headers, Injection, for_client, normalise
 from .upstream import UpstreamConnection, UpstreamPool, translate
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ class Forwarder:
         gate: Gate,
         injection: Injection,
         config: Config,
+        trusted: tuple[Network, ...],
     ) -> None:
+        self._trusted = trusted
         self._pool = pool
         self._websockets = websockets
         self._gate = gate
@@ -79,7 +81,7 @@ class Forwarder:
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """Answer ``Expect: 100-continue`` only once the request is admitted."""
         try:
-            request[_ADMISSION] = await self._admit(request, client_of(request))
+            request[_ADMISSION] = await self._admit(request, client_of(request, self._trusted))
         except ProxyError as exc:
             return exc.to_response()
         if request.version != HttpVersion11 or request.headers["Expect"].lower() != "100-continue":
@@ -92,7 +94,7 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = _target(request)
-        view = client_of(request)
+        view = client_of(request, self._trusted)
         admission = request.get(_ADMISSION)
         if admission is None:
             admission = await self._admit(request, view)

@@ -6,7 +6,6 @@ import httptools
 import pytest
 
 from apitokenproxy.errors import BadRequest, UpstreamUnavailable
-from apitokenproxy.headers import for_upstream
 from apitokenproxy.proxy.framing import (
     Body,
     chunk,
@@ -16,6 +15,7 @@ from apitokenproxy.proxy.framing import (
     response_body,
     response_head,
 )
+from apitokenproxy.proxy.headers import for_upstream
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,13 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from .errors import StoreUnavailable
-from .store import TokenStore
+from ..errors import StoreUnavailable
+from . import TokenStore
 
 log = logging.getLogger(__name__)
 
 
-class AccessLog:
+class LastAccessed:
     def __init__(self, store: TokenStore, flush_seconds: float) -> None:
         self._store = store
         self._flush_seconds = flush_seconds

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import StoreUnavailable, TooManyRequests
+from ..errors import StoreUnavailable, TooManyRequests
 
 log = logging.getLogger(__name__)
 

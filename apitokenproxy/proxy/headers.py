@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .config import UpstreamConfig
-from .errors import UnsendableUserName
-from .forwarding import ClientView
+from ..config import UpstreamConfig
+from ..errors import UnsendableUserName
+from .client import ClientView
 
 Headers = list[tuple[str, str]]
 
@@ -195,13 +195,16 @@ class Injection:
             ("X-Forwarded-For", client.forwarded_for),
             ("X-Forwarded-Proto", client.proto),
             ("X-Forwarded-Host", client.host),
-            *self.secret,
         ]
-        if user_name is not None:
-            inject.append((self.user_header, user_value(user_name, self.encoding)))
+        inject += self.identity(user_name) if user_name is not None else self.secret
         # for_upstream, with the two possible drop sets made once.
         drop = self._drops[strip_authorization]
         return end_to_end(headers, drop) + inject
+
+    def identity(self, user_name: str) -> Headers:
+        """The headers that say who a request is from: the user header and the
+        shared secret; the proxy's own REST calls on a user's behalf send these too."""
+        return [(self.user_header, user_value(user_name, self.encoding)), *self.secret]
 
     @functools.cached_property
     def _drops(self) -> dict[bool, frozenset[str]]:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import Unauthorized
 from .tokens import looks_like_token
 
 # Far above any real user name plus token, far below what could hurt.
@@ -116,3 +117,11 @@ def token_in(credentials: Credentials | None) -> TokenAttempt | None:
             return TokenAttempt(token, None)
         case _:
             return None
+
+
+def read_credentials(authorization: Sequence[str]) -> Credentials | None:
+    """The request's credentials; a header that is ours to read but broken is a 401."""
+    try:
+        return parse_authorization(authorization)
+    except MalformedCredentials as exc:
+        raise Unauthorized(str(exc)) from exc

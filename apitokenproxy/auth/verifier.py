@@ -1,41 +1,24 @@
-"""Deciding who is calling: tokens checked locally, passwords by the upstream.
+"""Which token a request carries, and whether it is good: checked here, never upstream.
 
-``TokenVerifier`` answers "which token is this, and is it good?" from the
-store, with a bounded cache of verified tokens so that a token already seen
-costs neither a query nor argon2, and one check shared by every concurrent
-first use of a token. ``Authenticator`` turns any accepted ``Authorization``
-header into a ``Caller`` for the management API.
-
-Cache keys are keyed BLAKE2b digests under a key made at start-up, so the
-plaintext of a token or password is never held as a key.
+``TokenVerifier`` answers from the store, with a bounded cache of verified
+tokens so that a token already seen costs neither a query nor argon2, and
+one check shared by every concurrent first use of a token. Cache keys are
+keyed BLAKE2b digests (``cache.KeyedDigest``), never a plaintext token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from .access import AccessLog
-from .cache import TTLCache
-from .config import AuthConfig
-from .credentials import (
-    BasicCredentials,
-    BearerCredentials,
-    Credentials,
-    MalformedCredentials,
-    parse_authorization,
-    token_in,
-)
-from .errors import Unauthorized
+from ..errors import Unauthorized
+from ..store import TokenRecord, TokenStore
+from ..store.lastaccessed import LastAccessed
+from .cache import KeyedDigest, TTLCache
 from .hashing import SecretHasher
-from .headers import user_value
-from .identity import ActingAs, IdentityProvider, PasswordRejected, User
-from .store import TokenRecord, TokenStore
 from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
 from .tokens import MalformedToken, parse_token
 
@@ -46,38 +29,6 @@ class InvalidToken(Unauthorized):
     """A token that is malformed, unknown, wrong, expired or not the named user's."""
 
     code = "invalid_token"
-
-
-def read_credentials(authorization: Sequence[str]) -> Credentials | None:
-    """The request's credentials; a header that is ours to read but broken is a 401."""
-    try:
-        return parse_authorization(authorization)
-    except MalformedCredentials as exc:
-        raise Unauthorized(str(exc)) from exc
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated user of the management API."""
-
-    user: User
-    acting: ActingAs
-    token_id: int | None = None  # set when the caller used a token
-
-
-class KeyedDigest:
-    """A keyed BLAKE2b MAC under a per-process random key: cache keys that reveal nothing.
-
-    BLAKE2b's keyed mode is a MAC by design, and one call where HMAC needs
-    two hash passes; this sits on every request's hot path.
-    """
-
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
-
-    def __call__(self, *parts: str) -> bytes:
-        message = "\x00".join(parts).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
 
 
 def rejection(record: TokenRecord, username: str | None, now_ms: int) -> str | None:
@@ -109,7 +60,7 @@ class TokenVerifier:
         self,
         store: TokenStore,
         hasher: SecretHasher,
-        access: AccessLog,
+        access: LastAccessed,
         clock: Clock,
         throttle: FailureThrottle,
         *,
@@ -273,80 +224,3 @@ class TokenVerifier:
         # their own waiters, but cache nothing from them and let no one join.
         self._epoch += 1
         self._flights.clear()
-
-
-class Authenticator:
-    """Turns the Authorization header of a management call into a Caller."""
-
-    def __init__(
-        self,
-        verifier: TokenVerifier,
-        identity: IdentityProvider,
-        config: AuthConfig,
-        *,
-        user_header: str,
-        shared_secret_header: str = "",
-        shared_secret: str = "",
-        user_header_encoding: str = "latin-1",
-    ) -> None:
-        self._verifier = verifier
-        self._identity = identity
-        self._admin_keys = frozenset(config.admin_user_keys)
-        self._digest = KeyedDigest()
-        self._passwords: TTLCache[bytes, User] = TTLCache(
-            config.token_cache_size, config.password_cache_seconds
-        )
-        self._sysadmins: TTLCache[str, bool] = TTLCache(
-            config.token_cache_size, config.password_cache_seconds
-        )
-        self._user_header = user_header
-        self._encoding = user_header_encoding
-        self._secret_headers = {shared_secret_header: shared_secret} if shared_secret else {}
-
-    def acting_for(self, user_name: str) -> ActingAs:
-        """Headers that make the upstream treat a call as coming from ``user_name``."""
-        value = user_value(user_name, self._encoding)
-        return ActingAs({self._user_header: value, **self._secret_headers})
-
-    async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
-        credentials = read_credentials(authorization)
-        attempt = token_in(credentials)
-        if attempt is not None:
-            record = await self._verifier.verify(attempt.token, attempt.username, client=client)
-            return self._token_caller(record)
-        match credentials:
-            case None:
-                raise Unauthorized("authentication required: use Basic user:password or a token")
-            case BasicCredentials(username=username, password=password):
-                user = await self._check_password(username, password)
-                return Caller(user, ActingAs({"Authorization": authorization[0]}))
-            case BearerCredentials():
-                raise Unauthorized("the Bearer token is not an apitokenproxy token")
-            case _:
-                raise Unauthorized(
-                    f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
-                )
-
-    def _token_caller(self, record: TokenRecord) -> Caller:
-        user = User(record.owner_key, record.owner_name)
-        return Caller(user, self.acting_for(record.owner_name), token_id=record.id)
-
-    async def _check_password(self, username: str, password: str) -> User:
-        key = self._digest(username, password)
-        user = self._passwords.get(key)
-        if user is None:
-            try:
-                user = await self._identity.check_password(username, password)
-            except PasswordRejected as exc:
-                raise Unauthorized(exc.reason) from exc
-            self._passwords.put(key, user)
-        return user
-
-    async def is_sysadmin(self, caller: Caller) -> bool:
-        if caller.user.key in self._admin_keys:
-            return True
-        answer = self._sysadmins.get(caller.user.key)
-        if answer is None:
-            answer = await self._identity.is_sysadmin(caller.user, caller.acting)
-            self._sysadmins.put(caller.user.key, answer)
-        return answer

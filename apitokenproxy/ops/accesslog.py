@@ -19,7 +19,7 @@ FLUSH_SECONDS = 0.5
 MAX_BATCH = 512
 
 
-class RequestLog:
+class AccessLog:
     def __init__(
         self, enabled: bool, stream: TextIO | None = None, flush_seconds: float = FLUSH_SECONDS
     ) -> None:

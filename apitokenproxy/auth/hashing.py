@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .errors import Busy
+from ..errors import Busy
 
 TIME_COST = 2
 MEMORY_COST_KIB = 19 * 1024

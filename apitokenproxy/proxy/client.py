@@ -73,15 +73,13 @@ def client_view(
     )
 
 
-TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
 _VIEW: web.RequestKey[ClientView] = web.RequestKey("client_view", ClientView)
 
 
-def client_of(request: web.Request) -> ClientView:
+def client_of(request: web.Request, trusted: tuple[Network, ...]) -> ClientView:
     """The request's ClientView, decided once per request."""
     view = request.get(_VIEW)
     if view is None:
-        trusted = request.app[TRUSTED_PROXIES]
         view = client_view(
             request.remote,
             request.headers,

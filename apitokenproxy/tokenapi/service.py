@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .authentication import Authenticator, Caller, TokenVerifier
-from .config import TokensConfig
-from .errors import Forbidden, NotFound
-from .hashing import SecretHasher
-from .identity import IdentityProvider
-from .store import NewToken, Page, TokenRecord, TokenStore
-from .tokens import format_token, new_secret
+from ..auth.callers import Authenticator, Caller
+from ..auth.hashing import SecretHasher
+from ..auth.identity import IdentityProvider
+from ..auth.tokens import format_token, new_secret
+from ..auth.verifier import TokenVerifier
+from ..config import TokensConfig
+from ..errors import Forbidden, NotFound
+from ..store import NewToken, Page, TokenRecord, TokenStore
 from .validity import effective_months, valid_until
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .authentication import TokenVerifier, read_credentials
-from .credentials import BasicCredentials, TokenAttempt, token_in
-from .errors import Unauthorized
+from ..errors import Unauthorized
+from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
+from .verifier import TokenVerifier
 
 
 @dataclass(frozen=True)

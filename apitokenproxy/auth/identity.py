@@ -9,10 +9,9 @@ caller) or the trusted user header (a token caller: the upstream's header
 authenticator accepts it from the proxy, exactly as on the data path). So a
 token owner's admin rights are asked afresh, never frozen at creation time.
 
-The calls go through the same ``UpstreamPool`` as the data path, so a user
-header is written the same way in both (``headers.user_value``), and
-failures arrive already translated into UpstreamUnavailable and
-UpstreamTimeout.
+The calls go through the data path's own upstream pool (``Fetch``), so a
+user header is written the same way in both, and failures arrive already
+translated into UpstreamUnavailable and UpstreamTimeout.
 """
 
 from __future__ import annotations
@@ -24,8 +23,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
-from .errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
-from .proxy.upstream import UpstreamPool
+from ..errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+
+Headers = list[tuple[str, str]]
+
+
+class Fetch(Protocol):
+    """One small GET to the upstream: ``UpstreamPool.fetch``, the data path's own pool."""
+
+    async def __call__(
+        self, method: str, target: str, headers: Headers, *, within: float
+    ) -> tuple[int, Headers, bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -86,14 +94,14 @@ class UpstreamIdentity:
 
     def __init__(
         self,
-        pool: UpstreamPool,
+        fetch: Fetch,
         base_url: str,
         product: Literal["jira", "confluence"],
         *,
         admin_groups: tuple[str, ...] = ("confluence-administrators",),
         timeout_seconds: float = 10.0,
     ) -> None:
-        self._pool = pool
+        self._fetch = fetch
         parts = urlsplit(base_url)
         self._base = base_url.rstrip("/")
         self._context = parts.path.rstrip("/")
@@ -184,7 +192,7 @@ class UpstreamIdentity:
     ) -> tuple[int, Mapping[str, str], bytes]:
         request_headers = [("Host", self._host), ("Accept", "application/json"), *headers.items()]
         try:
-            status, answer, body = await self._pool.fetch(
+            status, answer, body = await self._fetch(
                 "GET", self._context + path, request_headers, within=self._timeout
             )
         except UpstreamTimeout as exc:

@@ -1,0 +1,135 @@
+"""What the token API accepts: pure checks of request bodies and queries.
+
+Each raises ``BadRequest`` with a message that says what was wrong. Accepted
+leniencies, as the seed's Jackson-based API has them: unknown JSON fields
+are ignored, and whole numbers may come as strings (``"12"``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadRequest
+from .paging import MAX_LIMIT
+from .service import CreateRequest
+
+MAX_MONTHS = 1200  # a century; beyond that dates stop meaning anything
+MAX_ID = 2**63 - 1
+MAX_PAGE = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class FilterQuery:
+    not_valid_after: int
+    page: int
+    limit: int
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise BadRequest("the JSON body is nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest(f"the JSON body must be an object, not {_json_type(data)}")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_description(data: Mapping[str, Any], max_length: int) -> str:
+    value = data.get("tokenDescription")
+    if value is None:
+        raise BadRequest("tokenDescription is required")
+    if not isinstance(value, str):
+        raise BadRequest(f"tokenDescription must be a string, not {_json_type(value)}")
+    if not value.strip():
+        raise BadRequest("tokenDescription must not be empty")
+    if len(value) > max_length:
+        raise BadRequest(f"tokenDescription is longer than {max_length} characters")
+    if "\x00" in value:
+        raise BadRequest("tokenDescription must not contain NUL characters")
+    return value
+
+
+def parse_create(data: Mapping[str, Any], max_description_length: int) -> CreateRequest:
+    description = parse_description(data, max_description_length)
+    user_key = data.get("tokenForUserKey")
+    if user_key is not None and (not isinstance(user_key, str) or not user_key.strip()):
+        raise BadRequest("tokenForUserKey must be a non-empty string")
+    months = data.get("tokenValidityTimeInMonths")
+    return CreateRequest(
+        description=description,
+        for_user_key=user_key,
+        months=None if months is None else _months(months),
+    )
+
+
+def _months(value: Any) -> int:
+    number = _whole_number(value)
+    if number is None or number < 1:
+        raise BadRequest(
+            f"tokenValidityTimeInMonths must be a positive whole number, not {value!r}"
+        )
+    if number > MAX_MONTHS:
+        raise BadRequest(f"tokenValidityTimeInMonths must be at most {MAX_MONTHS}")
+    return number
+
+
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value)
+    return None
+
+
+def parse_token_id(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise BadRequest(f"a token id is a positive whole number, not {text!r}")
+    return int(text)
+
+
+def parse_filter_query(query: Mapping[str, str]) -> FilterQuery:
+    raw = query.get("notValidAfter")
+    if raw is None:
+        raise BadRequest("notValidAfter is required: a time in milliseconds, or -1 for all")
+    not_valid_after = _query_int("notValidAfter", raw, minimum=-1)
+    page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
+    limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
+    return FilterQuery(not_valid_after, page, min(limit, MAX_LIMIT))
+
+
+def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:
+    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise BadRequest(
+            f"{name} must be a whole number between {minimum} and {maximum}, not {raw!r}"
+        )
+    return int(raw)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+# Output shapes, as in the seed ---------------------------------------------

@@ -1,0 +1,121 @@
+"""The token-management REST API, path for path and field for field the seed's.
+
+Base path: ``{context}/rest/de.resolution.apitokenauth/latest``. ``TokenApi``'s
+handlers only translate HTTP to ``TokenService`` calls and back; what a
+request may carry is checked in ``inputs.py``, what an answer looks like is
+``shapes.py``. ``ROUTES`` is the one table of paths, which the application
+registers and the fast lane consults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..auth.callers import Authenticator, Caller
+from ..proxy.client import Network, client_of
+from .inputs import (
+    parse_create,
+    parse_description,
+    parse_filter_query,
+    parse_json_object,
+    parse_token_id,
+)
+from .paging import envelope, offset
+from .service import TokenService
+from .shapes import filtered, listed
+
+BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
+MAX_BODY_BYTES = 64 * 1024
+
+# (method, path under BASE_PATH, TokenApi handler)
+ROUTES = (
+    ("POST", "/user/token", "create_token"),
+    ("GET", "/user/token", "list_tokens"),
+    ("GET", "/user/token/", "list_tokens"),
+    ("PATCH", "/user/token/{id}", "rename_token"),
+    ("DELETE", "/user/token/{id}", "delete_token"),
+    ("DELETE", "/user/token/deleteAllFor/{userKey}", "delete_all_for"),
+    ("GET", "/user/tokensByFilter", "tokens_by_filter"),
+)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    # Sorted keys: the seed's examples list fields alphabetically.
+    return web.Response(
+        status=status, text=json.dumps(data, sort_keys=True), content_type="application/json"
+    )
+
+
+@dataclass(frozen=True)
+class TokenApi:
+    """The handlers, with what they need handed in."""
+
+    service: TokenService
+    authenticator: Authenticator
+    trusted: tuple[Network, ...]
+    context_path: str
+    public_url: str  # empty: taken from each request
+
+    async def _caller(self, request: web.Request) -> Caller:
+        return await self.authenticator.caller(
+            request.headers.getall("Authorization", []), client_of(request, self.trusted).address
+        )
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        spec = parse_create(
+            parse_json_object(await request.read()), self.service.max_description_length
+        )
+        created = await self.service.create(caller, spec)
+        return json_response({**filtered(created.record), "plainTextToken": created.plaintext})
+
+    async def rename_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        token_id = parse_token_id(request.match_info["id"])
+        description = parse_description(
+            parse_json_object(await request.read()), self.service.max_description_length
+        )
+        return json_response(listed(await self.service.rename(caller, token_id, description)))
+
+    async def list_tokens(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        return json_response([listed(r) for r in await self.service.list_own(caller)])
+
+    async def delete_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        await self.service.delete(caller, parse_token_id(request.match_info["id"]))
+        return web.Response(status=204)
+
+    async def delete_all_for(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        count = await self.service.delete_all_for(caller, request.match_info["userKey"])
+        return json_response({"deletedTokens": count})
+
+    async def tokens_by_filter(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        query = parse_filter_query(request.query)
+        page = await self.service.find_by_expiry(
+            caller,
+            None if query.not_valid_after == -1 else query.not_valid_after,
+            offset(query.page, query.limit),
+            query.limit,
+        )
+        return json_response(
+            envelope(
+                [filtered(r) for r in page.items],
+                total=page.total,
+                page=query.page,
+                limit=query.limit,
+                base_url=self.public_url or self._request_base_url(request),
+                path=BASE_PATH + "/user/tokensByFilter",
+                not_valid_after=query.not_valid_after,
+            )
+        )
+
+    def _request_base_url(self, request: web.Request) -> str:
+        view = client_of(request, self.trusted)
+        return f"{view.proto}://{view.host}{self.context_path}"
