@@ -217,7 +217,8 @@ class FrontConnection(asyncio.Protocol):
             if isinstance(cause, _HandOff):
                 self._hand_off()
             elif isinstance(cause, ProxyError):
-                self._refuse(cause)
+                # Refused mid-parse: the rest of the stream means nothing.
+                self._refuse(cause, close=True)
             else:
                 log.info("refused malformed request from %s: %s", self._peer, type(exc).__name__)
                 self._reply(400, "malformed_request", MALFORMED, close=True)
@@ -413,10 +414,10 @@ class FrontConnection(asyncio.Protocol):
 
     # -- answering ----------------------------------------------------------
 
-    def _refuse(self, exc: ProxyError) -> None:
+    def _refuse(self, exc: ProxyError, *, close: bool = False) -> None:
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", self._method, self._target, exc.status, exc.message)
-        self._reply(exc.status, exc.code, exc.message, list(exc.headers.items()))
+        self._reply(exc.status, exc.code, exc.message, list(exc.headers.items()), close=close)
 
     def _reply(
         self,

@@ -115,3 +115,13 @@ async def test_the_fast_lane_can_be_switched_off(make_world: MakeWorld) -> None:
     world = await make_world(config={"proxy": {"fast_path": False}})
     assert world.client.server.runner.fast is None  # type: ignore[union-attr]
     assert (await world.client.get("/rest/api/2/issue/X-1", headers=bearer("x"))).status == 200
+
+
+@pytest.mark.parametrize("version", [b"HTTP/0.9", b"HTTP/1.2", b"HTTP/2.0", b"HTTP/3.0"])
+async def test_only_http_1_0_and_1_1_are_served(make_world: MakeWorld, version: bytes) -> None:
+    world = await make_world()
+    answer = await raw(world, b"GET /x " + version + b"\r\nHost: j\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b" 400 " in head.split(b"\r\n")[0], answer
+    assert b'"error": "' in body
+    assert world.upstream.received == []
