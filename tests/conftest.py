@@ -23,6 +23,26 @@ from .fakes import CONFLUENCE_USERS, JIRA_USERS, FakeUpstream
 # An embedded Tomcat 10, the server Jira and Confluence run on (tests/peers).
 pytest_plugins = ["tests.peers.tomcat"]
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (processes, soaks, Tomcat, generated inputs); "
+        "CI always does",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the slow tests unless --slow: a developer's default run stays short."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 # 2026-01-15 12:00:00 UTC
 START_MS = 1_768_478_400_000
 

@@ -76,6 +76,7 @@ def test_operator_commands_reject_bad_values(
                  "--description", "  "]) == 2  # fmt: skip
 
 
+@pytest.mark.slow  # a real process
 async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ async def test_serve_runs_until_sigterm_and_flushes_last_accessed(
     assert last_accessed > 0  # flushed at shutdown, long before the hourly interval
 
 
+@pytest.mark.slow  # a real process
 async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
     port = free_port()
     proc = await start("demo", "--port", str(port))
@@ -136,6 +138,7 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
 
 
+@pytest.mark.slow  # a real process
 async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_path: Path) -> None:
     config, port = await serve_config(aiohttp_server, tmp_path, listen={"workers": 2})
     proc = await start("serve", "--config", str(config))
@@ -225,6 +228,7 @@ def test_redacted_store_urls() -> None:
     assert _redacted("sqlite:///var/lib/t.db") == "sqlite:///var/lib/t.db"
 
 
+@pytest.mark.slow  # a real process
 async def test_sigterm_lets_requests_in_flight_finish(aiohttp_server: Any, tmp_path: Path) -> None:
     config, port = await serve_config(aiohttp_server, tmp_path)
     proc = await start("serve", "--config", str(config))

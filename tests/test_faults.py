@@ -21,6 +21,9 @@ from .conftest import MakeWorld, World
 from .fakes import basic, bearer
 from .processes import serve_config, start, stop, wait_for
 
+# Real processes, SIGKILL and a minute-long soak: run with --slow (CI does).
+pytestmark = pytest.mark.slow
+
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")
 ISSUE = "/rest/api/2/issue/X-1"

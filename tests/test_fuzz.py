@@ -22,10 +22,17 @@ from apitokenproxy.auth.credentials import (
     token_in,
 )
 from apitokenproxy.auth.gate import AS_IS, classify
-from apitokenproxy.auth.tokens import PREFIX, MalformedToken, format_token, parse_token
+from apitokenproxy.auth.tokens import (
+    MAX_ID_DIGITS,
+    PREFIX,
+    MalformedToken,
+    format_token,
+    parse_token,
+)
 from apitokenproxy.errors import Unauthorized
 
 TOKEN = format_token(7, "A" * 32)
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # Header values as a server hands them over: any latin-1 text.
 header_values = st.text(alphabet=st.characters(max_codepoint=255), max_size=300)
@@ -72,6 +79,7 @@ def test_authorization_parsing_never_fails_unexpectedly(values: list[str]) -> No
 @example("atpx_0_" + "A" * 38)  # id 0 does not exist
 @example("atpx_" + "9" * 19 + "_" + "A" * 38)  # an id beyond 64 bits
 @example(TOKEN + "\n")
+@example(TOKEN)  # a valid token: the round trip below must hold for it
 def test_token_parsing_never_fails_unexpectedly(text: str) -> None:
     try:
         parsed = parse_token(text)
@@ -79,3 +87,14 @@ def test_token_parsing_never_fails_unexpectedly(text: str) -> None:
         return
     assert format_token(parsed.token_id, parsed.secret) == text
     assert 0 < parsed.token_id < 2**63
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(min_value=1, max_value=10**MAX_ID_DIGITS - 1),
+    st.text(alphabet=ALPHABET, min_size=32, max_size=32),
+)
+def test_every_token_made_parses_back_to_its_parts(token_id: int, secret: str) -> None:
+    # Random text almost never is a valid token, so the round trip gets its own inputs.
+    parsed = parse_token(format_token(token_id, secret))
+    assert (parsed.token_id, parsed.secret) == (token_id, secret)

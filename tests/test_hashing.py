@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -49,8 +50,17 @@ async def test_a_flood_is_refused_beyond_the_bound_and_the_loop_stays_responsive
 
 
 async def test_busy_is_a_503_with_retry_after() -> None:
-    error = Busy("x")
-    assert error.status == 503
-    assert error.headers["Retry-After"] == "1"
-    with pytest.raises(Busy):
-        raise error
+    # What a client gets when verifications queue up: the answer the hasher's
+    # refusal becomes, through the one error shape.
+    hasher = SecretHasher(workers=1, max_pending=1)
+    try:
+        slow = asyncio.ensure_future(hasher.hash("first"))
+        await asyncio.sleep(0)
+        with pytest.raises(Busy) as refused:
+            await asyncio.gather(*(hasher.verify("$argon2id$v=19$x", "y") for _ in range(3)))
+        await slow
+    finally:
+        hasher.close()
+    response = refused.value.to_response()
+    assert (response.status, response.headers["Retry-After"]) == (503, "1")
+    assert json.loads(response.body)["error"] == "busy"  # type: ignore[arg-type]

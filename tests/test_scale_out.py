@@ -22,6 +22,9 @@ API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")
 ISSUE = "/rest/api/2/issue/X-1"
 
+# Several instances, a TCP relay cut mid-run: run with --slow (CI does).
+pytestmark = pytest.mark.slow
+
 
 async def instances(
     aiohttp_server: Any,

@@ -505,6 +505,7 @@ def request_heads(draw: st.DrawFn) -> tuple[bytes, bool]:
     return head.encode("latin-1") + body, token
 
 
+@pytest.mark.slow  # hundreds of generated heads
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from apitokenproxy.auth.tokens import format_token
 
@@ -78,6 +79,7 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(jira: World)
     assert (await jira.client.get(MYSELF, headers=basic("bob", fresh))).status == 429
 
 
+@pytest.mark.slow  # 150 connections, a real argon2 check
 async def test_a_storm_of_first_uses_of_one_token_all_succeed(jira: World) -> None:
     token = (await make_token(jira))["plainTextToken"]
     # A session of its own without a connection limit (the test client's

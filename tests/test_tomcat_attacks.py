@@ -29,6 +29,9 @@ from apitokenproxy.server import start_site
 from .conftest import LANES, base_config, deep_merge
 from .peers.tomcat import Tomcat
 
+# A JVM: run with --slow (CI does).
+pytestmark = pytest.mark.slow
+
 API = "/rest/de.resolution.apitokenauth/latest"
 USERS = {"alice": "JIRAUSER10100", "Łukasz": "JIRAUSER10200", "José": "JIRAUSER10300"}
 

@@ -23,7 +23,6 @@ class ClientView:
     proto: str  # http or https, as the client used it
     host: str  # Host as the client sent it
     forwarded_for: str  # the X-Forwarded-For value to send upstream
-    trusted_peer: bool
 
 
 def parse_networks(items: Sequence[str]) -> tuple[Network, ...]:
@@ -53,7 +52,7 @@ def client_view(
     """
     peer = peer or "unknown"
     if not trusted or not _trusted(peer, trusted):
-        return ClientView(peer, scheme, host, peer, trusted_peer=False)
+        return ClientView(peer, scheme, host, peer)
     chain = [
         hop.strip() for value in forwarded_for_values for hop in value.split(",") if hop.strip()
     ]
@@ -69,7 +68,6 @@ def client_view(
         proto=proto if proto in ("http", "https") else scheme,
         host=forwarded_host or host,
         forwarded_for=", ".join([*chain, peer]),
-        trusted_peer=True,
     )
 
 

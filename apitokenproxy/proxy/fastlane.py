@@ -328,7 +328,7 @@ class FrontConnection(asyncio.Protocol):
             # of a connection that keeps its Host.
             view = self._view_cache
             if view is None or view.host != host:
-                view = ClientView(self._peer, "http", host, self._peer, trusted_peer=False)
+                view = ClientView(self._peer, "http", host, self._peer)
                 self._view_cache = view
             return view
         multi = CIMultiDict(headers)

@@ -23,6 +23,9 @@ import pytest
 from . import tomcat as tomcat_module
 from .tomcat import INSTALL, Tomcat, TomcatUnavailable, start_tomcat
 
+# A JVM: run with --slow (CI does).
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Response:
