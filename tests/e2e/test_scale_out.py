@@ -15,8 +15,8 @@ from apitokenproxy.app import COMPONENTS, create_app
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.config import config_from_dict
 
-from .conftest import FakeClock, GatewayTestServer, base_config, deep_merge
-from .fakes import JIRA_USERS, FakeUpstream, basic, bearer
+from ..conftest import FakeClock, GatewayTestServer, base_config, deep_merge
+from ..fakes import JIRA_USERS, FakeUpstream, basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")

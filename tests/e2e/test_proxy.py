@@ -17,8 +17,8 @@ import pytest
 from apitokenproxy.app import COMPONENTS
 from apitokenproxy.auth.tokens import format_token
 
-from .conftest import GatewayTestServer, MakeWorld, World
-from .fakes import GZIPPED, USER_HEADER, basic, bearer, pattern
+from ..conftest import GatewayTestServer, MakeWorld, World
+from ..fakes import GZIPPED, USER_HEADER, basic, bearer, pattern
 
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")

@@ -18,8 +18,8 @@ import pytest
 
 from apitokenproxy.auth.tokens import format_token
 
-from .conftest import Live, MakeLive
-from .fakes import USER_HEADER
+from ..conftest import Live, MakeLive
+from ..fakes import USER_HEADER
 
 API = "/rest/de.resolution.apitokenauth/latest"
 

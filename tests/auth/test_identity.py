@@ -14,7 +14,7 @@ from apitokenproxy.auth.identity import ActingAs, PasswordRejected, UpstreamIden
 from apitokenproxy.errors import UpstreamTimeout, UpstreamUnavailable
 from apitokenproxy.proxy.upstream import UpstreamPool, pool_for
 
-from .fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream
+from ..fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream
 
 Identity = Callable[..., UpstreamIdentity]
 

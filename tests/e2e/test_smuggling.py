@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from .fakes import USER_HEADER
-from .rawupstream import (
+from ..fakes import USER_HEADER
+from ..rawupstream import (
     ParsedRequest,
     RawUpstream,
     parse_requests,

@@ -25,7 +25,7 @@ from typing import Any
 import h11
 import pytest
 
-from .rawupstream import (
+from ..rawupstream import (
     LATE_DELAY,
     RawUpstream,
     close_delimited_body,

@@ -10,8 +10,8 @@ from apitokenproxy.app import COMPONENTS
 from apitokenproxy.auth.tokens import parse_token
 from apitokenproxy.tokenapi.validity import valid_until
 
-from .conftest import START_MS, MakeWorld, World
-from .fakes import basic, bearer
+from ..conftest import START_MS, MakeWorld, World
+from ..fakes import basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")

@@ -17,9 +17,9 @@ import pytest
 from apitokenproxy.app import COMPONENTS
 from apitokenproxy.auth.tokens import format_token
 
-from .conftest import MakeWorld, World
-from .fakes import basic, bearer
-from .processes import serve_config, start, stop, wait_for
+from ..conftest import MakeWorld, World
+from ..fakes import basic, bearer
+from ..processes import serve_config, start, stop, wait_for
 
 # Real processes, SIGKILL and a minute-long soak: run with --slow (CI does).
 pytestmark = pytest.mark.slow

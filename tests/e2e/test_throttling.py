@@ -14,8 +14,8 @@ import pytest
 
 from apitokenproxy.auth.tokens import format_token
 
-from .conftest import World
-from .fakes import basic, bearer
+from ..conftest import World
+from ..fakes import basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
 ALICE = basic("alice", "alice-pw")

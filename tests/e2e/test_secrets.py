@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from .conftest import Live, MakeLive
+from ..conftest import Live, MakeLive
 from .test_attacks import b64, exchange, get, make_token
 
 SECRET = "correct-horse-battery-staple-7781"

@@ -22,7 +22,7 @@ from apitokenproxy.errors import TooManyRequests
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
 from apitokenproxy.store.lastaccessed import LastAccessed
 
-from .conftest import START_MS, FakeClock
+from ..conftest import START_MS, FakeClock
 
 LIMIT = 10
 ATTACKER = "203.0.113.9"

@@ -14,8 +14,8 @@ import pytest
 
 from apitokenproxy.cli import main
 
-from .fakes import basic
-from .processes import free_port, serve_config, start, stop, wait_for, write_config
+from ..fakes import basic
+from ..processes import free_port, serve_config, start, stop, wait_for, write_config
 
 API = "/rest/de.resolution.apitokenauth/latest"
 

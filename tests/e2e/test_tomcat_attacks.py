@@ -26,8 +26,8 @@ from apitokenproxy.auth.identity import ActingAs, PasswordRejected, User
 from apitokenproxy.config import config_from_dict
 from apitokenproxy.server import start_site
 
-from .conftest import LANES, base_config, deep_merge
-from .peers.tomcat import Tomcat
+from ..conftest import LANES, base_config, deep_merge
+from ..peers.tomcat import Tomcat
 
 # A JVM: run with --slow (CI does).
 pytestmark = pytest.mark.slow

@@ -1,0 +1,1 @@
+"""End to end: the whole server, over real sockets, on both lanes and both stores."""
