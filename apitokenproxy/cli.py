@@ -159,7 +159,7 @@ def _migrate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> None:
-        async with opened(config.store.url):
+        async with opened(config.store):
             pass  # opening a store applies its pending migrations
 
     asyncio.run(run())
@@ -196,7 +196,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> list[dict[str, Any]]:
-        async with opened(config.store.url) as store:
+        async with opened(config.store) as store:
             if args.user_key:
                 records = await store.list_owned(args.user_key)
             else:
@@ -237,7 +237,7 @@ def _tokens_create(args: argparse.Namespace) -> int:
             )
         finally:
             hasher.close()
-        async with opened(config.store.url) as store:
+        async with opened(config.store) as store:
             record = await store.create(new)
         return {**filtered(record), "plainTextToken": format_token(record.id, secret)}
 
@@ -249,7 +249,7 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> bool:
-        async with opened(config.store.url) as store:
+        async with opened(config.store) as store:
             return await store.delete(args.token_id)
 
     if not asyncio.run(run()):
@@ -263,7 +263,7 @@ def _tokens_revoke_all(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> int:
-        async with opened(config.store.url) as store:
+        async with opened(config.store) as store:
             return len(await store.delete_all_for(args.user_key))
 
     print(f"{asyncio.run(run())} token(s) of {args.user_key} revoked")

@@ -45,9 +45,12 @@ async def open_configured(config: StoreConfig) -> TokenStore:
 
 
 @asynccontextmanager
-async def opened(url: str) -> AsyncIterator[TokenStore]:
-    """A store for one command's lifetime, closed afterwards."""
-    store = await open_store(url)
+async def opened(config: StoreConfig | str) -> AsyncIterator[TokenStore]:
+    """A store for one command's lifetime, closed afterwards.
+
+    A bare URL stands for a ``StoreConfig`` with that URL and default settings.
+    """
+    store = await open_configured(StoreConfig(url=config) if isinstance(config, str) else config)
     try:
         yield store
     finally:

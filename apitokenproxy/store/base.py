@@ -67,7 +67,7 @@ class TokenStore(Protocol):
         ...
 
     async def delete(self, token_id: int) -> bool:
-        """True if a token was deleted. Deletions are announced through ``revocations_after``."""
+        """True if a token was deleted. Deletions are announced through ``watch``."""
         ...
 
     async def delete_all_for(self, owner_key: str) -> Sequence[int]:
@@ -81,14 +81,6 @@ class TokenStore(Protocol):
 
     async def record_access(self, times: Mapping[int, int]) -> None:
         """Set last_accessed for many tokens at once, never moving a time backwards."""
-        ...
-
-    async def revocations_after(self, seq: int) -> tuple[int, Sequence[int]]:
-        """Ids deleted after sequence number ``seq``, and the newest sequence number.
-
-        Other processes on the same store poll this to drop revoked tokens from
-        their caches. ``revocations_after(-1)`` returns the current position only.
-        """
         ...
 
     async def watch(

@@ -79,19 +79,38 @@ async def test_update_description(store: TokenStore) -> None:
 
 
 async def test_delete_and_delete_all_for_announce_revocations(store: TokenStore) -> None:
-    position, revoked = await store.revocations_after(-1)
-    assert revoked == []
     a1 = await store.create(BASE)
     b1 = await store.create(token(owner_key="bob"))
     b2 = await store.create(token(owner_key="bob"))
-    assert await store.delete(a1.id) is True
-    assert await store.delete(a1.id) is False
-    assert sorted(await store.delete_all_for("bob")) == [b1.id, b2.id]
-    assert await store.delete_all_for("bob") == []
-    newest, revoked = await store.revocations_after(position)
-    assert sorted(revoked) == sorted([a1.id, b1.id, b2.id])
-    assert await store.revocations_after(newest) == (newest, [])
-    assert await store.get(b1.id) is None
+    last = await store.create(token(owner_key="carol"))
+    seen: list[int] = []
+    resets: list[bool] = []
+    last_seen = asyncio.Event()
+
+    def revoked(ids: Sequence[int]) -> None:
+        seen.extend(ids)
+        if last.id in ids:
+            last_seen.set()
+
+    watcher = asyncio.create_task(store.watch(revoked, lambda: resets.append(True)))
+    try:
+        await asyncio.sleep(0.3)  # the watcher is listening
+        assert await store.delete(a1.id) is True
+        assert await store.delete(a1.id) is False
+        assert sorted(await store.delete_all_for("bob")) == [b1.id, b2.id]
+        assert await store.delete_all_for("bob") == []
+        assert await store.get(b1.id) is None
+        # Announcements keep their order across statements: once the last
+        # deletion is reported, every earlier one has been.
+        assert await store.delete(last.id) is True
+        async with asyncio.timeout(3):
+            await last_seen.wait()
+        assert sorted(seen) == sorted([a1.id, b1.id, b2.id, last.id])
+        assert resets == []
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 async def test_find_by_expiry_orders_filters_and_pages(store: TokenStore) -> None:

@@ -9,7 +9,7 @@ import aiosqlite
 import pytest
 
 from apitokenproxy.errors import StoreUnavailable
-from apitokenproxy.store import NewToken, open_store
+from apitokenproxy.store import NewToken, TokenRecord, open_store
 from apitokenproxy.store.sqlite import MIGRATIONS, SQLiteStore
 
 TOKEN = NewToken("k", "n", "d", "$argon2id$x", 1, None, "k")
@@ -75,3 +75,61 @@ async def test_a_locked_database_fails_cleanly(tmp_path: Path) -> None:
     created = await store.create(TOKEN)
     assert await store.get(created.id) == created
     await store.close()
+
+
+# The tables as releases before the shared schema module created them, verbatim.
+RELEASED_V1 = (
+    """CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_key TEXT NOT NULL,
+        owner_name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        valid_until INTEGER,
+        last_accessed INTEGER NOT NULL DEFAULT 0,
+        created_by_key TEXT NOT NULL
+    )""",
+    "CREATE INDEX tokens_owner ON tokens (owner_key, id)",
+    "CREATE INDEX tokens_expiry ON tokens ((valid_until IS NULL), valid_until, id)",
+    """CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_id INTEGER NOT NULL,
+        at INTEGER NOT NULL
+    )""",
+)
+RELEASED_V2 = (
+    """CREATE TABLE failures (
+        key TEXT PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    )""",
+)
+
+
+@pytest.mark.parametrize("steps", [(RELEASED_V1,), (RELEASED_V1, RELEASED_V2)])
+async def test_a_database_of_an_earlier_release_opens_and_works(
+    tmp_path: Path, steps: tuple[tuple[str, ...], ...]
+) -> None:
+    path = tmp_path / "tokens.db"
+    with sqlite3.connect(path) as conn:
+        for statement in (s for step in steps for s in step):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO tokens (owner_key, owner_name, description, secret_hash, created,"
+            " valid_until, last_accessed, created_by_key)"
+            " VALUES ('k', 'n', 'd', '$argon2id$x', 1, NULL, 9, 'k')"
+        )
+        conn.execute(f"PRAGMA user_version = {len(steps)}")
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        assert await store.list_owned("k") == [
+            TokenRecord(1, "k", "n", "d", "$argon2id$x", 1, None, 9, "k")
+        ]
+        assert (await store.create(TOKEN)).id == 2
+        assert await store.add_failure("x", 10, 60_000) == (10, 1)
+        assert await store.delete_all_for("k") == [1, 2]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
