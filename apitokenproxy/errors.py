@@ -10,6 +10,7 @@
     ├── TooManyRequests      429    failed-attempt throttling
     ├── StoreUnavailable     503    the token store cannot be used right now
     ├── Busy                 503    too much argon2 work is already queued
+    ├── UpstreamBusy         503    every upstream connection stayed in use too long
     ├── UpstreamUnavailable  502    Jira/Confluence refused, reset or answered garbage
     └── UpstreamTimeout      504    Jira/Confluence did not answer in time
 
@@ -116,6 +117,16 @@ class Busy(ProxyError):
 
     status = 503
     code = "busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class UpstreamBusy(ProxyError):
+    """Every upstream connection this worker may open stayed in use; retry shortly."""
+
+    status = 503
+    code = "upstream_busy"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import Unauthorized
-from .tokens import looks_like_token
+from .tokens import PREFIX, looks_like_token
 
 # Far above any real user name plus token, far below what could hurt.
 MAX_HEADER_LENGTH = 4096
@@ -72,6 +72,10 @@ def parse_authorization(values: Sequence[str]) -> Credentials | None:
             return BearerCredentials(rest)
         case "":
             raise MalformedCredentials("the Authorization header is empty")
+        case _ if PREFIX in value:
+            # One of our tokens under no scheme ("TOKEN", "Token TOKEN"): refused
+            # here, never passed on to end up in the upstream's logs.
+            raise MalformedCredentials("send the token as Bearer TOKEN or Basic user:TOKEN")
         case _:
             return OtherCredentials(scheme)
 

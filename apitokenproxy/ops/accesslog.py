@@ -40,6 +40,9 @@ class AccessLog:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         path = target.partition("?")[0]
+        if not path.startswith("/"):
+            # An absolute-form target: its authority may carry user:password.
+            path = "/" + path.partition("//")[2].partition("/")[2]
         if not (path.isprintable() and method.isprintable()):
             method, path = ascii(method), ascii(path)  # no line a client could forge
         self._lines.append(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .headers import list_items
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -53,16 +55,14 @@ def client_view(
     peer = peer or "unknown"
     if not trusted or not _trusted(peer, trusted):
         return ClientView(peer, scheme, host, peer)
-    chain = [
-        hop.strip() for value in forwarded_for_values for hop in value.split(",") if hop.strip()
-    ]
+    chain = list_items(forwarded_for_values)
     # The rightmost address not one of our own proxies is the first one we can
     # trust to be real; anything left of it may be invented by the client.
     address = next((hop for hop in reversed(chain) if not _trusted(hop, trusted)), None)
     if address is None:
         address = chain[0] if chain else peer
-    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    forwarded_host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    proto = next(iter(list_items((headers.get("X-Forwarded-Proto", ""),))), "").lower()
+    forwarded_host = next(iter(list_items((headers.get("X-Forwarded-Host", ""),))), "")
     return ClientView(
         address=address,
         proto=proto if proto in ("http", "https") else scheme,
@@ -83,7 +83,9 @@ def client_of(request: web.Request, trusted: tuple[Network, ...]) -> ClientView:
             request.headers,
             request.headers.getall("X-Forwarded-For", []),
             scheme=request.scheme,
-            host=request.host,
+            # The Host header, as the fast lane reads it; aiohttp's request.host
+            # would take the authority of an absolute-form target.
+            host=request.headers.get("Host", ""),
             trusted=trusted,
         )
         request[_VIEW] = view

@@ -126,6 +126,11 @@ class FrontConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._peer = "unknown"
         self._parser = httptools.HttpRequestParser(self)
+        # Bytes after a request that says Connection: close are ignored (the
+        # connection closes after its answer, RFC 9112 §9.6) rather than
+        # turning a served request into a 400.
+        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._in_message = False
         # Raw bytes of the request being parsed, kept for a hand-off.
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -228,8 +233,9 @@ class FrontConnection(asyncio.Protocol):
             self._pending.clear()
             self._pending_size = 0
             self._serve()
-        elif not self._url and not self._headers:
-            # Only the blank lines llhttp skips between requests.
+        elif not self._in_message:
+            # Only the blank lines llhttp skips between requests. (Once a
+            # message has begun, even a read holding just its method is kept.)
             self._pending.clear()
             self._pending_size = 0
 
@@ -237,6 +243,7 @@ class FrontConnection(asyncio.Protocol):
         if self._ready:
             # A second request in the read that ended the first: pipelining.
             raise _HandOff
+        self._in_message = True
         self._url = b""
         self._headers = []
         self._authorization = []
@@ -296,6 +303,7 @@ class FrontConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()
         self._ready = True
+        self._in_message = False
 
     # -- serving ------------------------------------------------------------
 

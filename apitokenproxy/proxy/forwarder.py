@@ -37,7 +37,7 @@ from ..config import Config
 from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
 from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
-from .headers import Headers, Injection, for_client, normalise
+from .headers import Headers, Injection, for_client, list_items, normalise
 from .upstream import UpstreamConnection, UpstreamPool, translate
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,21 @@ class Forwarder:
         responder = _Responder()
         length = request.content_length if request.body_exists else 0
         try:
+            # A body is read before an upstream connection is taken, up to
+            # _SMALL_BODY, so a client that starts an upload and stalls holds
+            # none of the pool (as nginx buffers request bodies).
             if length is not None and length <= _SMALL_BODY:
                 body = await request.content.readexactly(length) if length else b""
+            else:
+                body = await _read_up_to(request.content, _SMALL_BODY)
+            if length is None and len(body) <= _SMALL_BODY and request.content.at_eof():
+                length = len(body)  # a small chunked body goes out with its length
+            if length is not None and length <= _SMALL_BODY:
                 self._pool.send(
                     responder, method, request_head(method, target, headers, length) + body
                 )
             else:
-                await self._stream(request, target, headers, length, responder)
+                await self._stream(request, target, headers, length, responder, body)
             status, upstream_headers, framing, declared = await responder.head
         except BaseException:
             responder.abandon()
@@ -155,15 +163,17 @@ class Forwarder:
         headers: Headers,
         length: int | None,
         responder: _Responder,
+        start: bytes,
     ) -> None:
-        """Send a large or chunked request body as it arrives, never more than the limit."""
+        """Send a large request body as it arrives (``start`` already read), never more
+        than the limit."""
         if self._max_body and length is not None and length > self._max_body:
             raise _too_large(self._max_body)
         conn = await self._pool.acquire()
         conn.begin(responder, request.method, request_head(request.method, target, headers, length))
         seen = 0
         try:
-            async for data in request.content.iter_chunked(_CHUNK):
+            async for data in _prepend(start, request.content.iter_chunked(_CHUNK)):
                 seen += len(data)
                 if self._max_body and seen > self._max_body:
                     raise _too_large(self._max_body)
@@ -216,12 +226,7 @@ class Forwarder:
         self, request: web.Request, target: str, headers: Headers
     ) -> web.StreamResponse:
         forward = [(k, v) for k, v in headers if normalise(k) not in _WS_HANDSHAKE]
-        protocols = [
-            p.strip()
-            for value in request.headers.getall("Sec-WebSocket-Protocol", [])
-            for p in value.split(",")
-            if p.strip()
-        ]
+        protocols = list_items(request.headers.getall("Sec-WebSocket-Protocol", []))
         try:
             upstream_ws = await self._websockets.ws_connect(
                 URL(self._ws_origin + target, encoded=True),
@@ -357,17 +362,33 @@ class _Responder:
             upstream.abandon()
 
 
+async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body's first bytes: all of it if it ends within ``limit``, else a little more."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        data = await content.readany()
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)
+
+
+async def _prepend(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if start:
+        yield start
+    async for data in rest:
+        yield data
+
+
 def _target(request: web.Request) -> str:
     """The request-target to send upstream; refuses what could mean two things."""
     if request.version not in (HttpVersion10, HttpVersion11):
         raise BadRequest(ONLY_HTTP_1)
     if len(request.headers.getall("Host", ())) > 1:
         raise BadRequest("send exactly one Host header")
-    codings = [
-        c.strip().lower()
-        for value in request.headers.getall("Transfer-Encoding", ())
-        for c in value.split(",")
-    ]
+    codings = [c.lower() for c in list_items(request.headers.getall("Transfer-Encoding", ()))]
     if codings and codings != ["chunked"]:
         # aiohttp would de-chunk and drop the other coding, corrupting the body.
         raise BadRequest("only the chunked transfer coding is accepted in requests")
@@ -381,7 +402,4 @@ def _too_large(limit: int) -> PayloadTooLarge:
 def _is_websocket(request: web.Request) -> bool:
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return False
-    tokens = {
-        t.strip().lower() for v in request.headers.getall("Connection", []) for t in v.split(",")
-    }
-    return "upgrade" in tokens
+    return "upgrade" in {t.lower() for t in list_items(request.headers.getall("Connection", []))}

@@ -15,11 +15,14 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..config import UpstreamConfig
 from ..errors import UnsendableUserName
-from .client import ClientView
+
+if TYPE_CHECKING:
+    from .client import ClientView
 
 Headers = list[tuple[str, str]]
 
@@ -40,6 +43,12 @@ HOP_BY_HOP = frozenset(
 
 # Always recomputed by the proxy; a client's values count only from a trusted peer.
 FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+
+
+def list_items(values: Iterable[str]) -> list[str]:
+    """The items of comma-separated field values (RFC 9110 §5.6.1), stripped, empty
+    ones dropped: the one place the proxy splits a header list."""
+    return [item for value in values for item in (i.strip(" \t") for i in value.split(",")) if item]
 
 
 _NORMALISED: dict[str, str] = {}
@@ -70,7 +79,7 @@ def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     named: set[str] = set()
     for name, value in headers:
         if normalise(name) == "connection":
-            named.update(normalise(token) for token in value.split(",") if token.strip())
+            named.update(normalise(token) for token in list_items((value,)))
     return frozenset(named - NEVER_NAMED)
 
 
@@ -84,8 +93,8 @@ def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozen
         key = normalise(header[0])
         if key in HOP_BY_HOP or key in drop:
             if key == "connection":
-                for token in header[1].split(","):
-                    token = normalise(token)
+                for item in list_items((header[1],)):
+                    token = normalise(item)
                     if token and token not in HOP_BY_HOP and token not in _CONNECTION_OPTIONS:
                         named.add(token)
             continue

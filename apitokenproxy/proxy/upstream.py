@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 
-from ..errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from ..errors import ProxyError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from .framing import Body, Headers, request_head, response_body
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         assert self._parser is not None and self._sink is not None
         status = self._parser.get_status_code()
+        if status < 100:
+            raise UpstreamUnavailable(f"the upstream answered with status {status}")
         if status < 200:
             if status == 101:
                 raise UpstreamUnavailable("the upstream switched protocols unasked")
@@ -358,7 +360,9 @@ class UpstreamPool:
         return None
 
     async def acquire(self) -> UpstreamConnection:
-        """A pooled connection or a new one; waits while ``limit`` are in use."""
+        """A pooled connection or a new one; waits while ``limit`` are in use, but
+        no longer than the connect timeout (then UpstreamBusy, 503)."""
+        deadline = self.loop.time() + self._connect_timeout
         while True:
             conn = self.idle_connection()
             if conn is not None:
@@ -367,13 +371,19 @@ class UpstreamPool:
                 break
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
+            timer = self.loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
+            except TimeoutError as exc:
+                raise UpstreamBusy(
+                    f"all {self._limit} upstream connections stayed in use for "
+                    f"{self._connect_timeout:g} s; retry shortly"
+                ) from exc
             finally:
+                timer.cancel()
                 if not waiter.done():
                     waiter.cancel()
-                with_waiter = waiter in self._waiters
-                if with_waiter:
+                if waiter in self._waiters:
                     self._waiters.remove(waiter)
         self._open += 1
         try:
@@ -470,6 +480,11 @@ class UpstreamPool:
         self._closing = True
         while self._idle:
             self.discard(self._idle.pop())
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def pool_for(

@@ -57,6 +57,10 @@ def test_parses(values: list[str], expected: Credentials | None) -> None:
         (["Bearer a,b"], "exactly one token"),
         ([""], "empty"),
         (["   "], "empty"),
+        # Our token under no scheme, or an unknown one: refused, never forwarded.
+        (["atpx_1_" + "A" * 38], "Bearer TOKEN or Basic"),
+        (["Token atpx_1_" + "A" * 38], "Bearer TOKEN or Basic"),
+        (["token=atpx_1_" + "A" * 38], "Bearer TOKEN or Basic"),
     ],
 )
 def test_refuses(values: list[str], fragment: str) -> None:

@@ -566,3 +566,21 @@ async def test_token_api_paths_are_never_forwarded(jira: World) -> None:
     resp = await jira.client.get(f"{API}/nope", headers=ALICE)
     assert resp.status == 404
     assert forwarded_requests(jira, API) == 0
+
+
+async def test_an_absolute_form_target_is_forwarded_as_its_path_with_the_hosts_host(
+    jira: World,
+) -> None:
+    # Red team F5: the aiohttp lane took X-Forwarded-Host from the target's authority.
+    reader, writer = await asyncio.open_connection(jira.client.host, jira.client.port)
+    writer.write(
+        b"GET http://evil.example/rest/api/2/issue/X-1?a=1 HTTP/1.1\r\n"
+        b"Host: jira.example.com\r\nConnection: close\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    (seen,) = jira.upstream.received
+    headers = {k.lower(): v for k, v in seen.headers}
+    assert seen.path_qs == "/rest/api/2/issue/X-1?a=1"
+    assert (headers["host"], headers["x-forwarded-host"]) == ("jira.example.com",) * 2

@@ -125,3 +125,37 @@ async def test_only_http_1_0_and_1_1_are_served(make_world: MakeWorld, version: 
     assert b" 400 " in head.split(b"\r\n")[0], answer
     assert b'"error": "' in body
     assert world.upstream.received == []
+
+
+@pytest.mark.parametrize(
+    ("parts", "status"),
+    [
+        # Red team F1: a read holding only the method used to be dropped, so the
+        # request reached aiohttp without it and got a 400.
+        ((b"POST ", b"/up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                    b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), b"200"),
+        ((b"GET", b" /rest/de.resolution.apitokenauth/latest/user/token HTTP/1.1\r\n"
+                  b"Host: a\r\nConnection: close\r\n\r\n"), b"401"),
+        ((b"G", b"ET /x HTTP/1.0\r\nHost: a\r\n\r\n"), b"200"),
+    ],
+)  # fmt: skip
+async def test_a_request_split_anywhere_is_read_whole(
+    jira: World, parts: tuple[bytes, ...], status: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection(jira.client.host, jira.client.port)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert answer.split(b" ")[1] == status, answer
+
+
+async def test_bytes_after_a_closing_request_are_ignored(jira: World) -> None:
+    one = b"GET /rest/api/2/issue/A-1 HTTP/1.1\r\nHost: j\r\nConnection: close\r\n\r\n"
+    answer = await raw(jira, one + b"GET /rest/api/2/issue/B-2 HTTP/1.1\r\nHost: j\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.1 ") == 1
+    assert [r.path_qs for r in jira.upstream.received] == ["/rest/api/2/issue/A-1"]

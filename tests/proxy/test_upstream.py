@@ -131,3 +131,39 @@ async def test_both_lanes_share_one_pool_of_max_connections(make_world: MakeWorl
     assert upstream.max_open == 2  # each answer takes 50 ms: without the limit, up to 20
     assert upstream.server is not None
     upstream.server.close()
+
+
+async def test_a_stalled_upload_holds_no_upstream_connection(make_world: MakeWorld) -> None:
+    # Red team F2: chunked uploads that never finish used to take every pooled
+    # connection before their bodies arrived, and every other client waited.
+    world = await make_world(config={"upstream": {"max_connections": 1}})
+    stalled = []
+    for _ in range(3):
+        _, writer = await asyncio.open_connection(world.client.host, world.client.port)
+        writer.write(
+            b"POST /rest/api/2/attachment HTTP/1.1\r\nHost: j\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n"
+        )
+        stalled.append(writer)
+    try:
+        async with asyncio.timeout(5):
+            resp = await world.client.get("/rest/api/2/issue/X-1")
+        assert resp.status == 200
+    finally:
+        for writer in stalled:
+            writer.close()
+
+
+async def test_a_pool_that_stays_full_answers_503_not_never(make_world: MakeWorld) -> None:
+    world = await make_world(
+        config={"upstream": {"max_connections": 1, "connect_timeout_seconds": 0.3}}
+    )
+    slow = asyncio.create_task(world.client.get("/_test/slow?seconds=1.5"))
+    await asyncio.sleep(0.1)
+    async with asyncio.timeout(5):
+        resp = await world.client.get("/rest/api/2/issue/X-1")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert (await resp.json())["error"] == "upstream_busy"
+    assert (await slow).status == 200
+    assert (await world.client.get("/rest/api/2/issue/X-1")).status == 200
