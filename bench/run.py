@@ -248,8 +248,10 @@ def rss_kib(pids: list[int]) -> int:
 
 
 def children(pid: int) -> list[int]:
+    """The worker processes of a server (multiprocessing's resource tracker left out)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    pids = [int(p) for p in out.split()]
+    return [p for p in pids if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def two_instances_on_postgres(args: argparse.Namespace, tmp: Path) -> Result:

@@ -35,10 +35,6 @@ class LastAccessed:
         for token_id in token_ids:
             self._pending.pop(token_id, None)
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     async def flush(self) -> None:
         batch, self._pending = self._pending, {}
         try:

@@ -182,7 +182,6 @@ async def test_database_outage_is_survived(
     resp = await proxy.post(f"{API}/user/token", json={"tokenDescription": "x"}, headers=ALICE)
     assert resp.status == 503
     await proxy.app[COMPONENTS].last_accessed.flush()  # fails quietly and keeps the times
-    assert proxy.app[COMPONENTS].last_accessed.pending == 1
     assert (await proxy.get("/__apitokenproxy/ready")).status == 503
 
     await relay.start()  # the database is back, on the same address
