@@ -1,3 +1,5 @@
+"""`python -m apitokenproxy`: the command line, as the `apitokenproxy` script runs it."""
+
 import sys
 
 from .cli import main
