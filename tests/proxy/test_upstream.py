@@ -156,9 +156,9 @@ async def test_a_stalled_upload_holds_no_upstream_connection(make_world: MakeWor
 
 async def test_a_pool_that_stays_full_answers_503_not_never(make_world: MakeWorld) -> None:
     world = await make_world(
-        config={"upstream": {"max_connections": 1, "connect_timeout_seconds": 0.3}}
+        config={"upstream": {"max_connections": 1, "connect_timeout_seconds": 0.2}}
     )
-    slow = asyncio.create_task(world.client.get("/_test/slow?seconds=1.5"))
+    slow = asyncio.create_task(world.client.get("/_test/slow?seconds=0.6"))
     await asyncio.sleep(0.1)
     async with asyncio.timeout(5):
         resp = await world.client.get("/rest/api/2/issue/X-1")
