@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import re
@@ -32,8 +33,9 @@ from .auth.tokens import format_token, new_secret
 from .config import ConfigError, config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
 from .errors import ProxyError
-from .server import install_uvloop, run_until_signalled, serve, setup_logging
+from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
 from .store import NewToken, opened
+from .supervisor import serve
 from .tokenapi.shapes import filtered
 from .tokenapi.validity import effective_months, valid_until
 
@@ -50,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProxyError as exc:
         print(f"apitokenproxy: {exc.message}", file=sys.stderr)
         return 1
+    except StartupError as exc:
+        print(f"apitokenproxy: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -59,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="apitokenproxy",
         description="API-token authentication gateway for Jira and Confluence Data Center.",
     )
+    parser.add_argument("--version", action="version", version=f"apitokenproxy {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
@@ -104,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("apitokenproxy")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     serve(config)
@@ -111,8 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    load_config(args.config)
+    config = load_config(args.config)
     print(f"{args.config}: configuration is valid")
+    print(f"store: {_redacted(config.store.url)}")
     return 0
 
 

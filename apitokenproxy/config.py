@@ -70,7 +70,10 @@ def _store_url(value: str) -> str | None:
         return None
     if value.startswith(("postgresql://", "postgres://")):
         return None
-    return "must be sqlite:///PATH or postgresql://user:pass@host:port/db"
+    return (
+        "must be sqlite:////ABSOLUTE/PATH, sqlite:///RELATIVE/PATH (to the config file's "
+        "folder) or postgresql://user:pass@host:port/db"
+    )
 
 
 def _networks(value: tuple[str, ...]) -> str | None:
@@ -130,7 +133,7 @@ class UpstreamConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     url: str = field(
-        default="sqlite:///var/lib/apitokenproxy/tokens.db", metadata=_check(_store_url)
+        default="sqlite:////var/lib/apitokenproxy/tokens.db", metadata=_check(_store_url)
     )
     busy_timeout_seconds: float = field(default=5.0, metadata=_check(_positive))
     # Pool size for PostgreSQL; SQLite uses one connection per process.
@@ -212,23 +215,33 @@ class ConfigError(Exception):
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML file; raise ConfigError listing every problem."""
+    """Read and validate a YAML file; raise ConfigError listing every problem.
+
+    A relative SQLite path is resolved against the file's folder, so every
+    command given the same file opens the same database, wherever it runs.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    return parse_config(text, environ)
+    return parse_config(text, environ, base=Path(path).resolve().parent)
 
 
-def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, environ: Mapping[str, str] | None = None, *, base: Path | None = None
+) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"]) from exc
-    return config_from_dict({} if data is None else data, environ)
+    return config_from_dict({} if data is None else data, environ, base=base)
 
 
-def config_from_dict(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+def config_from_dict(
+    data: Any, environ: Mapping[str, str] | None = None, *, base: Path | None = None
+) -> Config:
+    """Validate a mapping; relative SQLite paths resolve against ``base`` (default:
+    the current directory)."""
     problems: list[str] = []
     env = os.environ if environ is None else environ
     config = _build(Config, data, "", problems, env)
@@ -236,7 +249,20 @@ def config_from_dict(data: Any, environ: Mapping[str, str] | None = None) -> Con
         problems.extend(_cross_checks(config))
     if problems or config is None:
         raise ConfigError(problems)
-    return typing.cast(Config, config)
+    built = typing.cast(Config, config)
+    url = resolve_store_url(built.store.url, base or Path.cwd())
+    return dataclasses.replace(built, store=dataclasses.replace(built.store, url=url))
+
+
+def resolve_store_url(url: str, base: Path) -> str:
+    """SQLAlchemy's convention: ``sqlite:////abs`` is absolute, ``sqlite:///rel`` is
+    relative, here to ``base``; the answer is always absolute (or ``:memory:``)."""
+    if not url.startswith("sqlite:///"):
+        return url
+    path = url.removeprefix("sqlite:///")
+    if path == ":memory:" or path.startswith("/"):
+        return url
+    return "sqlite:///" + str((base / path).resolve())
 
 
 def _cross_checks(config: Config) -> list[str]:

@@ -1,18 +1,16 @@
-"""Running the application: one process, or several sharing a port.
+"""Serving the application on a socket: the fast lane in front of aiohttp's handler.
 
-With ``listen.workers`` above 1 the parent starts that many worker processes,
-each binding the same port with ``SO_REUSEPORT`` so the kernel spreads
-connections across them; they share only the store. On SIGTERM or SIGINT
-every process stops accepting, lets in-flight requests finish (up to
-``SHUTDOWN_SECONDS``), flushes ``lastAccessed`` and closes the store.
+``start_site`` listens (the fast lane first, aiohttp for what it hands on);
+``run_until_signalled`` serves until SIGTERM or SIGINT, then stops
+accepting, lets in-flight requests finish (up to ``SHUTDOWN_SECONDS``),
+flushes ``lastAccessed`` and closes the store. Worker processes are
+``supervisor.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable
@@ -24,10 +22,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import COMPONENTS, create_app
-from .auth.identity import IdentityProvider
-from .config import Config
-from .errors import error_response
+from .app import COMPONENTS
+from .errors import ProxyError, error_response
 from .ops.accesslog import AccessLog
 from .proxy.fastlane import FastLane, FastSite
 from .proxy.framing import MALFORMED
@@ -242,18 +238,34 @@ async def run_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _hangup)
     runner: GatewayRunner | None = None
     try:
-        runner = await start_site(app, host, port, **site_options)
+        try:
+            runner = await start_site(app, host, port, **site_options)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"cannot listen on {host}:{port}: {reason}") from exc
+        except ProxyError as exc:
+            raise StartupError(exc.message) from exc
         if started is not None:
             started(_bound_port(runner, port))
         await stop.wait()
         log.info("shutting down: finishing in-flight requests and flushing writes")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         if runner is not None:
             await runner.cleanup()
+
+
+class StartupError(Exception):
+    """The server cannot start (a port in use, a store it cannot open): one line, no trace."""
+
+
+def _hangup() -> None:
+    # Init systems and logrotate send SIGHUP; it must not stop the proxy.
+    log.warning("SIGHUP: the configuration is not reloaded; restart to apply changes")
 
 
 def _bound_port(runner: web.AppRunner, fallback: int) -> int:
@@ -261,68 +273,3 @@ def _bound_port(runner: web.AppRunner, fallback: int) -> int:
         if isinstance(address, tuple):
             return int(address[1])
     return fallback
-
-
-def worker_count(configured: int) -> int:
-    """``listen.workers``, with 0 read as the CPUs this process may use."""
-    if configured:
-        return configured
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def serve(config: Config, identity: IdentityProvider | None = None) -> None:
-    """Run in the foreground until signalled; several worker processes if configured."""
-    count = worker_count(config.listen.workers)
-    if count == 1:
-        _run_worker(config, identity, reuse_port=False)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    workers = [
-        ctx.Process(target=_run_worker, args=(config, identity, True), name=f"worker-{i}")
-        for i in range(count)
-    ]
-    for process in workers:
-        process.start()
-
-    def forward(signum: int, _frame: object) -> None:
-        for process in workers:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for process in workers:
-        process.join()
-
-
-def _run_worker(config: Config, identity: IdentityProvider | None, reuse_port: bool) -> None:
-    setup_logging(config.logging.level)
-    fast = install_uvloop()
-    app = create_app(config, identity=identity)
-
-    def started(port: int) -> None:
-        log.info(
-            "listening on %s:%d%s, forwarding to %s (%s)",
-            config.listen.host,
-            port,
-            " with uvloop" if fast else "",
-            config.upstream.url,
-            config.upstream.product,
-        )
-
-    asyncio.run(
-        run_until_signalled(
-            app,
-            config.listen.host,
-            config.listen.port,
-            reuse_port=reuse_port,
-            access_log=config.logging.access_log,
-            keepalive_timeout=config.listen.keepalive_timeout_seconds,
-            header_timeout=config.listen.header_timeout_seconds,
-            started=started,
-        )
-    )

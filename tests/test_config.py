@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from apitokenproxy.config import Config, ConfigError, config_from_dict, load_config, parse_config
+from apitokenproxy.config import (
+    Config,
+    ConfigError,
+    UpstreamConfig,
+    config_from_dict,
+    load_config,
+    parse_config,
+)
 
 MINIMAL = {"upstream": {"url": "http://jira.internal:8080"}}
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +37,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     assert config.auth.allow_password_basic_auth is True
     assert config.tokens.default_validity_months == 6
     assert config.tokens.max_validity_months == 12
-    assert config.store.url == "sqlite:///var/lib/apitokenproxy/tokens.db"
+    assert config.store.url == "sqlite:////var/lib/apitokenproxy/tokens.db"
 
 
 def test_config_is_frozen() -> None:
@@ -55,7 +62,7 @@ def test_config_is_frozen() -> None:
         ({**MINIMAL, "listen": {"port": "80"}}, ["listen.port: must be a whole number"]),
         ({**MINIMAL, "listen": {"workers": -1}}, ["listen.workers: must be 0 or greater"]),
         ({**MINIMAL, "listen": "0.0.0.0:80"}, ["listen: must be a mapping, not str"]),
-        ({**MINIMAL, "store": {"url": "mysql://x"}}, ["store.url: must be sqlite:///PATH"]),
+        ({**MINIMAL, "store": {"url": "mysql://x"}}, ["store.url: must be sqlite:////ABSOLUTE/PATH"]),
         ({**MINIMAL, "auth": {"allow_password_basic_auth": "no"}}, ["auth.allow_password_basic_auth: must be true or false"]),
         ({**MINIMAL, "auth": {"admin_user_keys": [1]}}, ["auth.admin_user_keys[0]: must be a string"]),
         ({**MINIMAL, "auth": {"throttle": {"max_failures": 0}}}, ["auth.throttle.max_failures: must be greater than 0"]),
@@ -98,13 +105,13 @@ def test_environment_variables_are_substituted() -> None:
                 "shared_secret_header": "X-Proxy-Secret",
                 "shared_secret": "${PROXY_SECRET}",
             },
-            "store": {"url": "sqlite:///tmp/a$$b.db"},
+            "store": {"url": "sqlite:////tmp/a$$b.db"},
         },
         {"JIRA_HOST": "jira.internal", "PROXY_SECRET": "s3cr3t"},
     )
     assert config.upstream.url == "http://jira.internal:8080"
     assert config.upstream.shared_secret == "s3cr3t"
-    assert config.store.url == "sqlite:///tmp/a$b.db"
+    assert config.store.url == "sqlite:////tmp/a$b.db"
 
 
 def test_yaml_errors_and_unreadable_files(tmp_path: Path) -> None:
@@ -129,3 +136,25 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     for key in all_keys(Config):
         leaf = key.rsplit(".", 1)[-1]
         assert f"{leaf}:" in text, f"config.example.yaml does not document {key}"
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("sqlite:///tokens.db", "sqlite:////etc/apitokenproxy/tokens.db"),
+        ("sqlite:///../data/t.db", "sqlite:////etc/data/t.db"),
+        ("sqlite:////var/lib/t.db", "sqlite:////var/lib/t.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ],
+)
+def test_store_urls_resolve_against_the_config_files_folder(url: str, resolved: str) -> None:
+    config = parse_config(
+        f"upstream: {{url: 'http://j'}}\nstore: {{url: '{url}'}}\n",
+        base=Path("/etc/apitokenproxy"),
+    )
+    assert config.store.url == resolved
+
+
+def test_the_default_store_is_absolute() -> None:
+    assert Config(upstream=UpstreamConfig(url="http://j")).store.url.startswith("sqlite:////")

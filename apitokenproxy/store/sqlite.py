@@ -46,7 +46,13 @@ class SQLiteStore:
     @classmethod
     async def open(cls, path: str, busy_timeout_seconds: float = 5.0) -> SQLiteStore:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the folder of the token database {path}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

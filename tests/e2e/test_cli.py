@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
 import signal
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -253,3 +257,123 @@ async def test_sigterm_lets_requests_in_flight_finish(aiohttp_server: Any, tmp_p
     async with asyncio.timeout(20):
         await proc.wait()
     assert proc.returncode == 0
+
+
+def test_a_relative_store_path_means_the_same_database_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 12: the store used to be opened relative to the current directory,
+    # so a revoke run elsewhere answered "no token" while the token kept working.
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    config = etc / "config.yaml"
+    config.write_text(
+        "upstream: {url: 'http://127.0.0.1:9'}\nstore: {url: 'sqlite:///data/tokens.db'}\n"
+    )
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    monkeypatch.chdir(one)
+    assert main(["check-config", "-c", str(config)]) == 0
+    assert f"store: sqlite:///{etc / 'data' / 'tokens.db'}" in capsys.readouterr().out
+    assert main(["tokens", "create", "-c", str(config), "--user-key", "K", "--user-name",
+                 "alice", "--description", "ci"]) == 0  # fmt: skip
+    token_id = json.loads(capsys.readouterr().out)["id"]
+    monkeypatch.chdir(two)
+    assert main(["tokens", "revoke", "-c", "../etc/config.yaml", str(token_id)]) == 0
+    assert (etc / "data" / "tokens.db").exists()
+    assert not list(one.iterdir()) and not list(two.iterdir())
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert re.fullmatch(r"apitokenproxy \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+@pytest.mark.slow  # real processes
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_port_in_use_is_one_line_and_a_failing_exit(
+    aiohttp_server: Any, tmp_path: Path, workers: int
+) -> None:
+    # Issue 12: a 30-line traceback per worker, and with workers: 2 the parent exited 0.
+    config, port = await serve_config(aiohttp_server, tmp_path, listen={"workers": workers})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        proc = await start("serve", "--config", str(config))
+        async with asyncio.timeout(30):
+            out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode not in (0, None), text
+    assert f"apitokenproxy: cannot listen on 127.0.0.1:{port}: Address already in use" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.slow  # a real process
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("missing-config", "cannot read"),
+        ("store-under-a-file", "cannot create the folder of the token database"),
+    ],
+)
+async def test_other_start_up_failures_are_one_line_too(
+    aiohttp_server: Any, tmp_path: Path, setup: str, expected: str
+) -> None:
+    if setup == "missing-config":
+        config = tmp_path / "absent.yaml"
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        config, _ = await serve_config(
+            aiohttp_server, tmp_path, store={"url": f"sqlite:///{tmp_path}/a-file/tokens.db"}
+        )
+    proc = await start("serve", "--config", str(config))
+    async with asyncio.timeout(30):
+        out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode not in (0, None), text
+    assert expected in text and "Traceback" not in text
+
+
+@pytest.mark.slow  # real processes
+async def test_a_worker_that_dies_is_replaced_and_sighup_stops_nothing(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    config, port = await serve_config(aiohttp_server, tmp_path, listen={"workers": 2})
+    proc = await start("serve", "--config", str(config))
+    try:
+        await wait_for(proc, "listening on")
+        await wait_for(proc, "listening on")
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+        log = await wait_for(proc, "started again")
+        assert "died (signal 9); starting another" in log
+        await wait_for(proc, "listening on")
+        assert len(_children(proc.pid)) == 2
+        proc.send_signal(signal.SIGHUP)
+        await wait_for(proc, "SIGHUP: the configuration is not reloaded")
+        async with aiohttp.ClientSession() as http:
+            for _ in range(4):
+                async with http.get(f"http://127.0.0.1:{port}/__apitokenproxy/health") as resp:
+                    assert resp.status == 200
+        assert proc.returncode is None
+    finally:
+        out = await stop(proc)
+    assert proc.returncode == 0, out
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes of ``pid`` (multiprocessing's resource tracker left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmdline:
+                found.append(int(entry.name))
+    return sorted(found)
