@@ -105,6 +105,8 @@ def create_app(
     app.cleanup_ctx.append(components)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
+    app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
     for method, path, name in ROUTES:
         app.router.add_route(method, base + path, _token_api(name))
@@ -120,6 +122,10 @@ def _token_api(name: str) -> Handler:
 
     handler.__name__ = name
     return handler
+
+
+async def forward_auth(request: web.Request) -> web.StreamResponse:
+    return await request.app[COMPONENTS].forward_auth.handle(request)
 
 
 async def forward(request: web.Request) -> web.StreamResponse:

@@ -28,6 +28,7 @@ from .config import Config
 from .ops.accesslog import AccessLog
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
+from .proxy.forwardauth import ForwardAuth
 from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
 from .proxy.headers import Injection
 from .proxy.upstream import UpstreamPool, pool_for
@@ -54,6 +55,7 @@ class Components:
     token_api: TokenApi
     forwarder: Forwarder
     fast_lane: FastLane
+    forward_auth: ForwardAuth
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -138,6 +140,7 @@ class Components:
                     public_url=config.listen.public_url.rstrip("/"),
                 ),
                 forwarder=Forwarder(pool, websockets, gate, injection, config, trusted),
+                forward_auth=ForwardAuth(gate, injection, trusted),
                 fast_lane=FastLane(
                     gate=gate,
                     injection=injection,

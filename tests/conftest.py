@@ -197,6 +197,7 @@ class Live:
     upstream: FakeUpstream
     app: Any
     clock: FakeClock
+    upstream_port: int = 0
 
 
 MakeLive = Callable[..., Awaitable[Live]]
@@ -227,7 +228,7 @@ async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
         )
         runners.append(runner)
         port = runner.addresses[0][1]
-        return Live(port, upstream, app, clock)
+        return Live(port, upstream, app, clock, upstream_port=server.port)
 
     yield make
     for runner in runners:

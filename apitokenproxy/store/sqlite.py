@@ -50,8 +50,7 @@ class SQLiteStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(
-                    f"cannot create the folder of the token database {path}: "
-                    f"{exc.strerror or exc}"
+                    f"cannot create the folder of the token database {path}: {exc.strerror or exc}"
                 ) from exc
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)

@@ -1,0 +1,115 @@
+"""The forward-auth mode behind a real nginx (``auth_request``), in front of the fake Jira.
+
+nginx asks ``/__apitokenproxy/auth`` about every request and copies the user
+header from the answer, as ``docs/front-proxies.md`` shows; each row is
+judged by what the fake Jira received.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Live, MakeLive
+from ..peers.nginx import free_port, running_nginx
+from .test_attacks import exchange, make_token
+
+pytestmark = pytest.mark.slow  # a real nginx
+
+NGINX_SITE = """
+    server {{
+        listen 127.0.0.1:{port};
+        location = /__apitokenproxy_auth {{
+            internal;
+            proxy_pass http://127.0.0.1:{proxy}/__apitokenproxy/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+        location / {{
+            auth_request /__apitokenproxy_auth;
+            auth_request_set $user $upstream_http_x_forwarded_user;
+            auth_request_set $authorization $upstream_http_x_apitokenproxy_authorization;
+            proxy_set_header X-Forwarded-User $user;
+            proxy_set_header Authorization $authorization;
+            proxy_pass http://127.0.0.1:{jira};
+        }}
+    }}
+"""
+
+
+@dataclass
+class Front:
+    port: int
+    live: Live
+
+    def seen(self) -> list[dict[str, str]]:
+        return [{k.lower(): v for k, v in r.headers} for r in self.live.upstream.received]
+
+
+@pytest.fixture
+async def front(make_live: MakeLive, tmp_path: Path) -> AsyncIterator[Front]:
+    live = await make_live({"proxy": {"trusted_proxies": ["127.0.0.1/32"]}})
+    port = free_port()
+    site = NGINX_SITE.format(port=port, proxy=live.port, jira=live.upstream_port)
+    with running_nginx(tmp_path / "nginx", site):
+        yield Front(port, live)
+
+
+def get(path: str, *headers: str) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: jira.example.com", "Connection: close", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def test_a_token_reaches_jira_as_its_owner_and_nothing_else(front: Front) -> None:
+    token = (await make_token(front.live))["plainTextToken"]
+    front.live.upstream.received.clear()
+    spoofs = ["X-Forwarded-User: admin", "x-forwarded-user: admin", "X-Forwarded-User: root"]
+    status, _, _ = await exchange(
+        front.port, get("/rest/api/2/issue/X-1", f"Authorization: Bearer {token}", *spoofs)
+    )
+    assert status == 200
+    (seen,) = front.seen()
+    assert seen.get("x-forwarded-user") == "alice"
+    assert "authorization" not in seen  # the token stays out of Jira's logs
+
+
+@pytest.mark.parametrize(
+    "spoof",
+    [
+        ["X-Forwarded-User: admin"],
+        ["x-forwarded-user: admin"],
+        ["X-FORWARDED-USER: admin", "X-Forwarded-User: root"],
+        ["X_Forwarded_User: admin"],
+        ["Connection: X-Forwarded-User", "X-Forwarded-User: admin"],
+    ],
+    ids=["plain", "lower", "repeated", "underscores", "named in Connection"],
+)
+async def test_anonymous_requests_reach_jira_with_no_user(front: Front, spoof: list[str]) -> None:
+    status, _, _ = await exchange(front.port, get("/rest/api/2/issue/X-1", *spoof))
+    assert status == 200
+    (seen,) = front.seen()
+    assert not [k for k in seen if k.replace("_", "-") == "x-forwarded-user"], seen
+
+
+async def test_a_password_passes_through_for_jira_to_check(front: Front) -> None:
+    basic = base64.b64encode(b"alice:alice-pw").decode()
+    status, _, _ = await exchange(
+        front.port, get("/rest/api/2/issue/X-1", f"Authorization: Basic {basic}")
+    )
+    assert status == 200
+    (seen,) = front.seen()
+    assert seen.get("authorization") == f"Basic {basic}" and "x-forwarded-user" not in seen
+
+
+async def test_a_bad_token_is_refused_before_jira(front: Front) -> None:
+    status, headers, _ = await exchange(
+        front.port, get("/rest/api/2/issue/X-1", "Authorization: Bearer atpx_9_" + "A" * 38)
+    )
+    assert status == 401
+    assert "basic" in headers.get("www-authenticate", "").lower()
+    assert front.seen() == []
