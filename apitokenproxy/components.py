@@ -90,6 +90,8 @@ class Components:
                 limit=upstream.max_connections,
                 connect_timeout=upstream.connect_timeout_seconds,
                 read_timeout=upstream.read_timeout_seconds,
+                ca_file=upstream.ca_file,
+                verify_tls=upstream.verify_tls,
             )
             stack.callback(pool.close)
             access_log = AccessLog(config.logging.access_log)

@@ -92,6 +92,13 @@ def _log_level(value: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    # PEM files; both empty means the proxy listens in plain HTTP.
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
 class ListenConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
     port: int = field(default=8080, metadata=_check(_port))
@@ -106,6 +113,7 @@ class ListenConfig:
     # The URL clients use to reach the proxy (context path included); used for
     # the absolute links in tokensByFilter. Empty: taken from each request.
     public_url: str = field(default="", metadata=_check(_optional_http_url))
+    tls: TlsConfig = TlsConfig()
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,10 @@ class UpstreamConfig:
     # Total time for the proxy's own REST calls (password check, permissions).
     identity_timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
     max_connections: int = field(default=256, metadata=_check(_positive))
+    # For an https:// upstream: a PEM bundle of the CAs to trust (empty: the
+    # system's), and whether to check its certificate at all.
+    ca_file: str = ""
+    verify_tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -282,6 +294,16 @@ def _cross_checks(config: Config) -> list[str]:
         )
     if up.user_header.lower() in ("authorization", "host", "cookie", "connection"):
         problems.append(f"upstream.user_header: {up.user_header} cannot carry the user name")
+    tls = config.listen.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
+        problems.append("listen.tls: cert_file and key_file must be set together")
+    for key, path in (
+        ("listen.tls.cert_file", tls.cert_file),
+        ("listen.tls.key_file", tls.key_file),
+        ("upstream.ca_file", up.ca_file),
+    ):
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{key}: cannot read {path}")
     return problems
 
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from .app import COMPONENTS
+from .config import TlsConfig
 from .errors import ProxyError, error_response
 from .ops.accesslog import AccessLog
 from .proxy.fastlane import FastLane, FastSite
@@ -202,21 +204,20 @@ async def start_site(
     if not access_log:
         components.access_log.enabled = False
     site: web.TCPSite
-    if config.proxy.fast_path:
-        runner.fast = components.fast_lane
-        runner.fast.header_timeout = header_timeout
-        runner.fast.keepalive_timeout = keepalive_timeout
-        site = FastSite(
-            runner,
-            runner.fast,
-            host=host,
-            port=port,
-            reuse_port=reuse_port or None,
-            backlog=BACKLOG,
-        )
-    else:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=BACKLOG)
     try:
+        tls = listen_tls(config.listen.tls)
+        options: dict[str, Any] = {
+            "reuse_port": reuse_port or None,
+            "backlog": BACKLOG,
+            "ssl_context": tls,
+        }
+        if config.proxy.fast_path:
+            runner.fast = components.fast_lane
+            runner.fast.header_timeout = header_timeout
+            runner.fast.keepalive_timeout = keepalive_timeout
+            site = FastSite(runner, runner.fast, host=host, port=port, **options)
+        else:
+            site = web.TCPSite(runner, host, port, **options)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -257,6 +258,19 @@ async def run_until_signalled(
             loop.remove_signal_handler(sig)
         if runner is not None:
             await runner.cleanup()
+
+
+def listen_tls(tls: TlsConfig) -> ssl.SSLContext | None:
+    """The server's TLS context when ``listen.tls`` is set (TLS 1.2 and later)."""
+    if not tls.cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load listen.tls certificate {tls.cert_file}: {exc}") from exc
+    return context
 
 
 class StartupError(Exception):

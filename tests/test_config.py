@@ -61,6 +61,14 @@ def test_config_is_frozen() -> None:
         ({**MINIMAL, "listen": {"port": 70000}}, ["listen.port: must be a port number"]),
         ({**MINIMAL, "listen": {"port": "80"}}, ["listen.port: must be a whole number"]),
         ({**MINIMAL, "listen": {"workers": -1}}, ["listen.workers: must be 0 or greater"]),
+        (
+            {**MINIMAL, "listen": {"tls": {"cert_file": "/etc/hostname"}}},
+            ["listen.tls: cert_file and key_file must be set together"],
+        ),
+        (
+            {"upstream": {"url": "https://j", "ca_file": "/nonexistent/ca.pem"}},
+            ["upstream.ca_file: cannot read /nonexistent/ca.pem"],
+        ),
         ({**MINIMAL, "listen": "0.0.0.0:80"}, ["listen: must be a mapping, not str"]),
         ({**MINIMAL, "store": {"url": "mysql://x"}}, ["store.url: must be sqlite:////ABSOLUTE/PATH"]),
         ({**MINIMAL, "auth": {"allow_password_basic_auth": "no"}}, ["auth.allow_password_basic_auth: must be true or false"]),

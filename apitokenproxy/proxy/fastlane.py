@@ -125,6 +125,7 @@ class FrontConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._peer = "unknown"
+        self._scheme = "http"
         self._parser = httptools.HttpRequestParser(self)
         # Bytes after a request that says Connection: close are ignored (the
         # connection closes after its answer, RFC 9112 §9.6) rather than
@@ -169,6 +170,7 @@ class FrontConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self._peer = str(peer[0])
+        self._scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
         self._lane.connections.add(self)
         self._arm(self._lane.header_timeout)
 
@@ -336,7 +338,7 @@ class FrontConnection(asyncio.Protocol):
             # of a connection that keeps its Host.
             view = self._view_cache
             if view is None or view.host != host:
-                view = ClientView(self._peer, "http", host, self._peer)
+                view = ClientView(self._peer, self._scheme, host, self._peer)
                 self._view_cache = view
             return view
         multi = CIMultiDict(headers)
@@ -344,7 +346,7 @@ class FrontConnection(asyncio.Protocol):
             self._peer,
             multi,
             multi.getall("X-Forwarded-For", []),
-            scheme="http",
+            scheme=self._scheme,
             host=host,
             trusted=trusted,
         )
@@ -535,6 +537,7 @@ class FastSite(web.TCPSite):
             lambda: FrontConnection(lane, fallback),
             self._host,
             self._port,
+            ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,

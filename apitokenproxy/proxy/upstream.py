@@ -488,18 +488,33 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 def pool_for(
-    url: str, *, limit: int = 256, connect_timeout: float = 10.0, read_timeout: float = 300.0
+    url: str,
+    *,
+    limit: int = 256,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 300.0,
+    ca_file: str = "",
+    verify_tls: bool = True,
 ) -> UpstreamPool:
-    """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's)."""
+    """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's).
+
+    An https upstream's certificate is checked against ``ca_file`` (or the
+    system's CAs) and its host name, unless ``verify_tls`` is false.
+    """
     parts = urlsplit(url)
-    https = parts.scheme == "https"
+    tls: ssl.SSLContext | None = None
+    if parts.scheme == "https":
+        tls = ssl.create_default_context(cafile=ca_file or None)
+        if not verify_tls:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
     return UpstreamPool(
         parts.hostname or "localhost",
-        parts.port or (443 if https else 80),
+        parts.port or (443 if tls else 80),
         limit=limit,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        tls=ssl.create_default_context() if https else None,
+        tls=tls,
     )
 
 
