@@ -19,9 +19,11 @@ import importlib.metadata
 import json
 import logging
 import re
+import ssl
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(command("serve", "run the proxy until SIGTERM/SIGINT", _serve))
     with_config(command("check-config", "validate a configuration file", _check_config))
+    with_config(
+        command("health", "ask the running proxy of this config if it is up (exit 0 or 1)", _health)
+    )
     with_config(command("migrate", "apply the store's schema migrations, then exit", _migrate))
     copy = command(
         "copy-store", "copy every token from one store to another (safe to repeat)", _copy_store
@@ -128,6 +133,27 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: configuration is valid")
     print(f"store: {_redacted(config.store.url)}")
     return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    """For container health checks: follows the configured port and scheme."""
+    config = load_config(args.config)
+    listen = config.listen
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "", "::") else listen.host  # noqa: S104
+    scheme = "https" if listen.tls.cert_file else "http"
+    context = ssl.create_default_context()
+    # Its own certificate names the public host, not 127.0.0.1: up is up.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    url = f"{scheme}://{host}:{listen.port}/__apitokenproxy/health"
+    try:
+        with urllib.request.urlopen(url, timeout=4, context=context) as response:  # noqa: S310
+            healthy = response.status == 200
+    except (OSError, ValueError) as exc:
+        print(f"apitokenproxy: {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{url}: {'ok' if healthy else 'not ok'}")
+    return 0 if healthy else 1
 
 
 def _demo(args: argparse.Namespace) -> int:

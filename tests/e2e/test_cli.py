@@ -377,3 +377,19 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmdline:
                 found.append(int(entry.name))
     return sorted(found)
+
+
+@pytest.mark.slow  # a real process
+async def test_health_follows_the_configured_port(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The Dockerfile's and compose's health checks run this instead of assuming 8080.
+    config, port = await serve_config(aiohttp_server, tmp_path)
+    proc = await start("serve", "--config", str(config))
+    try:
+        await wait_for(proc, "listening on")
+        assert await asyncio.to_thread(main, ["health", "--config", str(config)]) == 0
+        assert f"http://127.0.0.1:{port}/__apitokenproxy/health: ok" in capsys.readouterr().out
+    finally:
+        await stop(proc)
+    assert await asyncio.to_thread(main, ["health", "--config", str(config)]) == 1
