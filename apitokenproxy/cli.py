@@ -124,7 +124,7 @@ def _version() -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    serve(config)
+    serve(config, path=args.config)
     return 0
 
 

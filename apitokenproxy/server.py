@@ -29,6 +29,7 @@ from .errors import ProxyError, error_response
 from .ops.accesslog import AccessLog
 from .proxy.fastlane import FastLane, FastSite
 from .proxy.framing import MALFORMED
+from .reload import Reloader
 
 log = logging.getLogger("apitokenproxy")
 
@@ -142,6 +143,7 @@ class GatewayRunner(web.AppRunner):
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
         self.fast: FastLane | None = None
+        self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
 
     async def shutdown(self) -> None:
         # Sites are closed already; let fast-lane requests in flight finish
@@ -205,7 +207,7 @@ async def start_site(
         components.access_log.enabled = False
     site: web.TCPSite
     try:
-        tls = listen_tls(config.listen.tls)
+        tls = runner.tls = listen_tls(config.listen.tls)
         options: dict[str, Any] = {
             "reuse_port": reuse_port or None,
             "backlog": BACKLOG,
@@ -231,10 +233,11 @@ async def run_until_signalled(
     port: int,
     *,
     started: Callable[[int], None] | None = None,
+    config_path: str | None = None,
     **site_options: Any,
 ) -> None:
     """Serve ``app`` (see ``start_site`` for the options) until SIGTERM/SIGINT,
-    then shut down cleanly."""
+    then shut down cleanly; on SIGHUP, reload ``config_path`` (``reload.py``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,6 +252,9 @@ async def run_until_signalled(
             raise StartupError(f"cannot listen on {host}:{port}: {reason}") from exc
         except ProxyError as exc:
             raise StartupError(exc.message) from exc
+        if config_path is not None:
+            reloader = Reloader(config_path, app[COMPONENTS], runner.tls)
+            loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         if started is not None:
             started(_bound_port(runner, port))
         await stop.wait()
@@ -278,8 +284,9 @@ class StartupError(Exception):
 
 
 def _hangup() -> None:
-    # Init systems and logrotate send SIGHUP; it must not stop the proxy.
-    log.warning("SIGHUP: the configuration is not reloaded; restart to apply changes")
+    # Init systems and logrotate send SIGHUP; it must not stop the proxy, even
+    # before it listens (or when it was started without a file to reload).
+    log.warning("SIGHUP: no configuration file to reload")
 
 
 def _bound_port(runner: web.AppRunner, fallback: int) -> int:

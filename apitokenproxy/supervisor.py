@@ -28,7 +28,7 @@ from multiprocessing.process import BaseProcess
 
 from .app import create_app
 from .auth.identity import IdentityProvider
-from .config import Config
+from .config import Config, ConfigError, load_config
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
 
 log = logging.getLogger("apitokenproxy")
@@ -50,18 +50,26 @@ def worker_count(configured: int) -> int:
         return os.cpu_count() or 1
 
 
-def serve(config: Config, identity: IdentityProvider | None = None) -> None:
-    """Run in the foreground until signalled; raise StartupError if it cannot run."""
+def serve(
+    config: Config, identity: IdentityProvider | None = None, path: str | None = None
+) -> None:
+    """Run in the foreground until signalled; raise StartupError if it cannot run.
+
+    ``path`` is the configuration file, read again on SIGHUP (``reload.py``).
+    """
     count = worker_count(config.listen.workers)
     if count == 1:
-        _run_worker(config, identity, reuse_port=False)
+        _run_worker(config, identity, False, path)
         return
-    Supervisor(config, identity, count).run()
+    Supervisor(config, identity, count, path).run()
 
 
 class Supervisor:
-    def __init__(self, config: Config, identity: IdentityProvider | None, count: int) -> None:
+    def __init__(
+        self, config: Config, identity: IdentityProvider | None, count: int, path: str | None
+    ) -> None:
         self._config = config
+        self._path = path
         self._identity = identity
         self._count = count
         self._context = multiprocessing.get_context("spawn")
@@ -87,13 +95,17 @@ class Supervisor:
                 if not process.is_alive():
                     del self._workers[slot]
                     self._ended(slot, process)
+        self.run_finished()
+
+    def run_finished(self) -> None:
+        """Raise StartupError if the supervisor gave up."""
         if self._failure is not None:
             raise StartupError(self._failure)
 
     def _start(self, slot: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self._config, self._identity),
+            args=(self._config, self._identity, self._path),
             name=f"worker-{slot}",
         )
         process.start()
@@ -145,21 +157,38 @@ class Supervisor:
                     os.kill(process.pid, signal.SIGTERM)
 
     def _hangup(self, signum: int, _frame: object) -> None:
-        log.warning("SIGHUP: the configuration is not reloaded; restart to apply changes")
+        # Each worker reloads for itself; a file they would all refuse is
+        # refused here once. (Workers started later read the file anew.)
+        if self._path is not None:
+            try:
+                load_config(self._path)
+            except ConfigError as exc:
+                log.error(
+                    "SIGHUP: %s is invalid, the running configuration stays: %s",
+                    self._path,
+                    "; ".join(exc.problems),
+                )
+                return
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
 
 
-def _worker_main(config: Config, identity: IdentityProvider | None) -> None:
+def _worker_main(config: Config, identity: IdentityProvider | None, path: str | None) -> None:
     """A worker process: serve, or say in one line why it cannot."""
     # The parent decides about SIGINT (a terminal's Ctrl-C reaches the group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _run_worker(config, identity, reuse_port=True)
+        _run_worker(config, identity, True, path)
     except StartupError as exc:
         print(f"apitokenproxy: {exc}", file=sys.stderr)
         sys.exit(EXIT_STARTUP)
 
 
-def _run_worker(config: Config, identity: IdentityProvider | None, reuse_port: bool) -> None:
+def _run_worker(
+    config: Config, identity: IdentityProvider | None, reuse_port: bool, path: str | None
+) -> None:
     setup_logging(config.logging.level)
     fast = install_uvloop()
     app = create_app(config, identity=identity)
@@ -184,5 +213,6 @@ def _run_worker(config: Config, identity: IdentityProvider | None, reuse_port: b
             keepalive_timeout=config.listen.keepalive_timeout_seconds,
             header_timeout=config.listen.header_timeout_seconds,
             started=started,
+            config_path=path,
         )
     )

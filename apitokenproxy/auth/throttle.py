@@ -77,11 +77,15 @@ class FailureThrottle:
         shared: SharedCounter | None = None,
     ) -> None:
         self._shared = shared
+        self.retune(max_failures, window_seconds, max_tracked)
+        self._clock = clock
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def retune(self, max_failures: int, window_seconds: float, max_tracked: int) -> None:
+        """New limits, from a configuration reload; the counts so far stand."""
         self._max = max_failures
         self._window = window_seconds
         self._max_tracked = max_tracked
-        self._clock = clock
-        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     def retry_after(self, key: str) -> int | None:
         """Seconds until ``key`` is no longer throttled, or None if it is not."""

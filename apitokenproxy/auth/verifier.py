@@ -81,6 +81,10 @@ class TokenVerifier:
         self._epoch = 0
         self._dummy_hash: str | None = None
 
+    @property
+    def throttle(self) -> FailureThrottle:
+        return self._throttle
+
     def verify_cached(self, token: str, username: str | None) -> TokenRecord | None:
         """The record of a token already verified and still good, without awaiting; None when
         the caller must await verify() (not cached, expired, or not the named user's), which

@@ -32,13 +32,13 @@ class ForwardAuth:
     def __init__(self, gate: Gate, injection: Injection, trusted: tuple[Network, ...]) -> None:
         self._gate = gate
         self._injection = injection
-        self._trusted = trusted
+        self.trusted = trusted
 
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
         admission = await self._gate.admit(
-            self._gate.decide(authorization), client_of(request, self._trusted).address
+            self._gate.decide(authorization), client_of(request, self.trusted).address
         )
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:

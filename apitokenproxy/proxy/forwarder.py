@@ -69,7 +69,7 @@ class Forwarder:
         config: Config,
         trusted: tuple[Network, ...],
     ) -> None:
-        self._trusted = trusted
+        self.trusted = trusted
         self._pool = pool
         self._websockets = websockets
         self._gate = gate
@@ -81,7 +81,7 @@ class Forwarder:
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """Answer ``Expect: 100-continue`` only once the request is admitted."""
         try:
-            request[_ADMISSION] = await self._admit(request, client_of(request, self._trusted))
+            request[_ADMISSION] = await self._admit(request, client_of(request, self.trusted))
         except ProxyError as exc:
             return exc.to_response()
         if request.version != HttpVersion11 or request.headers["Expect"].lower() != "100-continue":
@@ -94,7 +94,7 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = _target(request)
-        view = client_of(request, self._trusted)
+        view = client_of(request, self.trusted)
         admission = request.get(_ADMISSION)
         if admission is None:
             admission = await self._admit(request, view)

@@ -337,7 +337,7 @@ class UpstreamPool:
         self.loop = asyncio.get_running_loop()
         self._host, self._port, self._tls = host, port, tls
         self._limit = limit
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: list[UpstreamConnection] = []
         self._open = 0
@@ -362,7 +362,7 @@ class UpstreamPool:
     async def acquire(self) -> UpstreamConnection:
         """A pooled connection or a new one; waits while ``limit`` are in use, but
         no longer than the connect timeout (then UpstreamBusy, 503)."""
-        deadline = self.loop.time() + self._connect_timeout
+        deadline = self.loop.time() + self.connect_timeout
         while True:
             conn = self.idle_connection()
             if conn is not None:
@@ -377,7 +377,7 @@ class UpstreamPool:
             except TimeoutError as exc:
                 raise UpstreamBusy(
                     f"all {self._limit} upstream connections stayed in use for "
-                    f"{self._connect_timeout:g} s; retry shortly"
+                    f"{self.connect_timeout:g} s; retry shortly"
                 ) from exc
             finally:
                 timer.cancel()
@@ -391,7 +391,7 @@ class UpstreamPool:
                 self.loop.create_connection(
                     lambda: UpstreamConnection(self), self._host, self._port, ssl=self._tls
                 ),
-                self._connect_timeout,
+                self.connect_timeout,
             )
         except BaseException as exc:
             self._open -= 1

@@ -50,7 +50,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class TokenApi:
     """The handlers, with what they need handed in."""
 

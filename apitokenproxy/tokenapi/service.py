@@ -59,12 +59,12 @@ class TokenService:
         self._auth = authenticator
         self._identity = identity
         self._verifier = verifier
-        self._config = config
+        self.config = config  # replaced by a configuration reload
         self._clock = clock
 
     @property
     def max_description_length(self) -> int:
-        return self._config.max_description_length
+        return self.config.max_description_length
 
     async def create(self, caller: Caller, request: CreateRequest) -> CreatedToken:
         owner = caller.user
@@ -75,7 +75,7 @@ class TokenService:
                 raise NotFound(f"no user has the user key {request.for_user_key!r}")
             owner = found
         months = effective_months(
-            request.months, self._config.default_validity_months, self._config.max_validity_months
+            request.months, self.config.default_validity_months, self.config.max_validity_months
         )
         secret = new_secret()
         created = self._clock()

@@ -15,7 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
+from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.cli import main
 
 from ..fakes import basic
@@ -354,7 +356,7 @@ async def test_a_worker_that_dies_is_replaced_and_sighup_stops_nothing(
         await wait_for(proc, "listening on")
         assert len(_children(proc.pid)) == 2
         proc.send_signal(signal.SIGHUP)
-        await wait_for(proc, "SIGHUP: the configuration is not reloaded")
+        await wait_for(proc, "SIGHUP: the configuration is unchanged")
         async with aiohttp.ClientSession() as http:
             for _ in range(4):
                 async with http.get(f"http://127.0.0.1:{port}/__apitokenproxy/health") as resp:
@@ -393,3 +395,45 @@ async def test_health_follows_the_configured_port(
     finally:
         await stop(proc)
     assert await asyncio.to_thread(main, ["health", "--config", str(config)]) == 1
+
+
+@pytest.mark.slow  # a real process
+async def test_sighup_reloads_what_it_can_and_refuses_a_broken_file(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    config, port = await serve_config(
+        aiohttp_server, tmp_path, auth={"throttle": {"max_failures": 1000}}
+    )
+    proc = await start("serve", "--config", str(config))
+    bad = {"Authorization": "Bearer " + format_token(99, "A" * 32)}
+    url = f"http://127.0.0.1:{port}/rest/api/2/issue/X-1"
+    try:
+        await wait_for(proc, "listening on")
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.get(url, headers=bad) as resp:
+                    assert resp.status == 401
+            data = yaml.safe_load(config.read_text())
+            data["auth"] = {"throttle": {"max_failures": 1}}
+            data["listen"]["keepalive_timeout_seconds"] = 30
+            data["upstream"]["product"] = "confluence"
+            config.write_text(yaml.safe_dump(data))
+            proc.send_signal(signal.SIGHUP)
+            log = await wait_for(proc, "SIGHUP: restart to apply")
+            assert (
+                "SIGHUP: applied auth.throttle.max_failures, listen.keepalive_timeout_seconds"
+                in log
+            )
+            assert "restart to apply upstream.product" in log
+            async with http.get(url, headers=bad) as resp:
+                assert resp.status == 429  # the new limit holds without a restart
+            config.write_text(config.read_text() + "\nunknown_section: {}\n")
+            proc.send_signal(signal.SIGHUP)
+            log = await wait_for(proc, "the running configuration stays")
+            assert "unknown_section" in log
+            async with http.get(f"http://127.0.0.1:{port}/__apitokenproxy/health") as resp:
+                assert resp.status == 200
+        assert proc.returncode is None
+    finally:
+        out = await stop(proc)
+    assert proc.returncode == 0, out

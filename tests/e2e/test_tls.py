@@ -7,6 +7,7 @@ The proxy listens in HTTPS (``listen.tls``) on both lanes, and talks to an
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -16,10 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 
-from apitokenproxy.app import create_app
-from apitokenproxy.config import config_from_dict
+from apitokenproxy.app import COMPONENTS, create_app
+from apitokenproxy.config import config_from_dict, load_config
+from apitokenproxy.reload import Reloader
 from apitokenproxy.server import StartupError, start_site
 
 from ..conftest import LANES, base_config, deep_merge
@@ -140,3 +143,46 @@ async def test_a_certificate_that_cannot_be_loaded_stops_the_start(
     with pytest.raises(StartupError, match=r"cannot load listen\.tls certificate"):
         await proxy_with("http://127.0.0.1:9", {"listen": {"tls": {"cert_file": str(broken),
                                                                    "key_file": str(pki.key)}}})  # fmt: skip
+
+
+async def test_sighup_picks_up_a_renewed_certificate(
+    aiohttp_server: Any, pki: Pki, tmp_path: Path
+) -> None:
+    d = pki.ca.parent
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "renewed.key", "-out", "renewed.csr", "-subj", "/CN=renewed", cwd=d)  # fmt: skip
+    _openssl("x509", "-req", "-in", "renewed.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "renewed.pem", "-days", "2", "-extfile", "san.ext", cwd=d)  # fmt: skip
+    upstream = await aiohttp_server(FakeUpstream("jira", JIRA_USERS).app())
+    config_file = tmp_path / "config.yaml"
+
+    def write(cert: str, key: str) -> None:
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "upstream": {"url": str(upstream.make_url("")).rstrip("/")},
+                    "store": {"url": f"sqlite:///{tmp_path / 't.db'}"},
+                    "listen": {"tls": {"cert_file": cert, "key_file": key}},
+                }
+            )
+        )
+
+    write(str(pki.cert), str(pki.key))
+    runner = await start_site(
+        create_app(load_config(config_file)), "127.0.0.1", 0, access_log=False
+    )
+    port = int(runner.addresses[0][1])
+    try:
+        assert await served_name(port, pki) == "localhost"
+        write(str(d / "renewed.pem"), str(d / "renewed.key"))
+        assert Reloader(config_file, runner.app[COMPONENTS], runner.tls).reload() is True
+        assert await served_name(port, pki) == "renewed"  # new connections, new certificate
+    finally:
+        await runner.cleanup()
+
+
+async def served_name(port: int, pki: Pki) -> str:
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(pki))
+    cert = writer.get_extra_info("peercert")
+    writer.close()
+    return str(dict(item[0] for item in cert["subject"])["commonName"])

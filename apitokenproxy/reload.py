@@ -1,0 +1,119 @@
+"""SIGHUP: read the configuration file again and apply what can change without a restart.
+
+``changes`` and ``split`` are pure: which keys differ, and which of those
+take effect live. ``Reloader.reload`` reads and validates the file (an
+invalid one is refused with its problems logged, and the old configuration
+stays), applies the live changes to the running components, and names in a
+log line every change that needs a restart. No connection is dropped.
+
+Live: the log level and the access log, throttling, token validity limits,
+trusted proxies, the client and upstream timeouts, and the TLS certificate
+(re-read from its files, for renewals; new connections get it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .components import Components
+from .config import Config, ConfigError, load_config
+from .proxy.client import parse_networks
+
+log = logging.getLogger("apitokenproxy")
+
+LIVE = (
+    "logging.level",
+    "logging.access_log",
+    "auth.throttle.",
+    "tokens.",
+    "proxy.trusted_proxies",
+    "listen.header_timeout_seconds",
+    "listen.keepalive_timeout_seconds",
+    "upstream.connect_timeout_seconds",
+    "upstream.read_timeout_seconds",
+    "listen.tls.",
+)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(value):
+            out.update(flatten(getattr(value, field.name), f"{prefix}{field.name}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def changes(old: Config, new: Config) -> list[str]:
+    """The keys whose values differ, as ``section.key`` paths."""
+    before, after = flatten(old), flatten(new)
+    return sorted(key for key in after if before.get(key) != after[key])
+
+
+def split(changed: list[str]) -> tuple[list[str], list[str]]:
+    """(applied live, needing a restart)."""
+    live = [
+        k for k in changed if any(k == p or (p.endswith(".") and k.startswith(p)) for p in LIVE)
+    ]
+    return live, [k for k in changed if k not in live]
+
+
+class Reloader:
+    def __init__(
+        self, path: str | Path, components: Components, tls: ssl.SSLContext | None
+    ) -> None:
+        self._path = path
+        self._components = components
+        self._tls = tls
+        self.config = components.config
+
+    def reload(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Apply the file as it is now; False (and the old configuration kept) if invalid."""
+        try:
+            new = load_config(self._path, environ)
+        except ConfigError as exc:
+            log.error(
+                "SIGHUP: %s is invalid, the running configuration stays: %s",
+                self._path,
+                "; ".join(exc.problems),
+            )
+            return False
+        live, restart = split(changes(self.config, new))
+        try:
+            self._apply(new)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: cannot load the new TLS certificate, keeping the old one: %s", exc)
+            return False
+        self.config = new
+        if live:
+            log.warning("SIGHUP: applied %s", ", ".join(live))
+        if restart:
+            log.warning("SIGHUP: restart to apply %s", ", ".join(restart))
+        if not live and not restart:
+            log.warning("SIGHUP: the configuration is unchanged")
+        return True
+
+    def _apply(self, new: Config) -> None:
+        c = self._components
+        tls = new.listen.tls
+        if self._tls is not None and tls.cert_file:
+            self._tls.load_cert_chain(tls.cert_file, tls.key_file)
+        logging.getLogger().setLevel(new.logging.level.upper())
+        c.access_log.enabled = new.logging.access_log
+        throttle = new.auth.throttle
+        c.verifier.throttle.retune(
+            throttle.max_failures, throttle.window_seconds, throttle.max_tracked
+        )
+        c.token_api.service.config = new.tokens
+        trusted = parse_networks(new.proxy.trusted_proxies)
+        c.token_api.trusted = c.forwarder.trusted = c.fast_lane.trusted = trusted
+        c.forward_auth.trusted = trusted
+        c.fast_lane.header_timeout = new.listen.header_timeout_seconds
+        c.fast_lane.keepalive_timeout = new.listen.keepalive_timeout_seconds
+        c.pool.connect_timeout = new.upstream.connect_timeout_seconds
+        c.pool.read_timeout = new.upstream.read_timeout_seconds

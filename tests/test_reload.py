@@ -1,0 +1,40 @@
+"""Which configuration changes a SIGHUP applies live, and which need a restart: pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apitokenproxy.config import config_from_dict
+from apitokenproxy.reload import changes, split
+
+BASE: dict[str, Any] = {"upstream": {"url": "http://jira:8080"}}
+
+
+def with_(**sections: dict[str, Any]) -> dict[str, Any]:
+    return {**BASE, **sections}
+
+
+@pytest.mark.parametrize(
+    ("new", "live", "restart"),
+    [
+        (BASE, [], []),
+        (with_(logging={"level": "DEBUG"}), ["logging.level"], []),
+        (with_(auth={"throttle": {"max_failures": 3}}), ["auth.throttle.max_failures"], []),
+        (with_(tokens={"max_validity_months": 6, "default_validity_months": 3}),
+         ["tokens.default_validity_months", "tokens.max_validity_months"], []),
+        (with_(proxy={"trusted_proxies": ["10.0.0.0/8"]}), ["proxy.trusted_proxies"], []),
+        (with_(listen={"keepalive_timeout_seconds": 5}), ["listen.keepalive_timeout_seconds"], []),
+        (with_(upstream={"url": "http://jira:8080", "read_timeout_seconds": 9}),
+         ["upstream.read_timeout_seconds"], []),
+        (with_(listen={"port": 9000}), [], ["listen.port"]),
+        (with_(upstream={"url": "http://other:8080"}), [], ["upstream.url"]),
+        (with_(store={"url": "sqlite:////tmp/other.db"}), [], ["store.url"]),
+        (with_(proxy={"fast_path": False}, logging={"access_log": False}),
+         ["logging.access_log"], ["proxy.fast_path"]),
+    ],
+)  # fmt: skip
+def test_what_a_reload_applies(new: dict[str, Any], live: list[str], restart: list[str]) -> None:
+    changed = changes(config_from_dict(BASE), config_from_dict(new))
+    assert split(changed) == (live, restart)

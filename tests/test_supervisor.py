@@ -1,0 +1,60 @@
+"""The supervisor's decisions about dead workers, without starting any."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+
+from apitokenproxy.config import config_from_dict
+from apitokenproxy.server import StartupError
+from apitokenproxy.supervisor import EXIT_STARTUP, MAX_RESTARTS, Supervisor, worker_count
+
+
+@dataclass
+class Ended:
+    """What the supervisor reads of a process that has ended."""
+
+    exitcode: int
+    pid: int = 4242
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def supervisor() -> Supervisor:
+    return Supervisor(config_from_dict({"upstream": {"url": "http://j"}}), None, 2, None)
+
+
+def test_a_dead_worker_is_replaced_after_a_growing_back_off() -> None:
+    sup = supervisor()
+    waits = []
+    for _ in range(MAX_RESTARTS):
+        sup._ended(0, Ended(-9))  # type: ignore[arg-type]
+        waits.append(sup._due.pop(0))
+    assert sup._failure is None
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
+    assert all(gap > 0 for gap in gaps)  # each replacement waits longer than the last
+
+
+def test_workers_that_keep_dying_make_the_parent_give_up() -> None:
+    sup = supervisor()
+    for _ in range(MAX_RESTARTS + 1):
+        sup._ended(0, Ended(1))  # type: ignore[arg-type]
+    assert sup._failure is not None and "giving up" in sup._failure
+    assert sup._stopping and not sup._due
+
+
+def test_a_worker_that_cannot_start_stops_them_all() -> None:
+    sup = supervisor()
+    sup._ended(1, Ended(EXIT_STARTUP))  # type: ignore[arg-type]
+    assert sup._failure is not None and sup._stopping
+    with pytest.raises(StartupError):
+        sup.run_finished()
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(3, 3), (1, 1)])
+def test_worker_count(configured: int, expected: int) -> None:
+    assert worker_count(configured) == expected
+    assert worker_count(0) >= 1
