@@ -49,7 +49,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PORTS = {"upstream": 18080, "nginx": 18081, "caddy": 18082, "apitoken": 18083,
-         "pg1": 18084, "pg2": 18085, "nolog": 18086, "slowlane": 18087}  # fmt: skip
+         "pg1": 18084, "pg2": 18085, "nolog": 18086, "slowlane": 18087,
+         "authreq": 18088}  # fmt: skip
 USER, PASSWORD = "alice", "bench-password-1"
 PATHS = {"0.7 KB": "/rest/api/2/user?username=alice", "8 KB": "/rest/api/2/issue/BENCH-1"}
 PATH = PATHS["8 KB"]
@@ -362,6 +363,29 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
+    # nginx in front, asking apitokenproxy (docs/front-proxies.md): the forward-auth mode.
+    upstream apitokenproxy {{ server 127.0.0.1:{PORTS["apitoken"]}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{PORTS["authreq"]};
+        location = /__apitokenproxy_auth {{
+            internal;
+            proxy_pass http://apitokenproxy/__apitokenproxy/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location / {{
+            auth_request /__apitokenproxy_auth;
+            auth_request_set $user $upstream_http_x_forwarded_user;
+            auth_request_set $authorization $upstream_http_x_apitokenproxy_authorization;
+            proxy_set_header X-Forwarded-User $user;
+            proxy_set_header Authorization $authorization;
+            proxy_pass http://jira;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
 }}
 """)
     bcrypt_hash = subprocess.run(
@@ -414,6 +438,7 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
         ("nginx proxy, no auth", PORTS["nginx"], None),
         ("caddy basic_auth + header_up", PORTS["caddy"], basic(PASSWORD)),
         ("apitokenproxy, token, defaults", PORTS["apitoken"], token),
+        ("nginx + auth_request to apitokenproxy", PORTS["authreq"], token),
     ]
     if args.variants:
         targets += [
@@ -497,6 +522,9 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
         print(f"\n{size}: apitokenproxy / caddy throughput {ours.rps / caddy.rps:.2f}, "
               f"p99 {ours.p99_ms:.2f} ms against caddy's {caddy.p99_ms:.2f} ms; "
               f"/ nginx proxy {ours.rps / nginx.rps:.2f}")  # fmt: skip
+        front = find(f"nginx + auth_request to apitokenproxy, {size}")
+        print(f"  nginx + auth_request: {front.rps / caddy.rps:.2f} of caddy "
+              f"({front.rps / ours.rps:.2f} of the full proxy), p99 {front.p99_ms:.2f} ms")  # fmt: skip
         if args.variants:
             for variant in ("access log off", "fast lane off"):
                 other = find(f"apitokenproxy, {variant}, {size}")

@@ -167,7 +167,12 @@ async def test_sigkill_under_load_loses_nothing_that_was_reported(
     await wait_for(proc, "listening on")
     async with aiohttp.ClientSession(base) as http:
         workers = [asyncio.create_task(churn(http)) for _ in range(8)]
-        await asyncio.sleep(1.5)
+        # Enough done to judge (however busy the machine), then at least 0.5 s more.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while (len(created) < 10 or not deleted) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no flush, mid-write
         await proc.wait()
         for task in workers:
