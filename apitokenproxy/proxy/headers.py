@@ -92,7 +92,7 @@ def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozen
     for header in headers:
         key = normalise(header[0])
         if key in HOP_BY_HOP or key in drop:
-            if key == "connection":
+            if key == "connection" and header[1].lower() not in _CONNECTION_OPTIONS:
                 for item in list_items((header[1],)):
                     token = normalise(item)
                     if token and token not in HOP_BY_HOP and token not in _CONNECTION_OPTIONS:
