@@ -338,7 +338,7 @@ class FrontConnection(asyncio.Protocol):
             # of a connection that keeps its Host.
             view = self._view_cache
             if view is None or view.host != host:
-                view = ClientView(self._peer, self._scheme, host, self._peer)
+                view = client_view(self._peer, {}, (), scheme=self._scheme, host=host, trusted=())
                 self._view_cache = view
             return view
         multi = CIMultiDict(headers)

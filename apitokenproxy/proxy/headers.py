@@ -70,7 +70,8 @@ def normalise(name: str) -> str:
 # ``Connection`` may make any other header hop-by-hop, but never these: the
 # message's framing and its Host mean the same on both sides of the proxy.
 NEVER_NAMED = frozenset({"content-length", "transfer-encoding", "host"})
-# Connection options that name no header.
+# Connection values that name no other header: most messages carry one of
+# these alone, and need no list splitting.
 _CONNECTION_OPTIONS = frozenset({"close", "keep-alive"})
 
 
@@ -88,18 +89,15 @@ def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozen
     # One pass on every request of the data path, so written for speed: the
     # second filter runs only when Connection names something not already gone.
     kept: list[tuple[str, tuple[str, str]]] = []
-    named: set[str] = set()
+    listing: list[tuple[str, str]] = []  # Connection headers that may name others
     for header in headers:
         key = normalise(header[0])
         if key in HOP_BY_HOP or key in drop:
             if key == "connection" and header[1].lower() not in _CONNECTION_OPTIONS:
-                for item in list_items((header[1],)):
-                    token = normalise(item)
-                    if token and token not in HOP_BY_HOP and token not in _CONNECTION_OPTIONS:
-                        named.add(token)
+                listing.append(header)
             continue
         kept.append((key, header))
-    named -= NEVER_NAMED
+    named = connection_named(listing) - HOP_BY_HOP - drop if listing else frozenset()
     if named:
         return [header for key, header in kept if key not in named]
     return [header for _, header in kept]
