@@ -4,7 +4,7 @@ With more than one worker (``listen.workers``; 0 means one per usable CPU)
 the parent starts that many processes, each binding the same port with
 ``SO_REUSEPORT`` so the kernel spreads connections across them; they share
 only the store. The parent supervises them: a worker that dies is logged
-and replaced after a back-off (1 s, doubling to 30 s); a worker that cannot
+and replaced after a back-off (1 s, doubling, at most 30 s); a worker that cannot
 start (a port in use, a store it cannot open) stops them all; and if
 workers keep dying (more than ``MAX_RESTARTS`` in ``RESTART_WINDOW``
 seconds) the parent gives up. Either way the parent then exits non-zero,

@@ -46,3 +46,17 @@ async def test_calls_on_a_token_owners_behalf_write_the_name_as_the_data_path_do
 )
 def test_the_fast_lane_hands_on_what_the_application_serves(path: str, here: bool) -> None:
     assert served_here(path) is here
+
+
+async def test_the_proxys_own_rest_calls_share_the_data_paths_upstream_pool(
+    tmp_path: Path,
+) -> None:
+    config = config_from_dict(
+        {"upstream": {"url": "http://127.0.0.1:9"}, "store": {"url": f"sqlite:///{tmp_path}/t.db"}}
+    )
+    async with Components.opened(config, served_here=served_here) as components:
+        identity = components.token_api.service._identity  # type: ignore[attr-defined]
+        fetch = identity._fetch
+        assert fetch.__self__ is components.pool  # one budget of upstream connections
+        assert components.forwarder._pool is components.pool
+        assert components.fast_lane.pool is components.pool

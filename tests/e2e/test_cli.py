@@ -409,6 +409,12 @@ async def test_sighup_reloads_what_it_can_and_refuses_a_broken_file(
     url = f"http://127.0.0.1:{port}/rest/api/2/issue/X-1"
     try:
         await wait_for(proc, "listening on")
+        # A keep-alive connection open across the reload: no connection is dropped.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        kept = b"GET /__apitokenproxy/health HTTP/1.1\r\nHost: j\r\n\r\n"
+        writer.write(kept)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        await reader.readexactly(len(b'{"status": "ok"}'))
         async with aiohttp.ClientSession() as http:
             for _ in range(2):
                 async with http.get(url, headers=bad) as resp:
@@ -427,6 +433,9 @@ async def test_sighup_reloads_what_it_can_and_refuses_a_broken_file(
             assert "restart to apply upstream.product" in log
             async with http.get(url, headers=bad) as resp:
                 assert resp.status == 429  # the new limit holds without a restart
+            writer.write(kept)  # the connection opened before the reload still serves
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            writer.close()
             config.write_text(config.read_text() + "\nunknown_section: {}\n")
             proc.send_signal(signal.SIGHUP)
             log = await wait_for(proc, "the running configuration stays")

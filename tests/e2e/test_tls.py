@@ -21,12 +21,14 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from apitokenproxy.app import COMPONENTS, create_app
+from apitokenproxy.cli import main
 from apitokenproxy.config import config_from_dict, load_config
 from apitokenproxy.reload import Reloader
 from apitokenproxy.server import StartupError, start_site
 
 from ..conftest import LANES, base_config, deep_merge
 from ..fakes import JIRA_USERS, FakeUpstream
+from ..processes import free_port
 
 pytestmark = pytest.mark.slow  # openssl makes keys
 
@@ -186,3 +188,32 @@ async def served_name(port: int, pki: Pki) -> str:
     cert = writer.get_extra_info("peercert")
     writer.close()
     return str(dict(item[0] for item in cert["subject"])["commonName"])
+
+
+async def test_health_follows_the_configured_scheme_and_port(
+    aiohttp_server: Any, pki: Pki, tmp_path: Path
+) -> None:
+    upstream = await aiohttp_server(FakeUpstream("jira", JIRA_USERS).app())
+    port = free_port()
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "upstream": {"url": str(upstream.make_url("")).rstrip("/")},
+                "store": {"url": f"sqlite:///{tmp_path / 't.db'}"},
+                "listen": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": {"cert_file": str(pki.cert), "key_file": str(pki.key)},
+                },
+            }
+        )
+    )
+    runner = await start_site(
+        create_app(load_config(config_file)), "127.0.0.1", port, access_log=False
+    )
+    try:
+        assert await asyncio.to_thread(main, ["health", "--config", str(config_file)]) == 0
+    finally:
+        await runner.cleanup()
+    assert await asyncio.to_thread(main, ["health", "--config", str(config_file)]) == 1
