@@ -21,6 +21,12 @@ class NewToken:
     created: int
     valid_until: int | None
     created_by_key: str
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+
+
+# Scopes, narrowest first: a token's scope may move left, never right.
+SCOPES = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,10 @@ class TokenRecord:
     """A stored token. Times are milliseconds since the epoch, as in the seed API.
 
     ``valid_until`` None means the token never expires; ``last_accessed`` 0
-    means it was never used.
+    means it was never used. ``scope`` is one of ``SCOPES``;
+    ``allowed_networks`` are canonical CIDR strings, empty for anywhere. After
+    a rotation, ``previous_hash`` is the replaced secret's hash, still good
+    until ``previous_until`` (both None when there is none).
     """
 
     id: int
@@ -40,6 +49,10 @@ class TokenRecord:
     valid_until: int | None
     last_accessed: int
     created_by_key: str
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+    previous_hash: str | None = None
+    previous_until: int | None = None
 
     def expired(self, now_ms: int) -> bool:
         return self.valid_until is not None and now_ms >= self.valid_until
@@ -66,6 +79,27 @@ class TokenStore(Protocol):
         """The updated record, or None if there is no such token."""
         ...
 
+    async def update_policy(
+        self,
+        token_id: int,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        """Change what is given (None: keep) in one transaction; the updated record,
+        or None if there is no such token. Announced through ``watch``, so other
+        processes stop trusting the old policy."""
+        ...
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None
+    ) -> TokenRecord | None:
+        """Give the token a new secret; the current one stays good until
+        ``previous_until`` (None: not at all), replacing any earlier previous
+        secret. Announced through ``watch``. None if there is no such token."""
+        ...
+
     async def delete(self, token_id: int) -> bool:
         """True if a token was deleted. Deletions are announced through ``watch``."""
         ...
@@ -86,11 +120,11 @@ class TokenStore(Protocol):
     async def watch(
         self, revoked: Callable[[Sequence[int]], None], reset: Callable[[], None]
     ) -> None:
-        """Report tokens revoked by other processes or instances, until cancelled.
+        """Report tokens revoked or changed by other processes or instances, until cancelled.
 
-        ``revoked`` gets their ids, within a second. ``reset`` is called when
-        revocations may have been missed (a lost connection), so the caller
-        must forget every verified token.
+        ``revoked`` gets their ids, within a second, so their verified copies
+        are dropped. ``reset`` is called when revocations may have been missed
+        (a lost connection), so the caller must forget every verified token.
         """
         ...
 

@@ -4,10 +4,11 @@
   connections by itself, so the store recovers when the database returns.
 - Migrations run under a transaction-scoped advisory lock, so instances
   starting together apply each one exactly once.
-- Deletions announce themselves with ``NOTIFY`` in the same transaction
-  (delivered only if it commits). Each instance ``LISTEN``s on a dedicated
-  connection; when that connection drops it reconnects and asks its owner to
-  forget every verified token, since notifications sent meanwhile are lost.
+- Deletions, rotations and policy changes announce themselves with
+  ``NOTIFY`` in the same transaction (delivered only if it commits). Each
+  instance ``LISTEN``s on a dedicated connection; when that connection drops
+  it reconnects and asks its owner to forget every verified token, since
+  notifications sent meanwhile are lost.
 - ``lastAccessed`` batches are one ``UPDATE ... FROM unnest(...)`` with
   ``GREATEST``, so two instances flushing the same token keep the later time.
 
@@ -135,6 +136,30 @@ class PostgresStore:
             row = await conn.fetchrow(SQL.update_description, token_id, description)
         return None if row is None else schema.record(row)
 
+    async def update_policy(
+        self,
+        token_id: int,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
+        return await self._change(SQL.update_policy, token_id, description, scope, networks)
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None
+    ) -> TokenRecord | None:
+        return await self._change(SQL.rotate, token_id, secret_hash, previous_until)
+
+    async def _change(self, statement: str, token_id: int, *args: object) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING and announce the change, like a deletion."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(statement, token_id, *args)
+            if row is not None:
+                await self._announce(conn, [token_id])
+        return None if row is None else schema.record(row)
+
     async def delete(self, token_id: int) -> bool:
         return bool(await self._delete(SQL.delete_one, token_id))
 
@@ -145,15 +170,17 @@ class PostgresStore:
         async with self._transaction() as conn:
             ids = [int(r[0]) for r in await conn.fetch(statement, value)]
             if ids:
-                await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
-                await conn.execute(SQL.prune_revocations)
-                # Delivered at commit, and only if the transaction commits.
-                await conn.execute(
-                    "SELECT pg_notify($1, $2)",
-                    CHANNEL,
-                    f"{self._schema}:{','.join(map(str, ids))}",
-                )
+                await self._announce(conn, ids)
         return ids
+
+    async def _announce(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        """Tell every instance to drop these tokens' verified copies."""
+        await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
+        await conn.execute(SQL.prune_revocations)
+        # Delivered at commit, and only if the transaction commits.
+        await conn.execute(
+            "SELECT pg_notify($1, $2)", CHANNEL, f"{self._schema}:{','.join(map(str, ids))}"
+        )
 
     async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
         count, page, args = SQL.expiring(not_valid_after)

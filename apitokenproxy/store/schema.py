@@ -39,12 +39,27 @@ Migrations = tuple[tuple[str, ...], ...]
 
 def record(row: Iterable[Any]) -> TokenRecord:
     """The record in a row selected as ``COLUMNS``, in that order."""
-    return TokenRecord(**dict(zip(COLUMNS, row, strict=True)))
+    fields = dict(zip(COLUMNS, row, strict=True))
+    fields["allowed_networks"] = decode_networks(fields["allowed_networks"])
+    return TokenRecord(**fields)
 
 
 def values(token: TokenRecord | NewToken) -> tuple[Any, ...]:
     """The token's fields in column order: ``COLUMNS`` or ``NEW_COLUMNS``."""
-    return tuple(getattr(token, f.name) for f in dataclasses.fields(token))
+    return tuple(
+        encode_networks(token.allowed_networks) if f.name == "allowed_networks"
+        else getattr(token, f.name)
+        for f in dataclasses.fields(token)
+    )  # fmt: skip
+
+
+def encode_networks(networks: tuple[str, ...]) -> str:
+    """The ``allowed_networks`` column: canonical CIDRs separated by spaces, "" for none."""
+    return " ".join(networks)
+
+
+def decode_networks(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,12 @@ def migrations(d: Dialect) -> Migrations:
                     count INTEGER NOT NULL
                 )""",
             ),
+            (  # 3: per-token policy: scope, allowed networks, the secret a rotation replaced
+                "ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'write'",
+                "ALTER TABLE tokens ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE tokens ADD COLUMN previous_hash TEXT",
+                f"ALTER TABLE tokens ADD COLUMN previous_until {d.integer}",
+            ),
         )
     )
 
@@ -167,9 +188,10 @@ _BY_EXPIRY = "ORDER BY (valid_until IS NULL), valid_until, id"
 class Statements:
     """Every statement both stores run, bound to one dialect.
 
-    Rows of ``create``, ``get``, ``list_owned``, ``update_description`` and
+    Rows of ``create``, ``get``, ``list_owned``, ``update_*``, ``rotate`` and
     the pages of ``expiring`` are ``COLUMNS``; the ``delete_*`` statements
-    return the deleted ids, to be passed one by one to ``record_revocation``.
+    return the deleted ids, to be passed one by one to ``record_revocation``,
+    as are the ids that ``update_policy`` and ``rotate`` changed.
     """
 
     dialect: Dialect
@@ -177,6 +199,8 @@ class Statements:
     get: str  # (id,)
     list_owned: str  # (owner_key,)
     update_description: str  # (id, description)
+    update_policy: str  # (id, description, scope, allowed_networks), None keeps a column
+    rotate: str  # (id, secret_hash, previous_until)
     delete_one: str  # (id,)
     delete_owned: str  # (owner_key,)
     record_revocation: str  # (token_id,)
@@ -233,6 +257,17 @@ def statements(d: Dialect) -> Statements:
         list_owned=b(f"SELECT {_SELECTED} FROM tokens WHERE owner_key = $1 ORDER BY id"),
         update_description=b(
             f"UPDATE tokens SET description = $2 WHERE id = $1 RETURNING {_SELECTED}"
+        ),
+        update_policy=b(
+            "UPDATE tokens SET description = coalesce($2, description),"
+            " scope = coalesce($3, scope), allowed_networks = coalesce($4, allowed_networks)"
+            f" WHERE id = $1 RETURNING {_SELECTED}"
+        ),
+        # The current secret becomes the previous one, unless it is to die at once.
+        rotate=b(
+            f"UPDATE tokens SET previous_hash = CASE WHEN CAST($3 AS {d.integer}) IS NULL"
+            " THEN NULL ELSE secret_hash END, previous_until = $3, secret_hash = $2"
+            f" WHERE id = $1 RETURNING {_SELECTED}"
         ),
         delete_one=b("DELETE FROM tokens WHERE id = $1 RETURNING id"),
         delete_owned=b("DELETE FROM tokens WHERE owner_key = $1 RETURNING id"),

@@ -8,7 +8,7 @@ connection. Writes use ``BEGIN IMMEDIATE`` so two processes never deadlock
 upgrading a read lock, and roll back on any error: nothing is half-written.
 ``synchronous=FULL`` makes a reported creation or deletion survive a crash or
 power loss. The schema version is ``PRAGMA user_version``; other processes
-learn of deletions by polling the revocations table.
+learn of deletions and changes by polling the revocations table.
 
 The statements are ``schema``'s; sqlite3 errors become ``StoreUnavailable`` here.
 """
@@ -127,6 +127,30 @@ class SQLiteStore:
     async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
         async with self._write() as conn:
             row = await _first(conn, SQL.update_description, (token_id, description))
+        return None if row is None else schema.record(row)
+
+    async def update_policy(
+        self,
+        token_id: int,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
+        return await self._change(SQL.update_policy, (token_id, description, scope, networks))
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None
+    ) -> TokenRecord | None:
+        return await self._change(SQL.rotate, (token_id, secret_hash, previous_until))
+
+    async def _change(self, statement: str, args: tuple[Any, ...]) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING and announce the change, like a deletion."""
+        async with self._write() as conn:
+            row = await _first(conn, statement, args)
+            if row is not None:
+                await conn.execute(SQL.record_revocation, (args[0],))
         return None if row is None else schema.record(row)
 
     async def delete(self, token_id: int) -> bool:

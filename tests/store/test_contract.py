@@ -207,3 +207,87 @@ async def test_watch_reports_revocations_from_another_connection(
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await other.close()
+
+
+# Per-token policy and rotation ------------------------------------------------
+
+
+async def test_policy_fields_are_stored_and_default_to_write_from_anywhere(
+    store: TokenStore,
+) -> None:
+    plain = await store.create(BASE)
+    assert (plain.scope, plain.allowed_networks) == ("write", ())
+    assert (plain.previous_hash, plain.previous_until) == (None, None)
+    networks = ("10.0.0.0/8", "2001:db8::/32")
+    narrow = await store.create(token(scope="read", allowed_networks=networks))
+    assert await store.get(narrow.id) == narrow
+    assert (narrow.scope, narrow.allowed_networks) == ("read", networks)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"scope": "read"}, {"scope": "read"}),
+        ({"allowed_networks": ("192.0.2.0/24",)}, {"allowed_networks": ("192.0.2.0/24",)}),
+        ({"allowed_networks": ()}, {"allowed_networks": ()}),
+        ({"description": "renamed", "scope": "read"}, {"description": "renamed", "scope": "read"}),
+        ({}, {}),
+    ],
+)
+async def test_update_policy_changes_only_what_is_given(
+    store: TokenStore, changes: dict[str, object], expected: dict[str, object]
+) -> None:
+    created = await store.create(token(allowed_networks=("10.0.0.0/8",)))
+    updated = await store.update_policy(created.id, **changes)  # type: ignore[arg-type]
+    assert updated == replace(created, **expected)  # type: ignore[arg-type]
+    assert await store.get(created.id) == updated
+    assert await store.update_policy(created.id + 1000, scope="read") is None
+
+
+async def test_rotate_keeps_the_old_hash_until_the_deadline_or_drops_it(
+    store: TokenStore,
+) -> None:
+    created = await store.create(BASE)
+    rotated = await store.rotate(created.id, "$argon2id$new", 5_000)
+    assert rotated == replace(
+        created, secret_hash="$argon2id$new", previous_hash=BASE.secret_hash, previous_until=5_000
+    )
+    assert await store.get(created.id) == rotated
+    # A second rotation replaces the previous secret: only one old secret lives.
+    again = await store.rotate(created.id, "$argon2id$newer", 9_000)
+    assert again is not None
+    assert (again.previous_hash, again.previous_until) == ("$argon2id$new", 9_000)
+    # No grace: the replaced secret is gone at once.
+    at_once = await store.rotate(created.id, "$argon2id$newest", None)
+    assert at_once is not None
+    assert (at_once.secret_hash, at_once.previous_hash, at_once.previous_until) == (
+        "$argon2id$newest", None, None
+    )  # fmt: skip
+    assert await store.rotate(created.id + 1000, "$argon2id$x", None) is None
+
+
+async def test_rotations_and_policy_changes_are_announced_like_revocations(
+    store: TokenStore,
+) -> None:
+    rotated = await store.create(BASE)
+    narrowed = await store.create(BASE)
+    seen: list[int] = []
+    both = asyncio.Event()
+
+    def revoked(ids: Sequence[int]) -> None:
+        seen.extend(ids)
+        if narrowed.id in seen:
+            both.set()
+
+    watcher = asyncio.create_task(store.watch(revoked, lambda: None))
+    try:
+        await asyncio.sleep(0.3)  # the watcher is listening
+        await store.rotate(rotated.id, "$argon2id$new", 1)
+        await store.update_policy(narrowed.id, scope="read")
+        async with asyncio.timeout(3):
+            await both.wait()
+        assert seen == [rotated.id, narrowed.id]
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
