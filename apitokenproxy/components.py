@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .auth.callers import Authenticator
+from .auth.emails import OwnerEmails
 from .auth.gate import Gate
 from .auth.hashing import SecretHasher
-from .auth.identity import IdentityProvider, UpstreamIdentity
+from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
@@ -32,7 +33,7 @@ from .proxy.forwardauth import ForwardAuth
 from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
 from .proxy.headers import Injection
 from .proxy.upstream import UpstreamPool, pool_for
-from .store import TokenStore, open_configured
+from .store import TokenRecord, TokenStore, open_configured
 from .store.lastaccessed import LastAccessed
 from .tokenapi.routes import TokenApi
 from .tokenapi.service import TokenService
@@ -98,6 +99,21 @@ class Components:
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
             throttle = config.auth.throttle
+            injection = Injection.from_config(upstream)
+            provider = identity or UpstreamIdentity(
+                pool.fetch,
+                upstream.url,
+                upstream.product,
+                admin_groups=config.auth.admin_groups,
+                timeout_seconds=upstream.identity_timeout_seconds,
+            )
+
+            async def owner_email(record: TokenRecord) -> str | None:
+                # Asked as the owner, through the trusted header, as the data path would.
+                acting = ActingAs(dict(injection.identity(record.owner_name)))
+                found = await provider.find_user(record.owner_key, acting)
+                return None if found is None else found.email
+
             verifier = TokenVerifier(
                 store,
                 hasher,
@@ -111,14 +127,11 @@ class Components:
                 ),
                 cache_seconds=config.auth.token_cache_seconds,
                 cache_size=config.auth.token_cache_size,
-            )
-            injection = Injection.from_config(upstream)
-            provider = identity or UpstreamIdentity(
-                pool.fetch,
-                upstream.url,
-                upstream.product,
-                admin_groups=config.auth.admin_groups,
-                timeout_seconds=upstream.identity_timeout_seconds,
+                emails=OwnerEmails(
+                    owner_email,
+                    ttl_seconds=config.auth.password_cache_seconds,
+                    size=config.auth.token_cache_size,
+                ),
             )
             authenticator = Authenticator(
                 verifier, provider, config.auth, as_user=injection.identity

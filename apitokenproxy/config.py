@@ -186,6 +186,10 @@ class TokensConfig:
     # Longest validity allowed; 0 = no limit. Longer requests are capped.
     max_validity_months: int = field(default=12, metadata=_check(_not_negative))
     max_description_length: int = field(default=255, metadata=_check(_positive))
+    # Longest time a rotated token's old secret keeps working, in seconds; a
+    # rotation asks for a grace up to this (absent: one day, or this if less).
+    # 0 = the old secret stops at once.
+    max_rotation_grace_seconds: int = field(default=86_400, metadata=_check(_not_negative))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ class FakeUser:
     password: str
     sysadmin: bool = False
     groups: tuple[str, ...] = ()
+    email: str = ""  # empty: f"{name}@example.com"
+
+    def __post_init__(self) -> None:
+        if not self.email:
+            object.__setattr__(self, "email", f"{self.name}@example.com")
 
 
 JIRA_USERS = (
@@ -77,8 +82,13 @@ class FakeUpstream:
 
     def user_json(self, user: FakeUser) -> dict[str, object]:
         if self.product == "jira":
-            return {"key": user.key, "name": user.name, "displayName": user.name.title()}
-        return {"type": "known", "userKey": user.key, "username": user.name}
+            return {
+                "key": user.key,
+                "name": user.name,
+                "displayName": user.name.title(),
+                "emailAddress": user.email,
+            }
+        return {"type": "known", "userKey": user.key, "username": user.name, "email": user.email}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from ..config import AuthConfig
 from ..errors import Unauthorized
-from ..store import TokenRecord
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
+from .grant import Grant, enforce
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
 from .verifier import TokenVerifier
 
@@ -31,6 +31,7 @@ class Caller:
     user: User
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
+    grant: Grant | None = None  # likewise: the token's policy, and its secret's deadline
 
 
 class Authenticator:
@@ -60,12 +61,17 @@ class Authenticator:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs(dict(self._as_user(user_name)))
 
-    async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
+    async def caller(
+        self, authorization: Sequence[str], client: str | None = None, method: str = "GET"
+    ) -> Caller:
+        """The caller; a token's policy (``grant.enforce``) applies to the token API too,
+        so a read-scoped token can only read, and only from its allowed networks."""
         credentials = read_credentials(authorization)
         attempt = token_in(credentials)
         if attempt is not None:
-            record = await self._verifier.verify(attempt.token, attempt.username, client=client)
-            return self._token_caller(record)
+            grant = await self._verifier.verify(attempt.token, attempt.username, client=client)
+            enforce(grant, method, client or "unknown")
+            return self._token_caller(grant)
         match credentials:
             case None:
                 raise Unauthorized("authentication required: use Basic user:password or a token")
@@ -79,9 +85,10 @@ class Authenticator:
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
                 )
 
-    def _token_caller(self, record: TokenRecord) -> Caller:
+    def _token_caller(self, grant: Grant) -> Caller:
+        record = grant.record
         user = User(record.owner_key, record.owner_name)
-        return Caller(user, self.acting_for(record.owner_name), token_id=record.id)
+        return Caller(user, self.acting_for(record.owner_name), token_id=record.id, grant=grant)
 
     async def _check_password(self, username: str, password: str) -> User:
         key = self._digest(username, password)

@@ -12,7 +12,9 @@
 - a malformed or repeated Authorization header: refused, because the proxy
   and the upstream might read it differently.
 
-``Gate.admit`` then checks a token and says whom to inject.
+``Gate.admit`` then checks a token, applies its policy (``grant.enforce``:
+scope and allowed networks, the same rule for both lanes) and says whom to
+inject and which headers to add to the answer (the token's expiry).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import Unauthorized
 from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
+from .grant import Grant, enforce
 from .verifier import TokenVerifier
 
 
@@ -31,6 +34,8 @@ class Admission:
 
     user_name: str | None  # the token owner to inject as the trusted user, if any
     strip_authorization: bool
+    # Added to the upstream's answer: the token's expiry (``grant.EXPIRY_HEADER``).
+    response_headers: tuple[tuple[str, str], ...] = ()
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
@@ -69,20 +74,38 @@ class Gate:
         """
         return classify(authorization, allow_password=self._allow_password)
 
-    def admit_now(self, decision: Decision) -> Admission | None:
+    def admit_now(
+        self, decision: Decision, method: str, client: str, *, upgrade: bool = False
+    ) -> Admission | None:
         """Admit without awaiting if possible (no token, or one verified and cached,
         so a revoked or expired token is refused here too); None when ``admit``
-        must be awaited."""
+        must be awaited. Raises like ``admit`` for a token whose policy refuses
+        the request."""
         if isinstance(decision, Admission):
             return decision
-        record = self._verifier.verify_cached(decision.token, decision.username)
-        if record is None:
+        grant = self._verifier.verify_cached(decision.token, decision.username)
+        if grant is None:
             return None
-        return Admission(user_name=record.owner_name, strip_authorization=True)
+        return _admitted(grant, method, client, upgrade)
 
-    async def admit(self, decision: Decision, client: str) -> Admission:
-        """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
+    async def admit(
+        self, decision: Decision, method: str, client: str, *, upgrade: bool = False
+    ) -> Admission:
+        """Admit a request or raise Unauthorized/Forbidden/TooManyRequests/Busy/StoreUnavailable.
+
+        ``method`` and ``upgrade`` (a WebSocket or other protocol switch) are
+        what the token's scope is checked against; ``client`` is the address
+        its allowed networks are."""
         if isinstance(decision, Admission):
             return decision
-        record = await self._verifier.verify(decision.token, decision.username, client=client)
-        return Admission(user_name=record.owner_name, strip_authorization=True)
+        grant = await self._verifier.verify(decision.token, decision.username, client=client)
+        return _admitted(grant, method, client, upgrade)
+
+
+def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admission:
+    enforce(grant, method, client, upgrade=upgrade)
+    return Admission(
+        user_name=grant.record.owner_name,
+        strip_authorization=True,
+        response_headers=grant.response_headers,
+    )

@@ -40,6 +40,7 @@ class Fetch(Protocol):
 class User:
     key: str
     name: str
+    email: str | None = None  # as the upstream reports it; None when it shows none
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,11 +79,14 @@ class _Product:
     user_by_key: str
     key_field: str
     name_field: str
+    email_field: str
 
 
 _PRODUCTS = {
-    "jira": _Product("/rest/api/2/myself", "/rest/api/2/user?key=", "key", "name"),
-    "confluence": _Product("/rest/api/user/current", "/rest/api/user?key=", "userKey", "username"),
+    "jira": _Product("/rest/api/2/myself", "/rest/api/2/user?key=", "key", "name", "emailAddress"),
+    "confluence": _Product(
+        "/rest/api/user/current", "/rest/api/user?key=", "userKey", "username", "email"
+    ),
 }
 
 # Jira says why it refused a login in this header; CAPTCHA needs a browser visit.
@@ -170,7 +174,8 @@ class UpstreamIdentity:
         key, name = data.get(self._product.key_field), data.get(self._product.name_field)
         if not isinstance(key, str) or not isinstance(name, str) or not key:
             return None  # e.g. Confluence's anonymous user
-        return User(key=key, name=name)
+        email = data.get(self._product.email_field)
+        return User(key=key, name=name, email=email if isinstance(email, str) and email else None)
 
     def _json_object(self, status: int, body: bytes, what: str) -> dict[str, Any]:
         if status != 200:

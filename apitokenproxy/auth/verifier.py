@@ -4,6 +4,14 @@
 tokens so that a token already seen costs neither a query nor argon2, and
 one check shared by every concurrent first use of a token. Cache keys are
 keyed BLAKE2b digests (``cache.KeyedDigest``), never a plaintext token.
+What is cached is a ``Grant`` (``grant.py``): the record with what each
+request needs precomputed, and when the secret presented stops working.
+
+After a rotation, the replaced secret is checked too, and accepted until the
+grace ends. The cache never stretches that: a cached grant carries its own
+deadline, checked against the clock on every use, and a rotation drops the
+token's grants here at once and in every other process within a second
+(``TokenStore.watch``), so the new secret is checked against the store.
 """
 
 from __future__ import annotations
@@ -15,9 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from ..errors import Unauthorized
-from ..store import TokenRecord, TokenStore
+from ..store import TokenStore
 from ..store.lastaccessed import LastAccessed
 from .cache import KeyedDigest, TTLCache
+from .emails import OwnerEmails, could_be_email
+from .grant import REFUSED_MESSAGE, Grant, grant_for
 from .hashing import SecretHasher
 from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
 from .tokens import MalformedToken, parse_token
@@ -31,12 +41,19 @@ class InvalidToken(Unauthorized):
     code = "invalid_token"
 
 
-def rejection(record: TokenRecord, username: str | None, now_ms: int) -> str | None:
-    """Why a verified token is refused now (expired, or not the named user's); None if it is not."""
-    if record.expired(now_ms):
-        expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
-        return f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one"
-    if username is not None and username.casefold() != record.owner_name.casefold():
+def rejection(grant: Grant, username: str | None, now_ms: int, email: str = "") -> str | None:
+    """Why a verified token is refused now (expired, its grace over, or not the named user's:
+    neither the owner's name nor ``email``, the owner's address); None if it is not."""
+    if grant.valid_until is not None and now_ms >= grant.valid_until:
+        at = datetime.fromtimestamp(grant.valid_until / 1000, tz=UTC)
+        if grant.rotated:
+            return (
+                "this secret was replaced by a rotation and stopped working on "
+                f"{at:%Y-%m-%d %H:%M} UTC; use the new one"
+            )
+        return f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one"
+    named = None if username is None else username.casefold()
+    if named is not None and named not in (grant.record.owner_name.casefold(), email or None):
         return "the token does not belong to the user name given with it"
     return None
 
@@ -66,16 +83,18 @@ class TokenVerifier:
         *,
         cache_seconds: float,
         cache_size: int,
+        emails: OwnerEmails | None = None,
     ) -> None:
         self._throttle = throttle
+        self._emails = emails
         self._store = store
         self._hasher = hasher
         self._access = access
         self._clock = clock
         self._digest = KeyedDigest()
-        self._cache: TTLCache[bytes, TokenRecord] = TTLCache(cache_size, cache_seconds)
+        self._cache: TTLCache[bytes, Grant] = TTLCache(cache_size, cache_seconds)
         self._turns = Turns()
-        self._flights: dict[bytes, asyncio.Task[TokenRecord]] = {}
+        self._flights: dict[bytes, asyncio.Task[Grant]] = {}
         # Bumped by every revocation: a check that began before one may have
         # read a token since deleted, so its answer is not cached.
         self._epoch = 0
@@ -85,21 +104,24 @@ class TokenVerifier:
     def throttle(self) -> FailureThrottle:
         return self._throttle
 
-    def verify_cached(self, token: str, username: str | None) -> TokenRecord | None:
-        """The record of a token already verified and still good, without awaiting; None when
-        the caller must await verify() (not cached, expired, or not the named user's), which
-        then does the failure accounting."""
-        record = self._cache.get(self._digest(token))
-        if record is None or self._accepted(record, username) is not None:
+    def verify_cached(self, token: str, username: str | None) -> Grant | None:
+        """The grant of a token already verified and still good, without awaiting; None when
+        the caller must await verify() (not cached, expired, not the named user's, or named
+        by an e-mail address not yet known), which then does the failure accounting."""
+        grant = self._cache.get(self._digest(token))
+        if grant is None or self._email_unknown(grant, username):
             return None
-        return record
+        if self._accepted(grant, username) is not None:
+            return None
+        return grant
 
     async def verify(
         self, token: str, username: str | None = None, *, client: str | None = None
-    ) -> TokenRecord:
-        """The record of a good token; raise InvalidToken or TooManyRequests otherwise.
+    ) -> Grant:
+        """The grant of a good token; raise InvalidToken or TooManyRequests otherwise.
 
-        ``username`` (from Basic auth) must match the owner, ignoring case.
+        ``username`` (from Basic auth) must be the owner's name or e-mail
+        address (as the upstream reports it), ignoring case.
         ``client`` is the caller's address, for throttling. Every use is
         recorded for ``lastAccessed``, every failure counted against the
         address and the user name; a failure while either is throttled is
@@ -108,13 +130,15 @@ class TokenVerifier:
         keys = throttle_keys(client, username)
         digest = self._digest(token)
         try:
-            record = self._cache.get(digest)
-            if record is None:
-                record = await self._check(token, digest, username, self._throttled(keys))
-            problem = self._accepted(record, username)
+            grant = self._cache.get(digest)
+            if grant is None:
+                grant = await self._check(token, digest, username, self._throttled(keys))
+            if self._emails is not None and self._email_unknown(grant, username):
+                await self._emails.of(grant.record)
+            problem = self._accepted(grant, username)
             if problem is not None:
                 raise InvalidToken(problem)
-            return record
+            return grant
         except InvalidToken as exc:
             # Decided before this failure is counted: the attempt that reaches
             # the limit is still answered 401, the next ones 429.
@@ -129,17 +153,28 @@ class TokenVerifier:
         waits = {key: self._throttle.retry_after(key) for key in keys}
         return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _accepted(self, record: TokenRecord, username: str | None) -> str | None:
+    def _email_unknown(self, grant: Grant, username: str | None) -> bool:
+        """Whether ``username`` may be the owner's e-mail, which must first be asked for."""
+        return (
+            self._emails is not None
+            and could_be_email(username, grant.record.owner_name)
+            and self._emails.known(grant.record.owner_key) is None
+        )
+
+    def _accepted(self, grant: Grant, username: str | None) -> str | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
-        problem = rejection(record, username, now)
+        email = ""
+        if self._emails is not None and could_be_email(username, grant.record.owner_name):
+            email = self._emails.known(grant.record.owner_key) or ""
+        problem = rejection(grant, username, now, email)
         if problem is None:
-            self._access.record(record.id, now)
+            self._access.record(grant.record.id, now)
         return problem
 
     async def _check(
         self, token: str, digest: bytes, username: str | None, throttled: Mapping[str, int]
-    ) -> TokenRecord:
+    ) -> Grant:
         """Verify a token that is not in the cache.
 
         A check of the same token already under way is joined: it costs
@@ -151,10 +186,10 @@ class TokenVerifier:
         flight = self._flights.get(digest)
         if flight is None:
             end_turns = await self._turns.take(throttled)
-            record = self._cache.get(digest)  # verified by a check that had the turn before
-            if record is not None:
+            grant = self._cache.get(digest)  # verified by a check that had the turn before
+            if grant is not None:
                 end_turns()
-                return record
+                return grant
             flight = self._flights.get(digest) or self._launch(token, digest)
             # The turn lasts as long as the check, even if this request stops
             # waiting for it (a client that hangs up cannot start a second).
@@ -172,21 +207,21 @@ class TokenVerifier:
         if record is None or record.owner_name.casefold() != username.casefold():
             raise InvalidToken("the token is unknown or not the named user's")
 
-    def _launch(self, token: str, digest: bytes) -> asyncio.Task[TokenRecord]:
+    def _launch(self, token: str, digest: bytes) -> asyncio.Task[Grant]:
         flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
         self._flights[digest] = flight
         flight.add_done_callback(functools.partial(self._landed, digest))
         return flight
 
-    def _landed(self, digest: bytes, flight: asyncio.Task[TokenRecord]) -> None:
+    def _landed(self, digest: bytes, flight: asyncio.Task[Grant]) -> None:
         if self._flights.get(digest) is flight:
             del self._flights[digest]
         if not flight.cancelled():
             # Every waiter may have given up; the outcome is theirs, not the loop's to report.
             flight.exception()
 
-    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> TokenRecord:
-        """Check a token against the store, and cache it if it is good."""
+    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> Grant:
+        """Check a token against the store, and cache its grant if it is good."""
         try:
             parsed = parse_token(token)
         except MalformedToken as exc:
@@ -199,12 +234,21 @@ class TokenVerifier:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
             await self._hasher.verify(await self._dummy(), parsed.secret)
-            raise InvalidToken("the token is unknown or has been revoked")
-        if not await self._hasher.verify(record.secret_hash, parsed.secret):
-            raise InvalidToken("the token is unknown or has been revoked")
+            raise InvalidToken(REFUSED_MESSAGE)
+        if await self._hasher.verify(record.secret_hash, parsed.secret):
+            grant = grant_for(record)
+        elif (
+            record.previous_hash is not None
+            and record.previous_until is not None
+            and self._clock() < record.previous_until
+            and await self._hasher.verify(record.previous_hash, parsed.secret)
+        ):
+            grant = grant_for(record, rotated=True)
+        else:
+            raise InvalidToken(REFUSED_MESSAGE)
         if epoch == self._epoch:
-            self._cache.put(digest, record)
-        return record
+            self._cache.put(digest, grant)
+        return grant
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -212,10 +256,10 @@ class TokenVerifier:
         return self._dummy_hash
 
     def forget(self, token_ids: Iterable[int]) -> None:
-        """Drop revoked tokens from the cache at once."""
+        """Drop revoked, rotated or changed tokens from the cache at once."""
         doomed = set(token_ids)
         if doomed:
-            self._cache.discard_where(lambda record: record.id in doomed)
+            self._cache.discard_where(lambda grant: grant.record.id in doomed)
             self._access.forget(doomed)
             self._revoked()
 

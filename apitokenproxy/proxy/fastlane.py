@@ -162,6 +162,8 @@ class FrontConnection(asyncio.Protocol):
         self._status = 0
         self._out: list[bytes] = []
         self._admitting: asyncio.Task[None] | None = None
+        # Headers the admission adds to the answer (the token's expiry).
+        self._extra: tuple[tuple[str, str], ...] = ()
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -321,7 +323,7 @@ class FrontConnection(asyncio.Protocol):
             else:
                 decision = gate.decide(self._authorization)
                 self._decided_for, self._decision = self._authorization, decision
-            admission = gate.admit_now(decision)
+            admission = gate.admit_now(decision, self._method, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -353,7 +355,7 @@ class FrontConnection(asyncio.Protocol):
 
     async def _admit_later(self, decision: Decision, headers: Headers, view: ClientView) -> None:
         try:
-            admission = await self._lane.gate.admit(decision, view.address)
+            admission = await self._lane.gate.admit(decision, self._method, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -382,6 +384,7 @@ class FrontConnection(asyncio.Protocol):
             return
         body = bytes(self._body)
         data = request_head(self._method, self._target, outgoing, len(body)) + body
+        self._extra = admission.response_headers
         self._lane.pool.send(self, self._method, data)
 
     # -- the upstream's answer (ResponseSink) ------------------------------------
@@ -391,7 +394,10 @@ class FrontConnection(asyncio.Protocol):
 
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self._keep_alive or self._lane.closing
-        head = frame_response_head(status, for_client(headers), body, length, close=close)
+        out = for_client(headers)
+        if self._extra:
+            out += self._extra
+        head = frame_response_head(status, out, body, length, close=close)
         self._status = status
         self._chunked = body in (Body.CHUNKED, Body.CLOSE)
         # Held until the upstream's read is handled: head and body then leave
@@ -453,6 +459,7 @@ class FrontConnection(asyncio.Protocol):
         self._lane.served += 1
         self._upstream = None
         self.busy = False
+        self._extra = ()
         self._method, self._target = "GET", "/"
         if not self._keep_alive or self._lane.closing:
             self.close()

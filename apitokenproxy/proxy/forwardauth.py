@@ -37,8 +37,13 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
+        # The scope is checked against the original request's method where the
+        # front proxy says it (Traefik's X-Forwarded-Method; nginx can set it).
         admission = await self._gate.admit(
-            self._gate.decide(authorization), client_of(request, self.trusted).address
+            self._gate.decide(authorization),
+            request.headers.get("X-Forwarded-Method", request.method).upper(),
+            client_of(request, self.trusted).address,
+            upgrade="Upgrade" in request.headers,
         )
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:

@@ -43,6 +43,8 @@ from .upstream import UpstreamConnection, UpstreamPool, translate
 log = logging.getLogger(__name__)
 
 _ADMISSION: web.RequestKey[Admission] = web.RequestKey("admission", Admission)
+# The admission's own response headers, added after the upstream's are filtered.
+ExtraHeaders = tuple[tuple[str, str], ...]
 _CHUNK = 64 * 1024
 # Bodies up to this size with a declared length are relayed in one piece.
 _SMALL_BODY = 256 * 1024
@@ -100,14 +102,17 @@ class Forwarder:
             admission = await self._admit(request, view)
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
-            return await self._websocket(request, target, headers)
-        return await self._http(request, target, headers)
+            return await self._websocket(request, target, headers, admission.response_headers)
+        return await self._http(request, target, headers, admission.response_headers)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
         gate = self._gate
         admission = await gate.admit(
-            gate.decide(request.headers.getall("Authorization", [])), view.address
+            gate.decide(request.headers.getall("Authorization", [])),
+            request.method,
+            view.address,
+            upgrade="Upgrade" in request.headers,
         )
         length = request.content_length
         if self._max_body and length is not None and length > self._max_body:
@@ -124,7 +129,7 @@ class Forwarder:
         )
 
     async def _http(
-        self, request: web.Request, target: str, headers: Headers
+        self, request: web.Request, target: str, headers: Headers, extra: ExtraHeaders
     ) -> web.StreamResponse:
         method = request.method
         responder = _Responder()
@@ -151,7 +156,7 @@ class Forwarder:
             raise
         try:
             return await self._relay(
-                request, responder, status, upstream_headers, framing, declared
+                request, responder, status, upstream_headers, framing, declared, extra
             )
         finally:
             responder.abandon()
@@ -195,10 +200,12 @@ class Forwarder:
         upstream_headers: Headers,
         framing: Body,
         declared: int | None,
+        extra: ExtraHeaders,
     ) -> web.StreamResponse:
         headers = CIMultiDict(
             (k, v) for k, v in for_client(upstream_headers) if k.lower() not in FRAMING
         )
+        headers.extend(extra)
         if framing is Body.LENGTH and declared is not None and declared <= _SMALL_BODY:
             # Most REST answers are small: read whole and answer with one write.
             small = web.Response(status=status, headers=headers)
@@ -223,7 +230,7 @@ class Forwarder:
         return response
 
     async def _websocket(
-        self, request: web.Request, target: str, headers: Headers
+        self, request: web.Request, target: str, headers: Headers, extra: ExtraHeaders
     ) -> web.StreamResponse:
         forward = [(k, v) for k, v in headers if normalise(k) not in _WS_HANDSHAKE]
         protocols = list_items(request.headers.getall("Sec-WebSocket-Protocol", []))
@@ -247,6 +254,7 @@ class Forwarder:
         client_ws = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (), max_msg_size=0
         )
+        client_ws.headers.extend(extra)
         try:
             await client_ws.prepare(request)
             await _relay_websocket(client_ws, upstream_ws)

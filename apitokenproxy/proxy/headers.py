@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from ..auth.grant import EXPIRY_HEADER
 from ..config import UpstreamConfig
 from ..errors import UnsendableUserName
 
@@ -132,9 +133,14 @@ def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -
     return frozenset(drop)
 
 
+# The proxy's own response headers: never the upstream's to set.
+PROXY_RESPONSE = frozenset({normalise(EXPIRY_HEADER)})
+
+
 def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
-    """The upstream's response headers to send on to the client."""
-    return end_to_end(headers)
+    """The upstream's response headers to send on to the client, without any copy of
+    the proxy's own (the token's expiry), which the lanes add after this."""
+    return end_to_end(headers, PROXY_RESPONSE)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -7,6 +7,7 @@ are ignored, and whole numbers may come as strings (``"12"``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -14,12 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..store.base import SCOPES
 from .paging import MAX_LIMIT
-from .service import CreateRequest
+from .service import CreateRequest, PolicyChange
 
 MAX_MONTHS = 1200  # a century; beyond that dates stop meaning anything
 MAX_ID = 2**63 - 1
 MAX_PAGE = 2**31 - 1
+# Far more than any build network needs; keeps a token's row and its checks small.
+MAX_NETWORKS = 64
+MAX_GRACE_SECONDS = 10 * 365 * 86_400
+# The extension fields a PATCH may carry besides (or instead of) the seed's tokenDescription.
+POLICY_FIELDS = ("scope", "allowedAddresses")
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,68 @@ def parse_create(data: Mapping[str, Any], max_description_length: int) -> Create
     if user_key is not None and (not isinstance(user_key, str) or not user_key.strip()):
         raise BadRequest("tokenForUserKey must be a non-empty string")
     months = data.get("tokenValidityTimeInMonths")
+    scope = data.get("scope")
+    networks = data.get("allowedAddresses")
     return CreateRequest(
         description=description,
         for_user_key=user_key,
         months=None if months is None else _months(months),
+        scope="write" if scope is None else parse_scope(scope),
+        allowed_networks=() if networks is None else parse_networks(networks),
     )
+
+
+def parse_patch(data: Mapping[str, Any], max_description_length: int) -> PolicyChange:
+    """A PATCH: the seed's ``tokenDescription``, required unless a policy field is given."""
+    if not any(data.get(name) is not None for name in POLICY_FIELDS):
+        return PolicyChange(description=parse_description(data, max_description_length))
+    has_description = data.get("tokenDescription") is not None
+    scope, networks = data.get("scope"), data.get("allowedAddresses")
+    return PolicyChange(
+        description=parse_description(data, max_description_length) if has_description else None,
+        scope=None if scope is None else parse_scope(scope),
+        allowed_networks=None if networks is None else parse_networks(networks),
+    )
+
+
+def parse_scope(value: Any) -> str:
+    if value not in SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(map(repr, SCOPES))}, not {value!r}")
+    return str(value)
+
+
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """``allowedAddresses``: IPv4 and IPv6 networks in CIDR notation (a bare address is a
+    network of one), canonical and without repeats; an empty list means anywhere."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BadRequest('allowedAddresses must be a list of IP networks such as "10.1.0.0/16"')
+    if len(value) > MAX_NETWORKS:
+        raise BadRequest(f"allowedAddresses may list at most {MAX_NETWORKS} networks")
+    networks: list[str] = []
+    for item in value:
+        try:
+            network = str(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError as exc:
+            raise BadRequest(f"allowedAddresses: {item!r} is not an IP network") from exc
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def parse_rotate(body: bytes) -> int | None:
+    """A rotation's optional ``{"gracePeriodSeconds": n}``; an empty body asks for the default."""
+    if not body.strip():
+        return None
+    value = parse_json_object(body).get("gracePeriodSeconds")
+    if value is None:
+        return None
+    number = _whole_number(value)
+    if number is None or not 0 <= number <= MAX_GRACE_SECONDS:
+        raise BadRequest(
+            f"gracePeriodSeconds must be a whole number from 0 to {MAX_GRACE_SECONDS}, "
+            f"not {value!r}"
+        )
+    return number
 
 
 def _months(value: Any) -> int:

@@ -19,14 +19,15 @@ from ..auth.callers import Authenticator, Caller
 from ..proxy.client import Network, client_of
 from .inputs import (
     parse_create,
-    parse_description,
     parse_filter_query,
     parse_json_object,
+    parse_patch,
+    parse_rotate,
     parse_token_id,
 )
 from .paging import envelope, offset
 from .service import TokenService
-from .shapes import filtered, listed
+from .shapes import current, filtered, listed, rotated
 
 BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
 MAX_BODY_BYTES = 64 * 1024
@@ -36,7 +37,9 @@ ROUTES = (
     ("POST", "/user/token", "create_token"),
     ("GET", "/user/token", "list_tokens"),
     ("GET", "/user/token/", "list_tokens"),
+    ("GET", "/user/token/current", "current_token"),
     ("PATCH", "/user/token/{id}", "rename_token"),
+    ("POST", "/user/token/{id}/rotate", "rotate_token"),
     ("DELETE", "/user/token/{id}", "delete_token"),
     ("DELETE", "/user/token/deleteAllFor/{userKey}", "delete_all_for"),
     ("GET", "/user/tokensByFilter", "tokens_by_filter"),
@@ -62,7 +65,9 @@ class TokenApi:
 
     async def _caller(self, request: web.Request) -> Caller:
         return await self.authenticator.caller(
-            request.headers.getall("Authorization", []), client_of(request, self.trusted).address
+            request.headers.getall("Authorization", []),
+            client_of(request, self.trusted).address,
+            request.method,
         )
 
     async def create_token(self, request: web.Request) -> web.Response:
@@ -76,10 +81,20 @@ class TokenApi:
     async def rename_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         token_id = parse_token_id(request.match_info["id"])
-        description = parse_description(
+        change = parse_patch(
             parse_json_object(await request.read()), self.service.max_description_length
         )
-        return json_response(listed(await self.service.rename(caller, token_id, description)))
+        return json_response(listed(await self.service.change(caller, token_id, change)))
+
+    async def rotate_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        token_id = parse_token_id(request.match_info["id"])
+        done = await self.service.rotate(caller, token_id, parse_rotate(await request.read()))
+        return json_response({**rotated(done.record), "plainTextToken": done.plaintext})
+
+    async def current_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        return json_response(current(*await self.service.current(caller)))
 
     async def list_tokens(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)

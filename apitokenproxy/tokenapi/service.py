@@ -4,7 +4,9 @@ Each method takes an authenticated ``Caller`` and inputs that ``api.py`` has
 already checked, and either returns records or raises a ``ProxyError``.
 Permission rules, in one place:
 
-- anyone may create, rename, list and delete their own tokens;
+- anyone may create, rename, list and delete their own tokens, narrow their
+  scope (never widen it), change their allowed networks, rotate them, and a
+  token may ask about itself;
 - a sysadmin may also create a token for another user key, delete anyone's
   token, delete all tokens of a user and filter all tokens;
 - someone else's token id is "not found" to a normal user, never "forbidden",
@@ -13,18 +15,26 @@ Permission rules, in one place:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..auth.callers import Authenticator, Caller
+from ..auth.grant import Grant
 from ..auth.hashing import SecretHasher
 from ..auth.identity import IdentityProvider
 from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
-from ..errors import Forbidden, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..store import NewToken, Page, TokenRecord, TokenStore
+from ..store.base import SCOPES
 from .validity import effective_months, valid_until
+
+log = logging.getLogger(__name__)
+
+# A rotation's grace when the caller names none (capped by the admin's maximum).
+DEFAULT_GRACE_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,17 @@ class CreateRequest:
     description: str
     for_user_key: str | None = None
     months: int | None = None
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A PATCH: each field None keeps what the token has."""
+
+    description: str | None = None
+    scope: str | None = None
+    allowed_networks: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -41,6 +62,16 @@ class CreatedToken:
 
     def __repr__(self) -> str:
         return f"CreatedToken(record={self.record!r}, plaintext=<hidden>)"
+
+
+def grace_seconds(requested: int | None, maximum: int) -> int:
+    """The grace a rotation gets: as asked (absent: one day), never beyond the maximum."""
+    return min(DEFAULT_GRACE_SECONDS if requested is None else requested, maximum)
+
+
+def widens(current: str, requested: str) -> bool:
+    """Whether moving from scope ``current`` to ``requested`` would widen it."""
+    return SCOPES.index(requested) > SCOPES.index(current)
 
 
 class TokenService:
@@ -88,6 +119,8 @@ class TokenService:
                 created=created,
                 valid_until=valid_until(created, months),
                 created_by_key=caller.user.key,
+                scope=request.scope,
+                allowed_networks=request.allowed_networks,
             )
         )
         return CreatedToken(record, format_token(record.id, secret))
@@ -98,6 +131,64 @@ class TokenService:
         if record is None:
             raise _not_found(token_id)
         return record
+
+    async def change(self, caller: Caller, token_id: int, change: PolicyChange) -> TokenRecord:
+        """A PATCH: the description alone is the seed's rename; a scope may only narrow."""
+        if change.scope is None and change.allowed_networks is None:
+            assert change.description is not None
+            return await self.rename(caller, token_id, change.description)
+        current = await self._own_token(caller, token_id)
+        if change.scope is not None and widens(current.scope, change.scope):
+            raise BadRequest(
+                f"a token's scope can be narrowed, never widened: token {token_id} has the "
+                f"{current.scope} scope; create a new token for {change.scope} access"
+            )
+        record = await self._store.update_policy(
+            token_id,
+            description=change.description,
+            scope=change.scope,
+            allowed_networks=change.allowed_networks,
+        )
+        if record is None:
+            raise _not_found(token_id)
+        # This process at once; the others when the store announces it.
+        self._verifier.forget([token_id])
+        return record
+
+    async def rotate(
+        self, caller: Caller, token_id: int, requested_grace: int | None
+    ) -> CreatedToken:
+        """A new secret for the same token; the current one keeps working for the grace."""
+        await self._own_token(caller, token_id)
+        grace = grace_seconds(requested_grace, self.config.max_rotation_grace_seconds)
+        secret = new_secret()
+        now = self._clock()
+        record = await self._store.rotate(
+            token_id, await self._hasher.hash(secret), now + grace * 1000 if grace else None
+        )
+        if record is None:
+            raise _not_found(token_id)
+        self._verifier.forget([token_id])
+        log.info(
+            "token %d of %s rotated by %s; the replaced secret works for %d s more",
+            token_id,
+            record.owner_key,
+            caller.user.key,
+            grace,
+        )
+        return CreatedToken(record, format_token(record.id, secret))
+
+    async def current(self, caller: Caller) -> tuple[TokenRecord, Grant]:
+        """The token the caller authenticated with, as the store has it now, and its grant."""
+        if caller.grant is None:
+            raise BadRequest(
+                "GET .../user/token/current describes the token that calls it: "
+                "authenticate with that token, not a password"
+            )
+        record = await self._store.get(caller.grant.record.id)
+        if record is None:
+            raise _not_found(caller.grant.record.id)
+        return record, caller.grant
 
     async def list_own(self, caller: Caller) -> Sequence[TokenRecord]:
         return await self._store.list_owned(caller.user.key)

@@ -52,10 +52,11 @@ async def test_password_check_and_lookups(
     identity, fake = await provider(aiohttp_server, identity_for, product)
     users = fake.users
     admin, alice = users[0], users[1]
-    assert await identity.check_password("alice", "alice-pw") == User(alice.key, "alice")
+    expected = User(alice.key, "alice", "alice@example.com")  # the e-mail as the upstream says
+    assert await identity.check_password("alice", "alice-pw") == expected
     with pytest.raises(PasswordRejected, match="wrong user name or password"):
         await identity.check_password("alice", "nope")
-    assert await identity.find_user(alice.key, as_user("admin")) == User(alice.key, "alice")
+    assert await identity.find_user(alice.key, as_user("admin")) == expected
     assert await identity.find_user("no-such-key", as_user("admin")) is None
     assert await identity.is_sysadmin(User(admin.key, "admin"), as_user("admin")) is True
     assert await identity.is_sysadmin(User(alice.key, "alice"), as_user("alice")) is False

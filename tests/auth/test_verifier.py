@@ -14,6 +14,7 @@ from typing import cast
 
 import pytest
 
+from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.auth.throttle import FailureThrottle
 from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
@@ -161,10 +162,10 @@ async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
     assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
 
     calls = rig.hasher.calls
-    assert (await rig.verifier.verify(cached, client=ATTACKER)).id == token_id(cached)
+    assert (await rig.verifier.verify(cached, client=ATTACKER)).record.id == token_id(cached)
     assert rig.hasher.calls == calls  # the cache vouched for it: no argon2, no throttle
-    assert (await rig.verifier.verify(fresh, client=ATTACKER)).id == token_id(fresh)
-    assert (await rig.verifier.verify(fresh, "alice", client=ATTACKER)).owner_name == "alice"
+    assert (await rig.verifier.verify(fresh, client=ATTACKER)).record.id == token_id(fresh)
+    assert (await rig.verifier.verify(fresh, "alice", client=ATTACKER)).record.owner_name == "alice"
 
     for refused in (wrong_secret(fresh), format_token(777, WRONG), "atpx_garbage"):
         with pytest.raises(TooManyRequests) as caught:
@@ -192,7 +193,9 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(rig: Rig) ->
     for i in range(LIMIT):  # from many addresses, so only the name is throttled
         await rig.fail(1, f"198.51.100.{i}", "alice")
 
-    assert (await rig.verifier.verify(alices, "ALICE", client="192.0.2.1")).id == token_id(alices)
+    assert (await rig.verifier.verify(alices, "ALICE", client="192.0.2.1")).record.id == token_id(
+        alices
+    )
 
     calls = rig.hasher.calls
     # Cannot be alice's token: refused at once, without argon2.
@@ -210,7 +213,7 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(rig: Rig) ->
         await rig.verifier.verify(wrong_secret(alices), "alice", client="192.0.2.1")
     assert rig.hasher.calls == calls + 1
     # Bob is not alice: his own token is fine.
-    assert (await rig.verifier.verify(bobs, "bob", client="192.0.2.1")).owner_name == "bob"
+    assert (await rig.verifier.verify(bobs, "bob", client="192.0.2.1")).record.owner_name == "bob"
 
 
 async def test_a_throttled_address_runs_one_check_at_a_time(rig: Rig) -> None:
@@ -226,7 +229,7 @@ async def test_a_throttled_address_runs_one_check_at_a_time(rig: Rig) -> None:
     assert rig.hasher.most == 1
     assert rig.hasher.calls == LIMIT + 21
     assert all(isinstance(outcome, TooManyRequests) for outcome in outcomes[:-1])
-    assert isinstance(outcomes[-1], TokenRecord)
+    assert isinstance(outcomes[-1], Grant)
     assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
 
 
@@ -252,7 +255,7 @@ async def test_others_are_not_slowed_by_a_throttled_address(rig: Rig) -> None:
     records = await asyncio.gather(
         *(rig.verifier.verify(token, client=f"192.0.2.{i}") for i, token in enumerate(tokens))
     )
-    assert [record.id for record in records] == [token_id(token) for token in tokens]
+    assert [record.record.id for record in records] == [token_id(token) for token in tokens]
     assert rig.hasher.most == 5
 
 
@@ -286,7 +289,11 @@ async def test_a_throttled_client_joins_a_check_under_way_without_waiting_its_tu
     joined = asyncio.ensure_future(rig.verifier.verify(token, client=ATTACKER))
     await asyncio.sleep(0.01)
     token_held.set()
-    assert (await first_use).id == (await asyncio.wait_for(joined, 1)).id == token_id(token)
+    assert (
+        (await first_use).record.id
+        == (await asyncio.wait_for(joined, 1)).record.id
+        == token_id(token)
+    )
     assert not guess.done()
     guess_held.set()
     with pytest.raises(TooManyRequests):
@@ -303,7 +310,7 @@ async def test_a_storm_of_first_uses_shares_one_check(rig: Rig) -> None:
         *(rig.verifier.verify(token, "alice", client=f"10.0.{i // 256}.{i % 256}")
           for i in range(150))
     )  # fmt: skip
-    assert {record.id for record in records} == {token_id(token)}
+    assert {record.record.id for record in records} == {token_id(token)}
     assert rig.hasher.calls == 1
 
 
@@ -319,7 +326,7 @@ async def test_a_storm_through_the_real_hasher_is_never_busy(rig: Rig) -> None:
         )
         token = format_token(record.id, secret)
         records = await asyncio.gather(*(verifier.verify(token) for _ in range(150)))
-        assert {r.id for r in records} == {record.id}
+        assert {r.record.id for r in records} == {record.id}
     finally:
         hasher.close()
 
@@ -356,7 +363,7 @@ async def test_waiters_on_one_check_each_apply_their_own_acceptance(rig: Rig) ->
         rig.verifier.verify(token, None, client="192.0.2.3"),
         return_exceptions=True,
     )
-    assert [type(outcome) for outcome in outcomes] == [TokenRecord, InvalidToken, TokenRecord]
+    assert [type(outcome) for outcome in outcomes] == [Grant, InvalidToken, Grant]
     assert rig.hasher.calls == 1
     assert rig.throttle.retry_after("user bob") is None
     assert len(rig.throttle) == 2  # bob's address and bob's name, nobody else
@@ -370,7 +377,7 @@ async def test_a_check_under_way_when_its_token_is_revoked_is_not_cached(rig: Ri
     assert await rig.store.delete(token_id(token))
     rig.verifier.forget([token_id(token)])
     held.set()
-    assert (await started).id == token_id(token)  # it began before the revocation
+    assert (await started).record.id == token_id(token)  # it began before the revocation
     assert rig.verifier.verify_cached(token, None) is None
     with pytest.raises(InvalidToken):
         await rig.verifier.verify(token)
@@ -389,7 +396,7 @@ async def test_verify_cached(rig: Rig) -> None:
     for username in (None, "alice", "ALICE"):
         record = rig.verifier.verify_cached(token, username)
         assert record is not None
-        assert record.id == token_id(token)
+        assert record.record.id == token_id(token)
     assert await rig.last_accessed(token) == START_MS + 1000  # recorded as verify() does
 
     rig.clock.advance(1000)
@@ -422,8 +429,43 @@ async def test_verify_cached_forgets_revoked_tokens(rig: Rig) -> None:
 # The acceptance rule, without an event loop ----------------------------------
 
 
-def record(valid_until: int | None) -> TokenRecord:
-    return TokenRecord(1, "key-alice", "Alice", "t", "h", START_MS, valid_until, 0, "key-alice")
+def record(valid_until: int | None, previous_until: int | None = None) -> TokenRecord:
+    return TokenRecord(
+        1, "key-alice", "Alice", "t", "h", START_MS, valid_until, 0, "key-alice",
+        previous_hash=None if previous_until is None else "old", previous_until=previous_until,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("valid_until", "previous_until", "username", "email", "now", "refused"),
+    [
+        # The replaced secret of a rotation: good until the earlier of the two deadlines.
+        (None, START_MS + 5, None, "", START_MS + 4, None),
+        (None, START_MS + 5, None, "", START_MS + 5, "replaced by a rotation"),
+        (START_MS + 3, START_MS + 5, None, "", START_MS + 3, "replaced by a rotation"),
+        # A user name with @ is the owner's only if it is the owner's address.
+        (None, None, "alice@example.com", "alice@example.com", START_MS, None),
+        (None, None, "ALICE@Example.COM", "alice@example.com", START_MS, None),
+        (None, None, "bob@example.com", "alice@example.com", START_MS, "does not belong"),
+        (None, None, "alice@example.com", "", START_MS, "does not belong"),
+    ],
+)
+def test_rejection_of_rotated_secrets_and_email_names(
+    valid_until: int | None,
+    previous_until: int | None,
+    username: str | None,
+    email: str,
+    now: int,
+    refused: str | None,
+) -> None:
+    rotated = previous_until is not None
+    grant = grant_for(record(valid_until, previous_until), rotated=rotated)
+    reason = rejection(grant, username, now, email)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert refused in reason
 
 
 @pytest.mark.parametrize(
@@ -442,7 +484,7 @@ def record(valid_until: int | None) -> TokenRecord:
 def test_rejection(
     valid_until: int | None, username: str | None, now: int, refused: str | None
 ) -> None:
-    reason = rejection(record(valid_until), username, now)
+    reason = rejection(grant_for(record(valid_until)), username, now)
     if refused is None:
         assert reason is None
     else:
