@@ -250,6 +250,11 @@ async def _gzip(request: web.Request) -> web.Response:
     )
 
 
+async def _header(request: web.Request) -> web.Response:
+    """An answer carrying the header named in the query, e.g. one only the proxy may set."""
+    return web.Response(text="ok", headers={request.query["name"]: request.query["value"]})
+
+
 async def _slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("seconds", 5)))
     return web.Response(text="late")
@@ -288,6 +293,7 @@ def add_test_routes(app: web.Application) -> None:
     app.router.add_get("/_test/cookies", _cookies)
     app.router.add_get("/_test/gzip", _gzip)
     app.router.add_get("/_test/slow", _slow)
+    app.router.add_get("/_test/header", _header)
     app.router.add_get("/_test/reset", _reset)
     app.router.add_get("/_test/ws", _websocket)
     app.router.add_route("*", "/{tail:.*}", _echo)
