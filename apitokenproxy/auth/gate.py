@@ -103,9 +103,6 @@ class Gate:
 
 
 def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admission:
-    enforce(grant, method, client, upgrade=upgrade)
-    return Admission(
-        user_name=grant.record.owner_name,
-        strip_authorization=True,
-        response_headers=grant.response_headers,
-    )
+    if grant.restricted:
+        enforce(grant, method, client, upgrade=upgrade)
+    return Admission(grant.record.owner_name, True, grant.response_headers)

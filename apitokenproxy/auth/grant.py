@@ -64,10 +64,8 @@ class Grant:
     networks: tuple[Network, ...]
     # Added to every upstream answer to a request made with this token.
     response_headers: tuple[tuple[str, str], ...]
-
-    @property
-    def restricted(self) -> bool:
-        return self.read_only or bool(self.networks)
+    # Whether enforce() has anything to check: false for most tokens.
+    restricted: bool
 
 
 def grant_for(record: TokenRecord, *, rotated: bool = False) -> Grant:
@@ -80,15 +78,18 @@ def grant_for(record: TokenRecord, *, rotated: bool = False) -> Grant:
             if valid_until is None
             else min(valid_until, record.previous_until)
         )
+    read_only = record.scope == "read"
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in record.allowed_networks)
     return Grant(
         record=record,
         valid_until=valid_until,
         rotated=rotated,
-        read_only=record.scope == "read",
-        networks=tuple(ipaddress.ip_network(n, strict=False) for n in record.allowed_networks),
+        read_only=read_only,
+        networks=networks,
         response_headers=(
             () if valid_until is None else ((EXPIRY_HEADER, expiry_value(valid_until)),)
         ),
+        restricted=read_only or bool(networks),
     )
 
 

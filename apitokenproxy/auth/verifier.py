@@ -52,9 +52,10 @@ def rejection(grant: Grant, username: str | None, now_ms: int, email: str = "") 
                 f"{at:%Y-%m-%d %H:%M} UTC; use the new one"
             )
         return f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one"
-    named = None if username is None else username.casefold()
-    if named is not None and named not in (grant.record.owner_name.casefold(), email or None):
-        return "the token does not belong to the user name given with it"
+    if username is not None:
+        named = username.casefold()
+        if named != grant.record.owner_name.casefold() and (not email or named != email):
+            return "the token does not belong to the user name given with it"
     return None
 
 
@@ -109,9 +110,10 @@ class TokenVerifier:
         the caller must await verify() (not cached, expired, not the named user's, or named
         by an e-mail address not yet known), which then does the failure accounting."""
         grant = self._cache.get(self._digest(token))
-        if grant is None or self._email_unknown(grant, username):
+        if grant is None:
             return None
-        if self._accepted(grant, username) is not None:
+        email = self._email_for(grant, username)
+        if email is None or self._accepted(grant, username, email) is not None:
             return None
         return grant
 
@@ -133,9 +135,11 @@ class TokenVerifier:
             grant = self._cache.get(digest)
             if grant is None:
                 grant = await self._check(token, digest, username, self._throttled(keys))
-            if self._emails is not None and self._email_unknown(grant, username):
-                await self._emails.of(grant.record)
-            problem = self._accepted(grant, username)
+            email = self._email_for(grant, username)
+            if email is None:
+                assert self._emails is not None
+                email = await self._emails.of(grant.record)
+            problem = self._accepted(grant, username, email)
             if problem is not None:
                 raise InvalidToken(problem)
             return grant
@@ -153,20 +157,19 @@ class TokenVerifier:
         waits = {key: self._throttle.retry_after(key) for key in keys}
         return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _email_unknown(self, grant: Grant, username: str | None) -> bool:
-        """Whether ``username`` may be the owner's e-mail, which must first be asked for."""
-        return (
-            self._emails is not None
-            and could_be_email(username, grant.record.owner_name)
-            and self._emails.known(grant.record.owner_key) is None
-        )
+    def _email_for(self, grant: Grant, username: str | None) -> str | None:
+        """The owner's address to accept ``username`` as: "" when none is needed (no name,
+        the owner's name, no ``@``), None when it must first be asked for."""
+        # The common case first, in as few steps as possible: this runs on every request.
+        if username is None or "@" not in username or self._emails is None:
+            return ""
+        if not could_be_email(username, grant.record.owner_name):
+            return ""
+        return self._emails.known(grant.record.owner_key)
 
-    def _accepted(self, grant: Grant, username: str | None) -> str | None:
+    def _accepted(self, grant: Grant, username: str | None, email: str) -> str | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
-        email = ""
-        if self._emails is not None and could_be_email(username, grant.record.owner_name):
-            email = self._emails.known(grant.record.owner_key) or ""
         problem = rejection(grant, username, now, email)
         if problem is None:
             self._access.record(grant.record.id, now)
