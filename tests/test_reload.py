@@ -24,6 +24,8 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
         (with_(auth={"throttle": {"max_failures": 3}}), ["auth.throttle.max_failures"], []),
         (with_(tokens={"max_validity_months": 6, "default_validity_months": 3}),
          ["tokens.default_validity_months", "tokens.max_validity_months"], []),
+        (with_(tokens={"max_rotation_grace_seconds": 60}), ["tokens.max_rotation_grace_seconds"],
+         []),
         (with_(proxy={"trusted_proxies": ["10.0.0.0/8"]}), ["proxy.trusted_proxies"], []),
         (with_(listen={"keepalive_timeout_seconds": 5}), ["listen.keepalive_timeout_seconds"], []),
         (with_(upstream={"url": "http://jira:8080", "read_timeout_seconds": 9}),

@@ -22,6 +22,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth.gate import Gate
+from ..auth.grant import SAFE_METHODS
 from .client import Network, client_of
 from .headers import Injection
 
@@ -37,11 +38,9 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
-        # The scope is checked against the original request's method where the
-        # front proxy says it (Traefik's X-Forwarded-Method; nginx can set it).
         admission = await self._gate.admit(
             self._gate.decide(authorization),
-            request.headers.get("X-Forwarded-Method", request.method).upper(),
+            _method(request),
             client_of(request, self.trusted).address,
             upgrade="Upgrade" in request.headers,
         )
@@ -51,3 +50,14 @@ class ForwardAuth:
         if not admission.strip_authorization and authorization:
             headers[FORWARD_AUTHORIZATION] = authorization[0]
         return web.Response(status=200, headers=headers)
+
+
+def _method(request: web.Request) -> str:
+    """The method a read-scoped token is judged by: the subrequest's own (nginx and Envoy
+    send the original method) unless ``X-Forwarded-Method`` names one that is not a read
+    (Traefik and Caddy send GET and say the original there). Never the more lenient of
+    the two, so a client's own copy of the header cannot turn a write into a read."""
+    for claimed in request.headers.getall("X-Forwarded-Method", []):
+        if claimed.upper() not in SAFE_METHODS:
+            return claimed.upper()
+    return request.method

@@ -77,6 +77,13 @@ def test_allowed_networks(networks: tuple[str, ...], client: str, allowed: bool)
             assert "WWW-Authenticate" in info.value.headers
 
 
+def test_a_network_refusal_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="apitokenproxy.auth.grant")
+    with pytest.raises(NotFromHere):
+        enforce(grant_for(token(networks=("10.0.0.0/8",))), "GET", "198.51.100.7")
+    assert caplog.messages == ["token 7 refused from 198.51.100.7: reason=network"]
+
+
 def test_networks_are_checked_before_the_scope() -> None:
     # From elsewhere, a read token's POST must not reveal that the token is good.
     with pytest.raises(NotFromHere):

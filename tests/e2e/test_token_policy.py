@@ -115,6 +115,8 @@ async def test_a_read_token_can_read_the_token_api_but_not_change_it(jira: World
     token = bearer(made["plainTextToken"])
     listing = await jira.client.get(f"{API}/user/token", headers=token)
     assert listing.status == 200
+    itself = await jira.client.get(f"{API}/user/token/current", headers=token)
+    assert (itself.status, (await itself.json())["scope"]) == (200, "read")
     for method, path, body in [
         ("POST", "/user/token", {"tokenDescription": "more"}),
         ("PATCH", f"/user/token/{made['id']}", {"tokenDescription": "x"}),
@@ -347,6 +349,30 @@ async def test_bad_rotation_requests_change_nothing(jira: World, body: Any, stat
     assert (await status_of(jira.client, "GET", made["plainTextToken"]))[0] == 200
 
 
+async def test_a_second_rotation_ends_the_first_old_secret_and_is_logged(
+    jira: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await make_token(jira.client)
+    first = made["plainTextToken"]
+    caplog.set_level("INFO", logger="apitokenproxy")
+    second = (await rotate(jira.client, made["id"], {"gracePeriodSeconds": 600}))["plainTextToken"]
+    third = (await rotate(jira.client, made["id"], {"gracePeriodSeconds": 600}))["plainTextToken"]
+    assert (await status_of(jira.client, "GET", first))[0] == 401
+    assert (await status_of(jira.client, "GET", second))[0] == 200
+    assert (await status_of(jira.client, "GET", third))[0] == 200
+    rotations = [r.getMessage() for r in caplog.records if "rotated" in r.getMessage()]
+    assert (
+        rotations
+        == [
+            f"token {made['id']} of JIRAUSER10100 rotated by JIRAUSER10100; "
+            "the replaced secret works for 600 s more"
+        ]
+        * 2
+    )
+    for secret in (first, second, third):
+        assert parse_token(secret).secret not in caplog.text
+
+
 async def test_only_the_owner_rotates_and_others_see_not_found(jira: World) -> None:
     made = await make_token(jira.client)
     resp = await jira.client.post(
@@ -494,3 +520,32 @@ async def test_email_as_the_user_name(
             assert [v for k, v in data["headers"] if k == USER_HEADER] == ["alice"]
     resp = await world.client.get(f"{API}/user/token", headers=basic(name, token))
     assert resp.status == status
+
+
+# Forward auth ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "allowed", "method", "headers", "status"),
+    [
+        ("read", [], "GET", {}, 200),
+        ("read", [], "GET", {"X-Forwarded-Method": "GET"}, 200),
+        ("read", [], "GET", {"X-Forwarded-Method": "POST"}, 403),  # Traefik, Caddy
+        ("read", [], "GET", {"X-Forwarded-Method": "delete"}, 403),
+        ("read", [], "POST", {}, 403),  # nginx, Envoy: the original method
+        ("read", [], "POST", {"X-Forwarded-Method": "GET"}, 403),  # a client's own copy
+        ("write", [], "POST", {"X-Forwarded-Method": "POST"}, 200),
+        ("write", ["10.0.0.0/8"], "GET", {}, 401),
+        ("write", ["127.0.0.0/8"], "GET", {}, 200),
+    ],
+)
+async def test_forward_auth_applies_the_same_policy(
+    jira: World, scope: str, allowed: list[str], method: str, headers: dict[str, str], status: int
+) -> None:
+    made = await make_token(jira.client, scope=scope, allowedAddresses=allowed)
+    resp = await jira.client.request(
+        method, "/__apitokenproxy/auth", headers={**bearer(made["plainTextToken"]), **headers}
+    )
+    assert resp.status == status
+    if status == 200:
+        assert resp.headers[USER_HEADER] == "alice"
