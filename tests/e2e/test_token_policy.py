@@ -382,7 +382,7 @@ async def test_only_the_owner_rotates_and_others_see_not_found(jira: World) -> N
     assert (await status_of(jira.client, "GET", made["plainTextToken"]))[0] == 200
 
 
-async def test_a_rotation_reaches_a_second_instance(
+async def test_rotations_and_narrowing_reach_a_second_instance(
     jira: World, aiohttp_client: Any, store_url: str
 ) -> None:
     """On PostgreSQL the instances share nothing but the store; on SQLite, the file."""
@@ -408,6 +408,19 @@ async def test_a_rotation_reaches_a_second_instance(
     while (await status_of(second, "GET", rotated["plainTextToken"]))[0] == 200:
         assert loop.time() - started < 1.0, "the second instance still takes the replaced secret"
         await asyncio.sleep(0.02)
+
+    # A narrower scope reaches it the same way.
+    newest = at_once["plainTextToken"]
+    assert (await status_of(second, "POST", newest))[0] == 200
+    resp = await jira.client.patch(
+        f"{API}/user/token/{made['id']}", json={"scope": "read"}, headers=ALICE
+    )
+    assert resp.status == 200
+    started = loop.time()
+    while (await status_of(second, "POST", newest))[0] == 200:
+        assert loop.time() - started < 1.0, "the second instance still lets the token write"
+        await asyncio.sleep(0.02)
+    assert (await status_of(second, "POST", newest))[0] == 403
 
 
 # Introspection and the expiry header ---------------------------------------------------
