@@ -27,12 +27,17 @@ class FakeUser:
     password: str
     sysadmin: bool = False
     groups: tuple[str, ...] = ()
+    email: str = ""  # empty: f"{name}@example.com"
+
+    def __post_init__(self) -> None:
+        if not self.email:
+            object.__setattr__(self, "email", f"{self.name}@example.com")
 
 
 JIRA_USERS = (
-    FakeUser("admin", "admin", "admin-pw", sysadmin=True),
-    FakeUser("JIRAUSER10100", "alice", "alice-pw"),
-    FakeUser("JIRAUSER10105", "bob", "bob-pw"),
+    FakeUser("admin", "admin", "admin-pw", sysadmin=True, groups=("jira-administrators",)),
+    FakeUser("JIRAUSER10100", "alice", "alice-pw", groups=("jira-users", "developers")),
+    FakeUser("JIRAUSER10105", "bob", "bob-pw", groups=("jira-users",)),
 )
 CONFLUENCE_USERS = (
     FakeUser("8a7f808a7c1d", "admin", "admin-pw", groups=("confluence-administrators", "staff")),
@@ -77,7 +82,12 @@ class FakeUpstream:
 
     def user_json(self, user: FakeUser) -> dict[str, object]:
         if self.product == "jira":
-            return {"key": user.key, "name": user.name, "displayName": user.name.title()}
+            return {
+                "key": user.key,
+                "name": user.name,
+                "displayName": user.name.title(),
+                "emailAddress": user.email,
+            }
         return {"type": "known", "userKey": user.key, "username": user.name}
 
     def app(self) -> web.Application:
@@ -120,7 +130,11 @@ class FakeUpstream:
             if self.product == "confluence" and "Authorization" not in request.headers:
                 return web.json_response({"type": "anonymous"})
             return web.json_response({"message": "not authenticated"}, status=401)
-        return web.json_response(self.user_json(user))
+        data = self.user_json(user)
+        if self.product == "jira" and request.query.get("expand") == "groups":
+            items = [{"name": g, "self": f"/rest/api/2/group?groupname={g}"} for g in user.groups]
+            data["groups"] = {"size": len(items), "items": items}
+        return web.json_response(data)
 
     async def _mypermissions(self, request: web.Request) -> web.Response:
         user = self.current(request)

@@ -12,7 +12,9 @@
 - a malformed or repeated Authorization header: refused, because the proxy
   and the upstream might read it differently.
 
-``Gate.admit`` then checks a token and says whom to inject.
+``Gate.admit`` then checks a token and says whom to inject. Tokens and
+passwords are refused (403) from a client address outside
+``auth.allowed_networks`` when that list is set (``networks.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import Unauthorized
 from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
+from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 
 
@@ -31,9 +34,12 @@ class Admission:
 
     user_name: str | None  # the token owner to inject as the trusted user, if any
     strip_authorization: bool
+    # A Basic password forwarded as it is: subject to auth.allowed_networks.
+    password: bool = False
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
+PASSWORD = Admission(user_name=None, strip_authorization=False, password=True)
 
 PASSWORDS_DISABLED = (
     "password login is disabled for REST calls: create an API token with "
@@ -46,8 +52,10 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
     attempt = token_in(credentials)
     if attempt is not None:
         return attempt
-    if isinstance(credentials, BasicCredentials) and not allow_password:
-        raise Unauthorized(PASSWORDS_DISABLED)
+    if isinstance(credentials, BasicCredentials):
+        if not allow_password:
+            raise Unauthorized(PASSWORDS_DISABLED)
+        return PASSWORD
     # No credentials, a password, or a scheme that is not ours (Jira's own
     # personal access tokens, OAuth, Kerberos): the upstream's business.
     return AS_IS
@@ -57,9 +65,16 @@ Decision = TokenAttempt | Admission
 
 
 class Gate:
-    def __init__(self, verifier: TokenVerifier, *, allow_password: bool) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        allow_password: bool,
+        networks: AllowedNetworks | None = None,
+    ) -> None:
         self._verifier = verifier
         self._allow_password = allow_password
+        self._networks = networks or AllowedNetworks()
 
     def decide(self, authorization: Sequence[str]) -> Decision:
         """What the credentials call for, from the header alone (``classify``).
@@ -69,10 +84,15 @@ class Gate:
         """
         return classify(authorization, allow_password=self._allow_password)
 
-    def admit_now(self, decision: Decision) -> Admission | None:
+    def _check_network(self, decision: Decision, client: str) -> None:
+        if self._networks.restricted and (not isinstance(decision, Admission) or decision.password):
+            self._networks.check(client)
+
+    def admit_now(self, decision: Decision, client: str) -> Admission | None:
         """Admit without awaiting if possible (no token, or one verified and cached,
         so a revoked or expired token is refused here too); None when ``admit``
         must be awaited."""
+        self._check_network(decision, client)
         if isinstance(decision, Admission):
             return decision
         record = self._verifier.verify_cached(decision.token, decision.username)
@@ -81,7 +101,8 @@ class Gate:
         return Admission(user_name=record.owner_name, strip_authorization=True)
 
     async def admit(self, decision: Decision, client: str) -> Admission:
-        """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
+        """Admit a request or raise Unauthorized/Forbidden/TooManyRequests/Busy/StoreUnavailable."""
+        self._check_network(decision, client)
         if isinstance(decision, Admission):
             return decision
         record = await self._verifier.verify(decision.token, decision.username, client=client)
