@@ -61,6 +61,19 @@ async def test_password_check_and_lookups(
     assert await identity.is_sysadmin(User(alice.key, "alice"), as_user("alice")) is False
 
 
+@pytest.mark.parametrize("product", ["jira", "confluence"])
+async def test_groups_and_email(
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
+) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, product)
+    bob = fake.users[2]
+    assert bob.groups
+    assert await identity.groups(User(bob.key, "bob"), as_user("bob")) == frozenset(bob.groups)
+    # Jira shows the address to the user; the fake Confluence, like many, does not.
+    expected = "bob@example.com" if product == "jira" else None
+    assert await identity.email(as_user("bob")) == expected
+
+
 async def test_user_keys_are_quoted(aiohttp_server: Any, identity_for: Identity) -> None:
     identity, fake = await provider(aiohttp_server, identity_for, "jira")
     assert await identity.find_user("a&b=c/d", as_user("admin")) is None
