@@ -252,6 +252,11 @@ async def test_token_managers_act_like_sysadmins_on_tokens(make_world: MakeWorld
     assert resp.status == 404
     resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=BOB)
     assert_error(resp.status, await resp.json(), 403, "token managers")
+    # A sysadmin's groups are never asked for: being one is enough.
+    asked = [r for r in world.upstream.received if "expand=groups" in r.path_qs]
+    resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=ADMIN)
+    assert resp.status == 200
+    assert [r for r in world.upstream.received if "expand=groups" in r.path_qs] == asked
 
 
 async def test_without_manager_groups_only_sysadmins_manage(make_world: MakeWorld) -> None:
@@ -329,3 +334,5 @@ async def test_tokens_manage_tokens_by_default(jira: World) -> None:
     resp = await jira.client.delete(f"{API}/user/token/{made['id']}", headers=token)
     assert resp.status == 204
     assert renewed["tokenCreatedByUserKey"] == "JIRAUSER10100"
+    # Without group rules, no group is ever asked for.
+    assert not [r for r in jira.upstream.received if "expand=groups" in r.path_qs]

@@ -149,6 +149,19 @@ async def test_a_warning_is_given_up_after_its_attempts(
     assert notifier.counts == {"email.failed": 2, "email.gave_up": 1, "webhook.sent": 1}
 
 
+async def test_an_owner_without_an_address_is_a_failed_email(
+    make_world: MakeWorld, inbox: Inbox, hooks: Hooks
+) -> None:
+    # The fake Confluence, like many real ones, shows no e-mail addresses.
+    world = await make_world("confluence", config=notify(inbox, hooks, max_attempts=1))
+    made = await create(world, ALICE, {"tokenDescription": "t", "tokenValidityTimeInMonths": 1})
+    world.clock.now = made["validUntil"] - DAY_MS
+    notifier = notifier_of(world)
+    await notifier.run_once()
+    assert notifier.counts == {"email.failed": 1, "email.gave_up": 1, "webhook.sent": 1}
+    assert inbox.messages == []
+
+
 async def test_no_notifier_without_a_channel(jira: World) -> None:
     assert jira.client.app[COMPONENTS].notifier is None
 
