@@ -2,7 +2,8 @@
 
 ``Components.opened`` is the composition root: it builds the store, the
 argon2 pool, the one upstream pool, the verifier and gate, the token API
-and both lanes, each handed what it needs explicitly, and on the way out
+and both lanes, each handed what it needs explicitly, starts the expiry
+warnings when ``notify`` names a channel, and on the way out
 stops taking uses, flushes ``lastAccessed`` and the access log, and closes
 the upstream connections and the store.
 """
@@ -23,9 +24,14 @@ from .auth.emails import OwnerEmails
 from .auth.gate import Gate
 from .auth.hashing import SecretHasher
 from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity
+from .auth.networks import AllowedNetworks
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
+from .notify.channel import Channel
+from .notify.mail import MailChannel
+from .notify.notifier import ExpiryNotifier
+from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
@@ -57,6 +63,8 @@ class Components:
     forwarder: Forwarder
     fast_lane: FastLane
     forward_auth: ForwardAuth
+    networks: AllowedNetworks
+    notifier: ExpiryNotifier | None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -133,11 +141,14 @@ class Components:
                     size=config.auth.token_cache_size,
                 ),
             )
+            networks = AllowedNetworks(config.auth.allowed_networks)
             authenticator = Authenticator(
-                verifier, provider, config.auth, as_user=injection.identity
+                verifier, provider, config.auth, as_user=injection.identity, networks=networks
             )
             trusted = parse_networks(config.proxy.trusted_proxies)
-            gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+            gate = Gate(
+                verifier, allow_password=config.auth.allow_password_basic_auth, networks=networks
+            )
             components = cls(
                 config=config,
                 store=store,
@@ -166,6 +177,8 @@ class Components:
                     keepalive_timeout=config.listen.keepalive_timeout_seconds,
                     access_log=access_log,
                 ),
+                networks=networks,
+                notifier=_notifier(config, store, clock, provider, authenticator),
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
@@ -173,7 +186,31 @@ class Components:
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )
             stack.push_async_callback(_stopped, watcher)
+            if components.notifier is not None:
+                warnings = asyncio.create_task(components.notifier.run(), name="expiry warnings")
+                stack.push_async_callback(_stopped, warnings)
             yield components
+
+
+def _notifier(
+    config: Config,
+    store: TokenStore,
+    clock: Clock,
+    provider: IdentityProvider,
+    authenticator: Authenticator,
+) -> ExpiryNotifier | None:
+    """The expiry warnings, if ``notify`` names a channel."""
+    notify = config.notify
+    channels: list[Channel] = []
+    if notify.smtp.host:
+
+        async def email_of(user_name: str) -> str | None:
+            return await provider.email(authenticator.acting_for(user_name))
+
+        channels.append(MailChannel(notify.smtp, email_of))
+    if notify.webhook.url:
+        channels.append(WebhookChannel(notify.webhook, clock))
+    return ExpiryNotifier(store, notify, clock, channels) if channels else None
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:

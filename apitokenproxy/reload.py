@@ -6,8 +6,9 @@ invalid one is refused with its problems logged, and the old configuration
 stays), applies the live changes to the running components, and names in a
 log line every change that needs a restart. No connection is dropped.
 
-Live: the log level and the access log, throttling, token validity limits,
-trusted proxies, the client and upstream timeouts, and the TLS certificate
+Live: the log level and the access log, throttling, the token rules
+(validity limits, per-group rules, the per-user cap), the allowed networks
+and token managers, trusted proxies, the client and upstream timeouts, and the TLS certificate
 (re-read from its files, for renewals; new connections get it).
 """
 
@@ -30,6 +31,8 @@ LIVE = (
     "logging.level",
     "logging.access_log",
     "auth.throttle.",
+    "auth.allowed_networks",
+    "auth.token_manager_groups",
     "tokens.",
     "proxy.trusted_proxies",
     "listen.header_timeout_seconds",
@@ -110,6 +113,8 @@ class Reloader:
             throttle.max_failures, throttle.window_seconds, throttle.max_tracked
         )
         c.token_api.service.config = new.tokens
+        c.networks.update(new.auth.allowed_networks)
+        c.token_api.authenticator.manager_groups = frozenset(new.auth.token_manager_groups)
         trusted = parse_networks(new.proxy.trusted_proxies)
         c.token_api.trusted = c.forwarder.trusted = c.fast_lane.trusted = trusted
         c.forward_auth.trusted = trusted

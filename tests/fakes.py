@@ -35,9 +35,9 @@ class FakeUser:
 
 
 JIRA_USERS = (
-    FakeUser("admin", "admin", "admin-pw", sysadmin=True),
-    FakeUser("JIRAUSER10100", "alice", "alice-pw"),
-    FakeUser("JIRAUSER10105", "bob", "bob-pw"),
+    FakeUser("admin", "admin", "admin-pw", sysadmin=True, groups=("jira-administrators",)),
+    FakeUser("JIRAUSER10100", "alice", "alice-pw", groups=("jira-users", "developers")),
+    FakeUser("JIRAUSER10105", "bob", "bob-pw", groups=("jira-users",)),
 )
 CONFLUENCE_USERS = (
     FakeUser("8a7f808a7c1d", "admin", "admin-pw", groups=("confluence-administrators", "staff")),
@@ -59,6 +59,8 @@ class FakeUpstream:
     users: tuple[FakeUser, ...]
     received: list[Received] = field(default_factory=list)
     captcha_for: set[str] = field(default_factory=set)
+    # Like a Confluence whose e-mail visibility setting hides every address.
+    hide_emails: bool = False
 
     def current(self, request: web.Request) -> FakeUser | None:
         header_user = request.headers.get(USER_HEADER)
@@ -81,14 +83,14 @@ class FakeUpstream:
         return next((u for u in self.users if u.key == key), None)
 
     def user_json(self, user: FakeUser) -> dict[str, object]:
+        data: dict[str, object]
         if self.product == "jira":
-            return {
-                "key": user.key,
-                "name": user.name,
-                "displayName": user.name.title(),
-                "emailAddress": user.email,
-            }
-        return {"type": "known", "userKey": user.key, "username": user.name, "email": user.email}
+            data = {"key": user.key, "name": user.name, "displayName": user.name.title()}
+        else:
+            data = {"type": "known", "userKey": user.key, "username": user.name}
+        if not self.hide_emails:
+            data["emailAddress" if self.product == "jira" else "email"] = user.email
+        return data
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
@@ -130,7 +132,11 @@ class FakeUpstream:
             if self.product == "confluence" and "Authorization" not in request.headers:
                 return web.json_response({"type": "anonymous"})
             return web.json_response({"message": "not authenticated"}, status=401)
-        return web.json_response(self.user_json(user))
+        data = self.user_json(user)
+        if self.product == "jira" and request.query.get("expand") == "groups":
+            items = [{"name": g, "self": f"/rest/api/2/group?groupname={g}"} for g in user.groups]
+            data["groups"] = {"size": len(items), "items": items}
+        return web.json_response(data)
 
     async def _mypermissions(self, request: web.Request) -> web.Response:
         user = self.current(request)

@@ -381,6 +381,12 @@ class KnownPasswords:
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         return None
 
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        return frozenset()
+
+    async def email(self, acting: ActingAs) -> str | None:
+        return None
+
 
 _ONE_CONNECTION = {
     "upstream": {"max_connections": 1},

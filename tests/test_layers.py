@@ -3,6 +3,7 @@
 cli.py, demo.py, server.py, app.py, components.py    compose everything
 proxy/   tokenapi/                                    serve requests
 auth/                                                 decide who calls
+notify/                                               warn before expiry
 store/   ops/                                         remember, record
 errors.py   config.py                                 shared by all
 """
@@ -26,6 +27,8 @@ ALLOWED = {
     # tokenapi asks proxy/client.py who the client is, the one rule both share.
     "tokenapi": {"errors", "config", "store", "auth", "proxy.client"},
     "proxy": {"errors", "config", "auth", "ops"},
+    # Expiry warnings read the store; e-mail addresses are handed in by the composition root.
+    "notify": {"errors", "config", "store"},
 }
 
 

@@ -3,7 +3,9 @@
 ``Authenticator`` turns an accepted ``Authorization`` header into a
 ``Caller``: a token is checked by ``TokenVerifier``; a password is checked
 by the upstream (``identity.py``) and the answer cached under a keyed
-digest. Sysadmin rights are asked of the upstream on the caller's behalf.
+digest. Sysadmin rights and group memberships are asked of the upstream on
+the caller's behalf and cached as long as a password is. Token and password
+callers from outside ``auth.allowed_networks`` are refused (403).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
 from .grant import Grant, enforce
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
+from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 
 # The headers that make the upstream take a call as the named user's: the
@@ -44,6 +47,7 @@ class Authenticator:
         config: AuthConfig,
         *,
         as_user: AsUser,
+        networks: AllowedNetworks | None = None,
     ) -> None:
         self._verifier = verifier
         self._identity = identity
@@ -55,7 +59,13 @@ class Authenticator:
         self._sysadmins: TTLCache[str, bool] = TTLCache(
             config.token_cache_size, config.password_cache_seconds
         )
+        self._groups: TTLCache[str, frozenset[str]] = TTLCache(
+            config.token_cache_size, config.password_cache_seconds
+        )
         self._as_user = as_user
+        self.networks = networks or AllowedNetworks()
+        # Replaced by a configuration reload.
+        self.manager_groups = frozenset(config.token_manager_groups)
 
     def acting_for(self, user_name: str) -> ActingAs:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
@@ -67,6 +77,8 @@ class Authenticator:
         """The caller; a token's policy (``grant.enforce``) applies to the token API too,
         so a read-scoped token can only read, and only from its allowed networks."""
         credentials = read_credentials(authorization)
+        if client is not None and isinstance(credentials, BasicCredentials | BearerCredentials):
+            self.networks.check(client)
         attempt = token_in(credentials)
         if attempt is not None:
             grant = await self._verifier.verify(attempt.token, attempt.username, client=client)
@@ -109,3 +121,18 @@ class Authenticator:
             answer = await self._identity.is_sysadmin(caller.user, caller.acting)
             self._sysadmins.put(caller.user.key, answer)
         return answer
+
+    async def groups(self, user: User) -> frozenset[str]:
+        """The user's upstream groups, asked as the user (the trusted header)."""
+        answer = self._groups.get(user.key)
+        if answer is None:
+            answer = await self._identity.groups(user, self.acting_for(user.name))
+            self._groups.put(user.key, answer)
+        return answer
+
+    async def may_manage(self, caller: Caller) -> bool:
+        """Whether the caller may manage every user's tokens: a sysadmin or a token manager."""
+        if await self.is_sysadmin(caller):
+            return True
+        managers = self.manager_groups
+        return bool(managers) and bool(await self.groups(caller.user) & managers)

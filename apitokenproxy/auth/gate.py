@@ -15,6 +15,8 @@
 ``Gate.admit`` then checks a token, applies its policy (``grant.enforce``:
 scope and allowed networks, the same rule for both lanes) and says whom to
 inject and which headers to add to the answer (the token's expiry).
+Tokens and passwords are refused (403) from a client address outside
+``auth.allowed_networks`` when that list is set (``networks.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from ..errors import Unauthorized
 from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
 from .grant import Grant, enforce
+from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 
 
@@ -36,9 +39,12 @@ class Admission:
     strip_authorization: bool
     # Added to the upstream's answer: the token's expiry (``grant.EXPIRY_HEADER``).
     response_headers: tuple[tuple[str, str], ...] = ()
+    # A Basic password forwarded as it is: subject to auth.allowed_networks.
+    password: bool = False
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
+PASSWORD = Admission(user_name=None, strip_authorization=False, password=True)
 
 PASSWORDS_DISABLED = (
     "password login is disabled for REST calls: create an API token with "
@@ -51,8 +57,10 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
     attempt = token_in(credentials)
     if attempt is not None:
         return attempt
-    if isinstance(credentials, BasicCredentials) and not allow_password:
-        raise Unauthorized(PASSWORDS_DISABLED)
+    if isinstance(credentials, BasicCredentials):
+        if not allow_password:
+            raise Unauthorized(PASSWORDS_DISABLED)
+        return PASSWORD
     # No credentials, a password, or a scheme that is not ours (Jira's own
     # personal access tokens, OAuth, Kerberos): the upstream's business.
     return AS_IS
@@ -62,9 +70,16 @@ Decision = TokenAttempt | Admission
 
 
 class Gate:
-    def __init__(self, verifier: TokenVerifier, *, allow_password: bool) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        allow_password: bool,
+        networks: AllowedNetworks | None = None,
+    ) -> None:
         self._verifier = verifier
         self._allow_password = allow_password
+        self._networks = networks or AllowedNetworks()
 
     def decide(self, authorization: Sequence[str]) -> Decision:
         """What the credentials call for, from the header alone (``classify``).
@@ -74,6 +89,10 @@ class Gate:
         """
         return classify(authorization, allow_password=self._allow_password)
 
+    def _check_network(self, decision: Decision, client: str) -> None:
+        if self._networks.restricted and (not isinstance(decision, Admission) or decision.password):
+            self._networks.check(client)
+
     def admit_now(
         self, decision: Decision, method: str, client: str, *, upgrade: bool = False
     ) -> Admission | None:
@@ -81,6 +100,7 @@ class Gate:
         so a revoked or expired token is refused here too); None when ``admit``
         must be awaited. Raises like ``admit`` for a token whose policy refuses
         the request."""
+        self._check_network(decision, client)
         if isinstance(decision, Admission):
             return decision
         grant = self._verifier.verify_cached(decision.token, decision.username)
@@ -95,7 +115,8 @@ class Gate:
 
         ``method`` and ``upgrade`` (a WebSocket or other protocol switch) are
         what the token's scope is checked against; ``client`` is the address
-        its allowed networks are."""
+        its allowed networks and ``auth.allowed_networks`` are."""
+        self._check_network(decision, client)
         if isinstance(decision, Admission):
             return decision
         grant = await self._verifier.verify(decision.token, decision.username, client=client)

@@ -2,7 +2,9 @@
 
 The proxy keeps no user directory. Passwords are checked by the upstream
 (``/rest/api/2/myself`` or ``/rest/api/user/current`` with the caller's
-credentials), user keys are resolved there, and so are sysadmin rights.
+credentials), user keys are resolved there, and so are sysadmin rights,
+group memberships (Jira ``/rest/api/2/myself?expand=groups``, Confluence
+``/rest/api/user/memberof``) and e-mail addresses.
 
 Calls "as" a user carry either that user's Basic credentials (a password
 caller) or the trusted user header (a token caller: the upstream's header
@@ -70,6 +72,14 @@ class IdentityProvider(Protocol):
 
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         """The user with this user key, or None if the upstream knows none."""
+        ...
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        """The groups ``user`` belongs to; ``acting`` must be that user."""
+        ...
+
+    async def email(self, acting: ActingAs) -> str | None:
+        """The e-mail address of the user ``acting`` stands for, if the upstream shows one."""
         ...
 
 
@@ -150,6 +160,29 @@ class UpstreamIdentity:
             permission = data.get("permissions", {}).get("SYSTEM_ADMIN", {})
             return isinstance(permission, dict) and permission.get("havePermission") is True
         return bool(await self._confluence_groups(user, acting) & self._admin_groups)
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        if self._product_name == "confluence":
+            return frozenset(await self._confluence_groups(user, acting))
+        status, _, body = await self._get(self._product.myself + "?expand=groups", acting.headers)
+        data = self._json_object(status, body, "the current user's groups")
+        groups = data.get("groups")
+        items = groups.get("items", []) if isinstance(groups, dict) else []
+        if not isinstance(items, list):
+            raise UpstreamUnavailable("jira answered the current user's groups unexpectedly")
+        return frozenset(
+            g["name"] for g in items if isinstance(g, dict) and isinstance(g.get("name"), str)
+        )
+
+    async def email(self, acting: ActingAs) -> str | None:
+        status, _, body = await self._get(self._product.myself, acting.headers)
+        data = self._json_object(status, body, "the current user")
+        # Jira says emailAddress, Confluence email (when the viewer may see it).
+        for field in ("emailAddress", "email"):
+            value = data.get(field)
+            if isinstance(value, str) and "@" in value:
+                return value
+        return None
 
     async def _confluence_groups(self, user: User, acting: ActingAs) -> set[str]:
         groups: set[str] = set()

@@ -58,6 +58,28 @@ class TokenRecord:
         return self.valid_until is not None and now_ms >= self.valid_until
 
 
+class OwnerAtLimit(Exception):
+    """A new token would take its owner past the limit; ``count`` tokens exist."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"the owner already has {count} tokens")
+        self.count = count
+
+
+@dataclass(frozen=True)
+class WarningKey:
+    """One expiry warning: sent at most once, whichever process or instance sends it.
+
+    ``valid_until`` is part of the key, so a token whose expiry moves is
+    warned about its new expiry afresh.
+    """
+
+    token_id: int
+    days: int
+    valid_until: int
+    channel: str  # "email" or "webhook"
+
+
 @dataclass(frozen=True)
 class Page:
     items: Sequence[TokenRecord]
@@ -67,7 +89,11 @@ class Page:
 class TokenStore(Protocol):
     """Persistence for tokens. Each method is one transaction; none is half-applied."""
 
-    async def create(self, token: NewToken) -> TokenRecord: ...
+    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
+        """Store a new token; with ``limit`` > 0, raise OwnerAtLimit instead if its owner
+        already holds that many. Counting and inserting are one step for every
+        process and instance on the store, so concurrent creations cannot pass the limit."""
+        ...
 
     async def get(self, token_id: int) -> TokenRecord | None: ...
 
@@ -111,6 +137,32 @@ class TokenStore(Protocol):
     async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
         """Tokens with ``valid_until <= not_valid_after`` (None: all tokens),
         ordered by valid_until (never-expiring last), then id."""
+        ...
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        """Tokens with ``after < valid_until <= not_after``, soonest first."""
+        ...
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        """Take the right to send one warning; return its failed attempts so far, or None.
+
+        None: it was sent, another process holds it (until ``now_ms + lease_ms``)
+        or waits to retry it, or it failed ``max_attempts`` times. Atomic across
+        every process on the store.
+        """
+        ...
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None: ...
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        """Count a failed attempt, not to be claimed again before ``retry_at``;
+        return the attempts failed so far."""
+        ...
+
+    async def prune_warnings(self, before: int) -> None:
+        """Forget warnings for tokens that expired before ``before``."""
         ...
 
     async def record_access(self, times: Mapping[int, int]) -> None:

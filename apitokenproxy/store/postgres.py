@@ -29,7 +29,7 @@ import asyncpg
 
 from ..errors import StoreUnavailable
 from . import schema
-from .base import NewToken, Page, TokenRecord
+from .base import NewToken, OwnerAtLimit, Page, TokenRecord, WarningKey
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ MIGRATIONS = schema.migrations(schema.POSTGRES)
 # pg_advisory_xact_lock key: "apitokenproxy migrations", any fixed 64-bit number.
 MIGRATION_LOCK = 0x61707470_6D696772
 CHANNEL = "apitokenproxy_revocations"
+# pg_advisory_xact_lock(class, hashtext(owner_key)): one owner's creations queue
+# behind each other while the per-user limit is counted. "ownr" in ASCII.
+OWNER_LOCK_CLASS = 0x6F776E72
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 _CONNECTION_ERRORS = (
@@ -116,8 +119,19 @@ class PostgresStore:
                 ),
             )
 
-    async def create(self, token: NewToken) -> TokenRecord:
-        async with self._connection() as conn:
+    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
+        if not limit:
+            async with self._connection() as conn:
+                row = await conn.fetchrow(SQL.create, *schema.values(token))
+            return schema.record(row)
+        async with self._transaction() as conn:
+            # Read committed alone would let two instances both count below the limit.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", OWNER_LOCK_CLASS, token.owner_key
+            )
+            count = int(await conn.fetchval(SQL.count_owned, token.owner_key))
+            if count >= limit:
+                raise OwnerAtLimit(count)
             row = await conn.fetchrow(SQL.create, *schema.values(token))
         return schema.record(row)
 
@@ -188,6 +202,37 @@ class PostgresStore:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)
         return Page([schema.record(r) for r in rows], int(total))
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(SQL.expiring_between, after, not_after)
+        return [schema.record(r) for r in rows]
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        async with self._connection() as conn:
+            attempts = await conn.fetchval(
+                SQL.claim_warning,
+                *SQL.warning_args(key),
+                now_ms,
+                now_ms + lease_ms,
+                max_attempts,
+            )
+        return None if attempts is None else int(attempts)
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(SQL.warning_sent, *SQL.warning_args(key), now_ms)
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        async with self._connection() as conn:
+            attempts = await conn.fetchval(SQL.warning_failed, *SQL.warning_args(key), retry_at)
+        return 0 if attempts is None else int(attempts)
+
+    async def prune_warnings(self, before: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(SQL.prune_warnings, before)
 
     async def record_access(self, times: Mapping[int, int]) -> None:
         if not times:

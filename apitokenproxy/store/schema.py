@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreUnavailable
-from .base import NewToken, TokenRecord
+from .base import NewToken, TokenRecord, WarningKey
 
 # Revocation rows only need to outlive the slowest poller by a wide margin.
 REVOCATION_RETENTION_MS = 3_600_000
@@ -151,6 +151,19 @@ def migrations(d: Dialect) -> Migrations:
                 "ALTER TABLE tokens ADD COLUMN previous_hash TEXT",
                 f"ALTER TABLE tokens ADD COLUMN previous_until {d.integer}",
             ),
+            (  # 4: expiry warnings, each claimed by one process and sent once
+                f"""CREATE TABLE expiry_warnings (
+                    token_id {d.integer} NOT NULL,
+                    days INTEGER NOT NULL,
+                    valid_until {d.integer} NOT NULL,
+                    channel TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt {d.integer} NOT NULL,
+                    sent_at {d.integer},
+                    PRIMARY KEY (token_id, days, valid_until, channel)
+                )""",
+                "CREATE INDEX tokens_valid_until ON tokens (valid_until)",
+            ),
         )
     )
 
@@ -209,6 +222,13 @@ class Statements:
     upsert: str  # values(TokenRecord)
     count_failure: str  # (key, now_ms, window_ms) -> (window_start, count)
     prune_failures: str  # (now_ms,)
+    count_owned: str  # (owner_key,) -> (count,)
+    expiring_between: str  # (after, not_after)
+    # warning_args(key) + (now_ms, lease_until, max_attempts) -> (attempts,) if claimed
+    claim_warning: str
+    warning_sent: str  # warning_args(key) + (now_ms,)
+    warning_failed: str  # warning_args(key) + (retry_at,) -> (attempts,)
+    prune_warnings: str  # (before,)
 
     def expiring(self, not_valid_after: int | None) -> tuple[str, str, tuple[Any, ...]]:
         """Count and page statements for ``find_by_expiry``, and the arguments
@@ -227,6 +247,11 @@ class Statements:
             ),
             args,
         )
+
+    @staticmethod
+    def warning_args(key: WarningKey) -> tuple[Any, ...]:
+        """The first arguments of every warning statement."""
+        return (key.token_id, key.days, key.valid_until, key.channel)
 
     def access_args(self, times: Mapping[int, int]) -> tuple[Any, ...]:
         """The arguments of ``record_access`` for one batch of uses."""
@@ -295,6 +320,35 @@ def statements(d: Dialect) -> Statements:
             RETURNING window_start, count
         """),
         prune_failures=b("DELETE FROM failures WHERE window_start < $1"),
+        count_owned=b("SELECT count(*) FROM tokens WHERE owner_key = $1"),
+        expiring_between=b(
+            f"SELECT {_SELECTED} FROM tokens WHERE valid_until > $1 AND valid_until <= $2"
+            " ORDER BY valid_until, id"
+        ),
+        # A new row is claimed at once; an existing one only if unsent, its lease
+        # or back-off over, and attempts left. Concurrent claims of one row wait
+        # for each other, and the loser finds the winner's lease: no row is sent twice.
+        claim_warning=b("""
+            INSERT INTO expiry_warnings
+                (token_id, days, valid_until, channel, attempts, next_attempt)
+            VALUES ($1, $2, $3, $4, 0, $6)
+            ON CONFLICT (token_id, days, valid_until, channel) DO UPDATE
+                SET next_attempt = excluded.next_attempt
+                WHERE expiry_warnings.sent_at IS NULL
+                AND expiry_warnings.next_attempt <= $5
+                AND expiry_warnings.attempts < $7
+            RETURNING attempts
+        """),
+        warning_sent=b(
+            "UPDATE expiry_warnings SET sent_at = $5 WHERE token_id = $1 AND days = $2"
+            " AND valid_until = $3 AND channel = $4"
+        ),
+        warning_failed=b(
+            "UPDATE expiry_warnings SET attempts = attempts + 1, next_attempt = $5"
+            " WHERE token_id = $1 AND days = $2 AND valid_until = $3 AND channel = $4"
+            " RETURNING attempts"
+        ),
+        prune_warnings=b("DELETE FROM expiry_warnings WHERE valid_until < $1"),
     )
 
 

@@ -28,7 +28,7 @@ import aiosqlite
 
 from ..errors import StoreUnavailable
 from . import schema
-from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord
+from .base import REVOCATION_POLL_SECONDS, NewToken, OwnerAtLimit, Page, TokenRecord, WarningKey
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,14 @@ class SQLiteStore:
                 await _rollback(self._conn)
                 raise
 
-    async def create(self, token: NewToken) -> TokenRecord:
+    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
+        # BEGIN IMMEDIATE holds the write lock from the count to the insert.
         async with self._write() as conn:
+            if limit:
+                counted = await _first(conn, SQL.count_owned, (token.owner_key,))
+                count = int(counted[0]) if counted else 0
+                if count >= limit:
+                    raise OwnerAtLimit(count)
             row = await _first(conn, SQL.create, schema.values(token))
         assert row is not None
         return schema.record(row)
@@ -173,6 +179,32 @@ class SQLiteStore:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
         return Page([schema.record(r) for r in rows], int(row[0]) if row else 0)
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(SQL.expiring_between, (after, not_after))
+        return [schema.record(r) for r in rows]
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        args = (*SQL.warning_args(key), now_ms, now_ms + lease_ms, max_attempts)
+        async with self._write() as conn:
+            row = await _first(conn, SQL.claim_warning, args)
+        return None if row is None else int(row[0])
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
+        async with self._write() as conn:
+            await conn.execute(SQL.warning_sent, (*SQL.warning_args(key), now_ms))
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        async with self._write() as conn:
+            row = await _first(conn, SQL.warning_failed, (*SQL.warning_args(key), retry_at))
+        return 0 if row is None else int(row[0])
+
+    async def prune_warnings(self, before: int) -> None:
+        async with self._write() as conn:
+            await conn.execute(SQL.prune_warnings, (before,))
 
     async def record_access(self, times: Mapping[int, int]) -> None:
         if not times:

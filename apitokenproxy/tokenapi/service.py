@@ -7,10 +7,16 @@ Permission rules, in one place:
 - anyone may create, rename, list and delete their own tokens, narrow their
   scope (never widen it), change their allowed networks, rotate them, and a
   token may ask about itself;
-- a sysadmin may also create a token for another user key, delete anyone's
-  token, delete all tokens of a user and filter all tokens;
+- a sysadmin, or a member of ``auth.token_manager_groups``, may also create
+  a token for another user key, delete anyone's token, delete all tokens of
+  a user and filter all tokens;
 - someone else's token id is "not found" to a normal user, never "forbidden",
-  so ids cannot be probed.
+  so ids cannot be probed;
+- with ``tokens.tokens_may_manage_tokens`` false, a caller who logged in with
+  a token may not create or delete tokens (so a leaked token cannot renew
+  itself); renaming and listing stay allowed;
+- who may own a token and for how long is ``policy.py``; a new token past
+  ``tokens.max_per_user`` is refused with the number its owner holds.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
 from ..errors import BadRequest, Forbidden, NotFound
-from ..store import NewToken, Page, TokenRecord, TokenStore
+from ..store import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore
 from ..store.base import SCOPES
-from .validity import effective_months, valid_until
+from .policy import check_may_hold, granted_months, needs_groups
+from .validity import valid_until
 
 log = logging.getLogger(__name__)
 
@@ -98,31 +105,40 @@ class TokenService:
         return self.config.max_description_length
 
     async def create(self, caller: Caller, request: CreateRequest) -> CreatedToken:
+        config = self.config
+        self._require_not_token(caller, "create tokens")
         owner = caller.user
         if request.for_user_key is not None and request.for_user_key != caller.user.key:
-            await self._require_sysadmin(caller, "create tokens for other users")
+            await self._require_manager(caller, "create tokens for other users")
             found = await self._identity.find_user(request.for_user_key, caller.acting)
             if found is None:
                 raise NotFound(f"no user has the user key {request.for_user_key!r}")
             owner = found
-        months = effective_months(
-            request.months, self.config.default_validity_months, self.config.max_validity_months
-        )
+        groups: frozenset[str] = frozenset()
+        if needs_groups(config):
+            groups = await self._auth.groups(owner)
+            check_may_hold(owner.name, groups, config)
+        months = granted_months(request.months, groups, config)
         secret = new_secret()
         created = self._clock()
-        record = await self._store.create(
-            NewToken(
-                owner_key=owner.key,
-                owner_name=owner.name,
-                description=request.description,
-                secret_hash=await self._hasher.hash(secret),
-                created=created,
-                valid_until=valid_until(created, months),
-                created_by_key=caller.user.key,
-                scope=request.scope,
-                allowed_networks=request.allowed_networks,
-            )
+        token = NewToken(
+            owner_key=owner.key,
+            owner_name=owner.name,
+            description=request.description,
+            secret_hash=await self._hasher.hash(secret),
+            created=created,
+            valid_until=valid_until(created, months),
+            created_by_key=caller.user.key,
+            scope=request.scope,
+            allowed_networks=request.allowed_networks,
         )
+        try:
+            record = await self._store.create(token, limit=config.max_per_user)
+        except OwnerAtLimit as exc:
+            raise BadRequest(
+                f"{owner.name} already has {exc.count} API tokens and may hold at most "
+                f"{config.max_per_user}: delete one before creating another"
+            ) from exc
         return CreatedToken(record, format_token(record.id, secret))
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
@@ -137,6 +153,9 @@ class TokenService:
         if change.scope is None and change.allowed_networks is None:
             assert change.description is not None
             return await self.rename(caller, token_id, change.description)
+        if change.allowed_networks is not None:
+            # A leaked token must not lift the address limit that contains it.
+            self._require_not_token(caller, "change where tokens may be used from")
         current = await self._own_token(caller, token_id)
         if change.scope is not None and widens(current.scope, change.scope):
             raise BadRequest(
@@ -159,6 +178,7 @@ class TokenService:
         self, caller: Caller, token_id: int, requested_grace: int | None
     ) -> CreatedToken:
         """A new secret for the same token; the current one keeps working for the grace."""
+        self._require_not_token(caller, "rotate tokens")
         await self._own_token(caller, token_id)
         grace = grace_seconds(requested_grace, self.config.max_rotation_grace_seconds)
         secret = new_secret()
@@ -194,17 +214,19 @@ class TokenService:
         return await self._store.list_owned(caller.user.key)
 
     async def delete(self, caller: Caller, token_id: int) -> None:
+        self._require_not_token(caller, "delete tokens")
         record = await self._store.get(token_id)
         if record is None:
             raise _not_found(token_id)
-        if record.owner_key != caller.user.key and not await self._auth.is_sysadmin(caller):
+        if record.owner_key != caller.user.key and not await self._auth.may_manage(caller):
             raise _not_found(token_id)
         if not await self._store.delete(token_id):
             raise _not_found(token_id)
         self._verifier.forget([token_id])
 
     async def delete_all_for(self, caller: Caller, user_key: str) -> int:
-        await self._require_sysadmin(caller, "delete all tokens of a user")
+        self._require_not_token(caller, "delete tokens")
+        await self._require_manager(caller, "delete all tokens of a user")
         deleted = await self._store.delete_all_for(user_key)
         self._verifier.forget(deleted)
         return len(deleted)
@@ -212,7 +234,7 @@ class TokenService:
     async def find_by_expiry(
         self, caller: Caller, not_valid_after: int | None, offset: int, limit: int
     ) -> Page:
-        await self._require_sysadmin(caller, "filter all tokens")
+        await self._require_manager(caller, "filter all tokens")
         return await self._store.find_by_expiry(not_valid_after, offset, limit)
 
     async def _own_token(self, caller: Caller, token_id: int) -> TokenRecord:
@@ -221,9 +243,15 @@ class TokenService:
             raise _not_found(token_id)
         return record
 
-    async def _require_sysadmin(self, caller: Caller, action: str) -> None:
-        if not await self._auth.is_sysadmin(caller):
-            raise Forbidden(f"only system administrators may {action}")
+    async def _require_manager(self, caller: Caller, action: str) -> None:
+        if not await self._auth.may_manage(caller):
+            raise Forbidden(f"only system administrators and token managers may {action}")
+
+    def _require_not_token(self, caller: Caller, action: str) -> None:
+        if caller.token_id is not None and not self.config.tokens_may_manage_tokens:
+            raise Forbidden(
+                f"API tokens may not {action} on this site: log in with your password to do it"
+            )
 
 
 def _not_found(token_id: int) -> NotFound:

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from apitokenproxy.auth.credentials import TokenAttempt
-from apitokenproxy.auth.gate import AS_IS, Admission, classify
+from apitokenproxy.auth.gate import AS_IS, PASSWORD, Admission, classify
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.errors import Unauthorized
 
@@ -25,7 +25,8 @@ def basic(user: str, password: str) -> str:
         ([], False, AS_IS),
         ([basic("alice", TOKEN)], False, TokenAttempt(TOKEN, "alice")),
         ([f"Bearer {TOKEN}"], False, TokenAttempt(TOKEN, None)),
-        ([basic("alice", "hunter2")], True, AS_IS),
+        # Forwarded as it is, but marked: auth.allowed_networks applies to passwords.
+        ([basic("alice", "hunter2")], True, PASSWORD),
         (["Bearer jira-personal-access-token"], False, AS_IS),
         (["Negotiate YII="], False, AS_IS),
         # A "password" with the prefix is a (bad) token, never sent upstream as a password.

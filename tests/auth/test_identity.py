@@ -62,6 +62,19 @@ async def test_password_check_and_lookups(
     assert await identity.is_sysadmin(User(alice.key, "alice"), as_user("alice")) is False
 
 
+@pytest.mark.parametrize("product", ["jira", "confluence"])
+async def test_groups_and_email(
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
+) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, product)
+    bob = fake.users[2]
+    assert bob.groups
+    assert await identity.groups(User(bob.key, "bob"), as_user("bob")) == frozenset(bob.groups)
+    # Both fakes show users their own address (Confluence does when its
+    # e-mail visibility setting lets the viewer see it).
+    assert await identity.email(as_user("bob")) == "bob@example.com"
+
+
 async def test_user_keys_are_quoted(aiohttp_server: Any, identity_for: Identity) -> None:
     identity, fake = await provider(aiohttp_server, identity_for, "jira")
     assert await identity.find_user("a&b=c/d", as_user("admin")) is None

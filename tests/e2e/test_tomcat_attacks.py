@@ -51,6 +51,12 @@ class Passwords:
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         return None
 
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        return frozenset()
+
+    async def email(self, acting: ActingAs) -> str | None:
+        return None
+
 
 @dataclass
 class Front:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from apitokenproxy.errors import StoreUnavailable
-from apitokenproxy.store import NewToken, TokenStore
+from apitokenproxy.store import NewToken, OwnerAtLimit, TokenStore, WarningKey, open_store
 
 BASE = NewToken(
     owner_key="JIRAUSER10100",
@@ -182,8 +182,6 @@ async def test_upsert_copies_tokens_exactly_and_is_idempotent(store: TokenStore)
 async def test_watch_reports_revocations_from_another_connection(
     store: TokenStore, store_url: str
 ) -> None:
-    from apitokenproxy.store import open_store
-
     other = await open_store(store_url)
     seen: list[int] = []
     arrived = asyncio.Event()
@@ -291,3 +289,94 @@ async def test_rotations_and_policy_changes_are_announced_like_revocations(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def test_create_with_a_limit_counts_the_owners_tokens(store: TokenStore) -> None:
+    await store.create(BASE, limit=2)
+    await store.create(token(owner_key="bob"), limit=1)
+    await store.create(BASE, limit=2)
+    with pytest.raises(OwnerAtLimit) as refused:
+        await store.create(BASE, limit=2)
+    assert refused.value.count == 2
+    # A limit lowered below what exists reports the real number; 0 is no limit.
+    with pytest.raises(OwnerAtLimit) as refused:
+        await store.create(BASE, limit=1)
+    assert refused.value.count == 2
+    await store.create(BASE, limit=0)
+    assert len(await store.list_owned(BASE.owner_key)) == 3
+
+
+async def test_the_limit_holds_across_connections_racing(store: TokenStore, store_url: str) -> None:
+    others = [await open_store(store_url) for _ in range(3)]
+    try:
+        outcomes = await asyncio.gather(
+            *(s.create(BASE, limit=4) for s in (store, *others) for _ in range(4)),
+            return_exceptions=True,
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 4
+    assert all(isinstance(o, OwnerAtLimit) for o in outcomes if isinstance(o, BaseException))
+    assert len(await store.list_owned(BASE.owner_key)) == 4
+
+
+async def test_expiring_lists_tokens_in_a_window_soonest_first(store: TokenStore) -> None:
+    await store.create(token(valid_until=None))
+    gone = await store.create(token(valid_until=1000))
+    late = await store.create(token(valid_until=3000))
+    early = await store.create(token(valid_until=2000))
+    await store.create(token(valid_until=3001))
+    assert [t.id for t in await store.expiring(1000, 3000)] == [early.id, late.id]
+    assert [t.id for t in await store.expiring(999, 1000)] == [gone.id]
+
+
+KEY = WarningKey(token_id=7, days=14, valid_until=90_000, channel="email")
+
+
+async def test_a_warning_is_claimed_once_then_sent(store: TokenStore) -> None:
+    assert await store.claim_warning(KEY, 1000, 500, 5) == 0
+    # Held by its claimant until the lease ends...
+    assert await store.claim_warning(KEY, 1499, 500, 5) is None
+    # ...and another channel, threshold or expiry is another warning.
+    assert await store.claim_warning(replace(KEY, channel="webhook"), 1000, 500, 5) == 0
+    assert await store.claim_warning(replace(KEY, days=3), 1000, 500, 5) == 0
+    assert await store.claim_warning(replace(KEY, valid_until=95_000), 1000, 500, 5) == 0
+    # A claimant that died: the lease ends and someone else takes it over.
+    assert await store.claim_warning(KEY, 1500, 500, 5) == 0
+    await store.warning_sent(KEY, 1600)
+    assert await store.claim_warning(KEY, 10_000_000, 500, 5) is None
+
+
+async def test_a_failed_warning_waits_for_its_retry_and_gives_up(store: TokenStore) -> None:
+    assert await store.claim_warning(KEY, 0, 500, 2) == 0
+    assert await store.warning_failed(KEY, retry_at=5000) == 1
+    assert await store.claim_warning(KEY, 4999, 500, 2) is None
+    assert await store.claim_warning(KEY, 5000, 500, 2) == 1
+    assert await store.warning_failed(KEY, retry_at=9000) == 2
+    # Two attempts failed: never again.
+    assert await store.claim_warning(KEY, 99_000, 500, 2) is None
+
+
+async def test_concurrent_claims_of_one_warning_have_one_winner(
+    store: TokenStore, store_url: str
+) -> None:
+    others = [await open_store(store_url) for _ in range(3)]
+    try:
+        claims = await asyncio.gather(
+            *(s.claim_warning(KEY, 1000, 60_000, 5) for s in (store, *others) for _ in range(3))
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert sorted(claims, key=lambda c: c is None) == [0] + [None] * 11
+
+
+async def test_warnings_of_long_expired_tokens_are_pruned(store: TokenStore) -> None:
+    await store.claim_warning(KEY, 0, 500, 5)
+    await store.warning_sent(KEY, 1)
+    await store.prune_warnings(before=KEY.valid_until)
+    assert await store.claim_warning(KEY, 2, 500, 5) is None
+    await store.prune_warnings(before=KEY.valid_until + 1)
+    # Forgotten: the row is new again (no token is ever that old when scanned).
+    assert await store.claim_warning(KEY, 2, 500, 5) == 0
