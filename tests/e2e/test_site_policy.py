@@ -5,6 +5,7 @@ and tokens that may not manage tokens."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,16 @@ async def test_only_members_of_the_allowed_groups_may_hold_tokens(make_world: Ma
     body = {"tokenDescription": "t", "tokenForUserKey": "JIRAUSER10105"}
     data = await create(world, ADMIN, body, status=403)
     assert "bob may not hold" in data["message"]
+
+
+async def test_a_token_outlives_its_owners_membership(make_world: MakeWorld) -> None:
+    """As documented: the group is checked at creation, not on every use."""
+    world = await make_world(config={"tokens": {"allowed_groups": ["developers"]}})
+    token = (await create(world, ALICE, {"tokenDescription": "t"}))["plainTextToken"]
+    world.upstream.users = tuple(
+        dataclasses.replace(u, groups=()) if u.name == "alice" else u for u in world.upstream.users
+    )
+    assert (await world.client.get(ISSUE, headers=bearer(token))).status == 200
 
 
 async def test_groups_are_asked_once_and_cached(make_world: MakeWorld) -> None:
