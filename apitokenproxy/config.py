@@ -259,6 +259,8 @@ class SmtpConfig:
     password: str = ""
     sender: str = "apitokenproxy@localhost"
     timeout_seconds: float = field(default=30.0, metadata=_check(_positive))
+    # A PEM bundle of the CAs to trust for the server's certificate; empty: the system's.
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -389,6 +391,7 @@ def _cross_checks(config: Config) -> list[str]:
         ("listen.tls.cert_file", tls.cert_file),
         ("listen.tls.key_file", tls.key_file),
         ("upstream.ca_file", up.ca_file),
+        ("notify.smtp.ca_file", smtp.ca_file),
     ):
         if path and not os.access(path, os.R_OK):
             problems.append(f"{key}: cannot read {path}")

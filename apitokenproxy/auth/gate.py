@@ -5,7 +5,7 @@
 - no credentials: forwarded as they are (the upstream decides);
 - a token, as ``Basic user:TOKEN``, ``Bearer TOKEN`` or ``Basic TOKEN:`` (the
   token as user name, as tools with one "API key" field send it): checked here;
-- a password in Basic: forwarded unchanged, or refused when
+- a password in Basic: forwarded unchanged (``PASSWORD``), or refused when
   ``auth.allow_password_basic_auth`` is false;
 - anything else (Jira's own Bearer personal access tokens, OAuth, Kerberos):
   not ours, forwarded unchanged;
@@ -61,8 +61,8 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
         if not allow_password:
             raise Unauthorized(PASSWORDS_DISABLED)
         return PASSWORD
-    # No credentials, a password, or a scheme that is not ours (Jira's own
-    # personal access tokens, OAuth, Kerberos): the upstream's business.
+    # No credentials, or a scheme that is not ours (Jira's own personal
+    # access tokens, OAuth, Kerberos): the upstream's business.
     return AS_IS
 
 

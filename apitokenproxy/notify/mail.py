@@ -51,7 +51,7 @@ class MailChannel:
 
 def deliver(config: SmtpConfig, message: EmailMessage) -> None:
     """Send one message, blocking; raises smtplib.SMTPException or OSError."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=config.ca_file or None)
     smtp: smtplib.SMTP
     if config.security == "tls":
         smtp = smtplib.SMTP_SSL(

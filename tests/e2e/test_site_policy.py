@@ -5,6 +5,7 @@ and tokens that may not manage tokens."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ async def test_ipv6_clients_directly(
         await runner.cleanup()
 
 
-async def test_a_reload_changes_the_allowed_networks_at_once(
+async def test_a_reload_changes_networks_and_managers_at_once(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
     world = await make_world(config={"auth": {"allowed_networks": ["127.0.0.0/8"]}})
@@ -129,14 +130,22 @@ async def test_a_reload_changes_the_allowed_networks_at_once(
     raw: dict[str, Any] = {
         "upstream": {"url": world.config.upstream.url},
         "store": {"url": world.config.store.url},
-        "auth": {"allowed_networks": ["10.0.0.0/8"]},
+        "auth": {"allowed_networks": ["10.0.0.0/8"], "token_manager_groups": ["developers"]},
         "proxy": {"fast_path": world.config.proxy.fast_path},
         "logging": {"access_log": False},
     }
+    resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=ALICE)
+    assert resp.status == 403
     path.write_text(yaml.safe_dump(raw))
     assert Reloader(path, world.client.app[COMPONENTS], None).reload()
     resp = await world.client.get(ISSUE, headers=bearer(token))
     assert_error(resp.status, await resp.json(), 403, "not accepted")
+    # alice became a token manager, from an allowed address.
+    raw["auth"]["allowed_networks"] = ["127.0.0.0/8"]
+    path.write_text(yaml.safe_dump(raw))
+    assert Reloader(path, world.client.app[COMPONENTS], None).reload()
+    resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=ALICE)
+    assert resp.status == 200
 
 
 # Who may hold tokens, and for how long ----------------------------------------------
@@ -207,6 +216,16 @@ async def test_only_members_of_the_allowed_groups_may_hold_tokens(make_world: Ma
     body = {"tokenDescription": "t", "tokenForUserKey": "JIRAUSER10105"}
     data = await create(world, ADMIN, body, status=403)
     assert "bob may not hold" in data["message"]
+
+
+async def test_a_token_outlives_its_owners_membership(make_world: MakeWorld) -> None:
+    """As documented: the group is checked at creation, not on every use."""
+    world = await make_world(config={"tokens": {"allowed_groups": ["developers"]}})
+    token = (await create(world, ALICE, {"tokenDescription": "t"}))["plainTextToken"]
+    world.upstream.users = tuple(
+        dataclasses.replace(u, groups=()) if u.name == "alice" else u for u in world.upstream.users
+    )
+    assert (await world.client.get(ISSUE, headers=bearer(token))).status == 200
 
 
 async def test_groups_are_asked_once_and_cached(make_world: MakeWorld) -> None:
