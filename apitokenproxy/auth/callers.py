@@ -1,15 +1,19 @@
-"""Who calls the token API: a token, a password the upstream accepts, never anything else.
+"""Who calls the token API: a token, a password or a session the upstream accepts.
 
 ``Authenticator`` turns an accepted ``Authorization`` header into a
 ``Caller``: a token is checked by ``TokenVerifier``; a password is checked
 by the upstream (``identity.py``) and the answer cached under a keyed
-digest. Sysadmin rights are asked of the upstream on the caller's behalf.
+digest. With no ``Authorization`` header, the upstream's session cookie is
+asked about (``sessions.py``); such callers must also pass the CSRF rule
+(``csrf.py``) to change anything. Sysadmin rights are asked of the upstream
+on the caller's behalf.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config import AuthConfig
 from ..errors import Unauthorized
@@ -17,11 +21,18 @@ from ..store import TokenRecord
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
+from .sessions import SessionSignIn
 from .verifier import TokenVerifier
 
 # The headers that make the upstream take a call as the named user's: the
 # data path's own injection (``proxy.headers.Injection.identity``).
 AsUser = Callable[[str], Iterable[tuple[str, str]]]
+
+# How a caller proved who it is: a password checked by the upstream, one of
+# our tokens, or the upstream's browser session cookie.
+Method = Literal["password", "token", "session"]
+
+NO_CREDENTIALS = "authentication required: use Basic user:password or a token"
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Caller:
     user: User
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
+    method: Method = "password"
 
 
 class Authenticator:
@@ -55,20 +67,29 @@ class Authenticator:
             config.token_cache_size, config.password_cache_seconds
         )
         self._as_user = as_user
+        self.sessions = SessionSignIn(
+            identity, cache_seconds=config.session_cache_seconds, cache_size=config.token_cache_size
+        )
 
     def acting_for(self, user_name: str) -> ActingAs:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs(dict(self._as_user(user_name)))
 
-    async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
+    async def caller(
+        self, authorization: Sequence[str], client: str | None = None, cookie: str | None = None
+    ) -> Caller:
+        """The caller these credentials name; ``cookie`` (the request's ``Cookie``
+        header) is consulted only when there is no ``Authorization`` header."""
         credentials = read_credentials(authorization)
         attempt = token_in(credentials)
         if attempt is not None:
             record = await self._verifier.verify(attempt.token, attempt.username, client=client)
             return self._token_caller(record)
         match credentials:
+            case None if cookie:
+                return await self.session_caller(cookie)
             case None:
-                raise Unauthorized("authentication required: use Basic user:password or a token")
+                raise Unauthorized(NO_CREDENTIALS)
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
@@ -79,9 +100,16 @@ class Authenticator:
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
                 )
 
+    async def session_caller(self, cookie: str) -> Caller:
+        """The signed-in user of an upstream session; Unauthorized if none."""
+        user = await self.sessions.user(cookie)
+        # Later calls on the user's behalf go as the token callers' do, with
+        # the trusted user header: the cookie itself is never kept.
+        return Caller(user, self.acting_for(user.name), method="session")
+
     def _token_caller(self, record: TokenRecord) -> Caller:
         user = User(record.owner_key, record.owner_name)
-        return Caller(user, self.acting_for(record.owner_name), token_id=record.id)
+        return Caller(user, self.acting_for(record.owner_name), token_id=record.id, method="token")
 
     async def _check_password(self, username: str, password: str) -> User:
         key = self._digest(username, password)
