@@ -26,6 +26,7 @@ from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
 from .ops.accesslog import AccessLog
+from .pages.site import Pages
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
@@ -56,6 +57,7 @@ class Components:
     forwarder: Forwarder
     fast_lane: FastLane
     forward_auth: ForwardAuth
+    pages: Pages
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -125,6 +127,17 @@ class Components:
             )
             trusted = parse_networks(config.proxy.trusted_proxies)
             gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+            service = TokenService(
+                store, hasher, authenticator, provider, verifier, config.tokens, clock
+            )
+            context_path = urlsplit(upstream.url).path.rstrip("/")
+            token_api = TokenApi(
+                service,
+                authenticator,
+                trusted,
+                context_path=context_path,
+                public_url=config.listen.public_url.rstrip("/"),
+            )
             components = cls(
                 config=config,
                 store=store,
@@ -132,14 +145,15 @@ class Components:
                 last_accessed=last_accessed,
                 access_log=access_log,
                 verifier=verifier,
-                token_api=TokenApi(
-                    TokenService(
-                        store, hasher, authenticator, provider, verifier, config.tokens, clock
-                    ),
+                token_api=token_api,
+                pages=Pages(
                     authenticator,
-                    trusted,
-                    context_path=urlsplit(upstream.url).path.rstrip("/"),
-                    public_url=config.listen.public_url.rstrip("/"),
+                    config.pages,
+                    product=upstream.product,
+                    context_path=context_path,
+                    # Read at each page view: a reload changes the limits live.
+                    tokens=lambda: service.config,
+                    own_origin=token_api.own_origin,
                 ),
                 forwarder=Forwarder(pool, websockets, gate, injection, config, trusted),
                 forward_auth=ForwardAuth(gate, injection, trusted),
