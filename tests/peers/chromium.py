@@ -66,5 +66,5 @@ async def screenshot(page: Any, name: str) -> None:
     """Save ``name``.png of the whole page when ``APITOKENPROXY_SCREENSHOTS`` names a folder."""
     folder = os.environ.get(SCREENSHOTS_ENV)
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        # Playwright makes the folder if it is missing.
         await page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
