@@ -20,9 +20,11 @@ def session(world: World, name: str) -> dict[str, str]:
 
 def assert_safe(headers: object) -> None:
     h = dict(headers)  # type: ignore[call-overload]
-    csp = h["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp and "default-src 'none'" in csp
+    assert h["Content-Security-Policy"] == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    assert h["Referrer-Policy"] == "no-referrer"
     assert h["Cache-Control"] == "no-store"
     assert h["X-Content-Type-Options"] == "nosniff"
 

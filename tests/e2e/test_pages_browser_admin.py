@@ -116,6 +116,24 @@ async def test_an_admin_filters_creates_for_another_user_and_revokes_all(
     await page.get_by_text("Revoked 3 tokens of bob.").wait_for()
     assert await tokens_of(world, "JIRAUSER10105") == []
     assert await use_token(world, "bob", token) == 401
+
+    # Paged like tokensByFilter, 20 to a page.
+    for i in range(19):
+        await world.client.post(
+            f"{API}/user/token",
+            json={"tokenDescription": f"Batch {i}"},
+            headers=basic("alice", "alice-pw"),
+        )
+    await page.locator("#filter-form").get_by_role("button", name="Filter").click()
+    await page.get_by_text("Page 1 of 2 · 21 tokens").wait_for()
+    assert await rows.count() == 20
+    assert await page.get_by_role("button", name="Previous").is_disabled()
+    await page.get_by_role("button", name="Next").click()
+    await page.get_by_text("Page 2 of 2 · 21 tokens").wait_for()
+    assert await rows.count() == 1
+    assert await page.get_by_role("button", name="Next").is_disabled()
+    await page.get_by_role("button", name="Previous").click()
+    await page.get_by_text("Page 1 of 2 · 21 tokens").wait_for()
     await page.context.close()
 
 
@@ -126,6 +144,7 @@ async def test_a_non_admin_opening_the_manager_gets_a_page_that_says_so(
     world = await make_world("jira")
     page = await signed_in_page(browser, world, "bob", PAGES + "/manager")
     await page.get_by_role("heading", name="Only system administrators").wait_for()
+    await screenshot(page, "token-manager-refused")
     await page.get_by_role("link", name="Go to My API tokens").click()
     await page.get_by_role("heading", name="My API tokens").wait_for()
     await page.context.close()

@@ -174,3 +174,15 @@ async def test_a_session_admin_may_filter_by_user_and_description(make_world: Ma
         f"{API}/user/tokensByFilter?notValidAfter=-1", headers=session(world, "bob")
     )
     assert resp.status == 403
+
+
+async def test_the_own_origin_is_the_public_url_when_one_is_set(make_world: MakeWorld) -> None:
+    world = await make_world("jira", {"listen": {"public_url": "https://jira.example.com/"}})
+    alice = session(world, "alice")
+    body = {"tokenDescription": "t"}
+    own = {**alice, **NO_CHECK, "Origin": "https://jira.example.com"}
+    assert (await world.client.post(f"{API}/user/token", json=body, headers=own)).status == 200
+    # The address the request happened to use is not the site's origin.
+    direct = {**alice, **NO_CHECK, "Origin": origin(world)}
+    assert (await world.client.post(f"{API}/user/token", json=body, headers=direct)).status == 403
+    assert await count(world) == 1

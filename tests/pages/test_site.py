@@ -41,3 +41,21 @@ def test_render_escapes_every_value(value: str, expected: str) -> None:
     assert render('<body data-user="{{user}}">{{user}}</body>', {"user": value}) == (
         f'<body data-user="{expected}">{expected}</body>'
     )
+
+
+def test_every_static_file_ships_as_package_data() -> None:
+    """`pip install .` (not editable, as .ci/run installs) must carry the pages."""
+    import tomllib
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    from apitokenproxy.pages.site import ASSETS
+
+    root = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["apitokenproxy.pages"]
+    static = root / "apitokenproxy" / "pages" / "static"
+    needed = {*ASSETS, "tokens.html", "manager.html", "forbidden.html"}
+    assert needed <= {p.name for p in static.iterdir()}
+    for name in needed:
+        assert any(fnmatch(f"static/{name}", pattern) for pattern in patterns), name
