@@ -61,6 +61,7 @@ class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     captcha_for: set[str] = field(default_factory=set)
     sessions: dict[str, str] = field(default_factory=dict)  # session id -> user name
+    failing: set[str] = field(default_factory=set)  # paths that answer 500, for fault tests
 
     def current(self, request: web.Request) -> FakeUser | None:
         header_user = request.headers.get(USER_HEADER)
@@ -125,6 +126,8 @@ class FakeUpstream:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             )
         )
+        if request.path in self.failing:
+            return web.json_response({"message": "internal error"}, status=500)
         return await handler(request)
 
     async def _myself(self, request: web.Request) -> web.Response:

@@ -56,6 +56,8 @@ async def test_my_tokens_page_is_safe_and_names_the_user(
     assert_safe(resp.headers)
     page = await resp.text()
     assert 'data-user="alice"' in page
+    myself = "/rest/api/2/myself" if product == "jira" else "/rest/api/user/current"
+    assert f'data-myself="{myself}"' in page  # the curl line's "who am I" for this site
     # No inline code: every script is a file of this origin, no on* handler attributes.
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
     assert scripts and all(' src="/apitokens/static/' in a and not body for a, body in scripts)
@@ -131,3 +133,13 @@ async def test_a_configured_path_under_the_context(make_world: MakeWorld) -> Non
     world = await make_world("jira", {"pages": {"path": "/my-tokens"}})
     resp = await world.client.get("/my-tokens/", headers=session(world, "alice"))
     assert resp.status == 200 and 'href="/my-tokens/static/pages.css"' in await resp.text()
+
+
+async def test_my_tokens_still_opens_when_the_admin_check_fails(make_world: MakeWorld) -> None:
+    world = await make_world("jira")
+    alice = session(world, "alice")
+    # The upstream fails to say who is an administrator: the tab stays hidden.
+    world.upstream.failing.add("/rest/api/2/mypermissions")
+    resp = await world.client.get(PAGES + "/", headers=alice)
+    assert resp.status == 200
+    assert 'href="/apitokens/manager" hidden' in await resp.text()
