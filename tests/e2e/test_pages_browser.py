@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from ..conftest import MakeWorld, World
-from ..fakes import basic
+from ..fakes import LOGIN_PATHS, basic
 from ..peers.chromium import screenshot
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ async def signed_in_page(browser: Any, world: World, name: str, path: str = PAGE
     page = await context.new_page()
     page.set_default_timeout(10_000)
     await page.goto(site(world) + path)
-    assert "/login.jsp" in page.url  # signed out: the upstream's login page
+    assert LOGIN_PATHS[world.upstream.product] in page.url  # signed out: the upstream's login
     await page.get_by_label("Username").fill(name)
     await page.get_by_label("Password").fill(world.upstream.by_name(name).password)  # type: ignore[union-attr]
     await page.get_by_role("button", name="Log in").click()
@@ -43,13 +43,16 @@ async def signed_in_page(browser: Any, world: World, name: str, path: str = PAGE
 
 
 async def use_token(world: World, user: str, token: str) -> int:
-    """A plain HTTP client (no browser, no cookie) calls Jira through the proxy with the token."""
+    """A plain HTTP client (no browser, no cookie) calls the upstream's "who am I"
+    through the proxy with the token."""
+    jira = world.upstream.product == "jira"
+    myself = "/rest/api/2/myself" if jira else "/rest/api/user/current"
     async with (
         aiohttp.ClientSession() as session,
-        session.get(site(world) + "/rest/api/2/myself", headers=basic(user, token)) as resp,
+        session.get(site(world) + myself, headers=basic(user, token)) as resp,
     ):
         if resp.status == 200:
-            assert (await resp.json())["name"] == user
+            assert (await resp.json())["name" if jira else "username"] == user
         return resp.status
 
 

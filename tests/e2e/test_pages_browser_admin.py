@@ -138,6 +138,40 @@ async def test_an_admin_filters_creates_for_another_user_and_revokes_all(
 
 
 @pytest.mark.parametrize("lane", ["fast"])
+async def test_on_confluence_an_admin_creates_for_a_user_named_and_the_user_revokes_it(
+    make_world: MakeWorld, browser: Any
+) -> None:
+    world = await make_world("confluence")
+    bob = world.upstream.by_name("bob")
+    assert bob is not None
+    page = await signed_in_page(browser, world, "admin", PAGES + "/manager")
+    create = page.locator("#for-form")
+    await create.get_by_label("User name").fill("bob")
+    await create.get_by_label("Description").fill("Confluence export")
+    await create.get_by_role("button", name="Create token").click()
+    token_box = page.get_by_label("New token", exact=True)
+    await token_box.wait_for()
+    token = await token_box.input_value()
+    curl = await page.locator("#curl-line").text_content()
+    assert curl == f"curl -u bob:{token} {site(world)}/rest/api/user/current"
+    assert await use_token(world, "bob", token) == 200
+    filters = page.locator("#filter-form")
+    await filters.get_by_label("User name").fill("bob")
+    await filters.get_by_role("button", name="Filter").click()
+    await page.get_by_text("Page 1 of 1 · 1 token").wait_for()
+    assert await page.locator("#tokens td[data-label=User]").all_text_contents() == ["bob"]
+    await page.context.close()
+
+    # Bob sees it on his own page and revokes it.
+    page = await signed_in_page(browser, world, "bob")
+    await page.get_by_role("button", name="Revoke Confluence export").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    await page.get_by_text("You have no API tokens yet.").wait_for()
+    assert await use_token(world, "bob", token) == 401
+    await page.context.close()
+
+
+@pytest.mark.parametrize("lane", ["fast"])
 async def test_a_non_admin_opening_the_manager_gets_a_page_that_says_so(
     make_world: MakeWorld, browser: Any
 ) -> None:
