@@ -18,7 +18,10 @@ from ..errors import Unauthorized
 from .cache import KeyedDigest, TTLCache
 from .identity import IdentityProvider, User
 
-SIGNED_OUT = "your session has ended or was never signed in: sign in to the site again"
+SIGNED_OUT = (
+    "authentication required: the session cookie is not signed in to the site; "
+    "sign in again, or use Basic user:password or a token"
+)
 
 
 class SessionSignIn:
