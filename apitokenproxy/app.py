@@ -3,7 +3,8 @@
 Following one request: ``errors_middleware`` guarantees a JSON answer;
 ``tokenapi/`` serves the token-management paths (``auth/`` decides who
 calls, ``tokenapi/service.py`` applies the rules, ``store/`` remembers);
-every other path goes to ``proxy/forwarder.py``. Health and readiness answer
+the browser pages (``pages/``) answer under ``pages.path``; every other
+path goes to ``proxy/forwarder.py``. Health and readiness answer
 under ``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
 production, plain requests never reach this application: the fast lane
 (``proxy/fastlane.py``) serves them with the same gate, header rules and
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
-from .config import Config
+from .config import Config, PagesConfig
 from .errors import NotFound, ProxyError, StoreUnavailable, error_response
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
@@ -38,7 +39,7 @@ COMPONENTS: web.AppKey[Components] = web.AppKey("components", Components)
 
 
 def served_here(path: str) -> bool:
-    """Whether the application itself may answer ``path``: the token API or health.
+    """Whether the application itself may answer ``path``: the token API, health or pages.
 
     Asked by the fast lane, which hands such requests on. Deliberately wide
     (any case, anywhere in the path): aiohttp decodes and matches paths its
@@ -46,6 +47,20 @@ def served_here(path: str) -> bool:
     """
     lowered = path.lower()
     return _API_MARK in lowered or _HEALTH_MARK in lowered
+
+
+def served_here_with(pages: PagesConfig) -> Callable[[str], bool]:
+    """``served_here``, and the pages' path when they are on."""
+    if not pages.enabled:
+        return served_here
+    mark = pages.path.lower()
+
+    # Asked for every request on the fast lane: one lowering, three substring tests.
+    def here(path: str) -> bool:
+        lowered = path.lower()
+        return _API_MARK in lowered or _HEALTH_MARK in lowered or mark in lowered
+
+    return here
 
 
 _API_MARK = BASE_PATH.split("/")[2].lower()
@@ -97,7 +112,7 @@ def create_app(
 
     async def components(app: web.Application) -> AsyncIterator[None]:
         async with Components.opened(
-            config, identity=identity, clock=clock, served_here=served_here
+            config, identity=identity, clock=clock, served_here=served_here_with(config.pages)
         ) as opened:
             app[COMPONENTS] = opened
             yield
@@ -107,7 +122,16 @@ def create_app(
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
-    base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
+    context = urlsplit(config.upstream.url).path.rstrip("/")
+    if config.pages.enabled:
+        pages = context + config.pages.path
+        for path in (pages, pages + "/"):
+            app.router.add_get(path, _pages("mine"))
+        app.router.add_get(pages + "/manager", _pages("manager"))
+        app.router.add_get(pages + "/static/{name}", _pages("asset"))
+        # The whole path is the proxy's: nothing below it reaches the upstream.
+        app.router.add_route("*", pages + "/{tail:.*}", unknown_page)
+    base = context + BASE_PATH
     for method, path, name in ROUTES:
         app.router.add_route(method, base + path, _token_api(name))
     app.router.add_route("*", base + "/{tail:.*}", unknown_api_path)
@@ -121,6 +145,15 @@ def _token_api(name: str) -> Handler:
         return await method(request)
 
     handler.__name__ = name
+    return handler
+
+
+def _pages(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        method: Handler = getattr(request.app[COMPONENTS].pages, name)
+        return await method(request)
+
+    handler.__name__ = f"pages_{name}"
     return handler
 
 
@@ -146,6 +179,10 @@ async def ready(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return error_response(503, "not_ready", exc.message)
     return web.json_response({"status": "ready"})
+
+
+async def unknown_page(request: web.Request) -> web.Response:
+    raise NotFound(f"no page at {request.path}")
 
 
 async def unknown_api_path(request: web.Request) -> web.Response:

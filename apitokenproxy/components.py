@@ -33,6 +33,7 @@ from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
 from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
+from .pages.site import Pages
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
@@ -65,6 +66,7 @@ class Components:
     forward_auth: ForwardAuth
     networks: AllowedNetworks
     notifier: ExpiryNotifier | None
+    pages: Pages
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -149,6 +151,17 @@ class Components:
             gate = Gate(
                 verifier, allow_password=config.auth.allow_password_basic_auth, networks=networks
             )
+            service = TokenService(
+                store, hasher, authenticator, provider, verifier, config.tokens, clock
+            )
+            context_path = urlsplit(upstream.url).path.rstrip("/")
+            token_api = TokenApi(
+                service,
+                authenticator,
+                trusted,
+                context_path=context_path,
+                public_url=config.listen.public_url.rstrip("/"),
+            )
             components = cls(
                 config=config,
                 store=store,
@@ -156,14 +169,15 @@ class Components:
                 last_accessed=last_accessed,
                 access_log=access_log,
                 verifier=verifier,
-                token_api=TokenApi(
-                    TokenService(
-                        store, hasher, authenticator, provider, verifier, config.tokens, clock
-                    ),
+                token_api=token_api,
+                pages=Pages(
                     authenticator,
-                    trusted,
-                    context_path=urlsplit(upstream.url).path.rstrip("/"),
-                    public_url=config.listen.public_url.rstrip("/"),
+                    config.pages,
+                    product=upstream.product,
+                    context_path=context_path,
+                    # Read at each page view: a reload changes the limits live.
+                    tokens=lambda: service.config,
+                    own_origin=token_api.own_origin,
                 ),
                 forwarder=Forwarder(pool, websockets, gate, injection, config, trusted),
                 forward_auth=ForwardAuth(gate, injection, trusted),

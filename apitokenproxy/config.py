@@ -96,6 +96,17 @@ def _warn_days(value: tuple[int, ...]) -> str | None:
     return None if len(set(value)) == len(value) else "must not repeat a day count"
 
 
+_PAGES_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+
+
+def _pages_path(value: str) -> str | None:
+    if not _PAGES_PATH.match(value):
+        return "must be a path like /apitokens: segments of letters, digits, . _ ~ -"
+    if value.lower().startswith(("/rest/", "/__apitokenproxy", "/plugins/", "/secure/")):
+        return "must not be under a path Jira, Confluence or the proxy already uses"
+    return None
+
+
 def _log_level(value: str) -> str | None:
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"must be one of {', '.join(levels)}"
@@ -180,6 +191,9 @@ class AuthConfig:
     admin_groups: tuple[str, ...] = ("confluence-administrators",)
     # How long a password the upstream accepted, and a sysadmin answer, are reused.
     password_cache_seconds: int = field(default=60, metadata=_check(_not_negative))
+    # How long the upstream's answer about a browser session cookie is reused:
+    # logging out of Jira or Confluence ends access to the token API within it.
+    session_cache_seconds: int = field(default=30, metadata=_check(_not_negative))
     # How long a verified token is trusted without asking the store again.
     token_cache_seconds: int = field(default=300, metadata=_check(_positive))
     token_cache_size: int = field(default=10_000, metadata=_check(_positive))
@@ -242,6 +256,15 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class PagesConfig:
+    # The browser pages "My API tokens" and "Token manager" (docs/pages.md).
+    enabled: bool = True
+    # Where they are served, under the upstream's context path; Jira and
+    # Confluence use nothing below /apitokens.
+    path: str = field(default="/apitokens", metadata=_check(_pages_path))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="INFO", metadata=_check(_log_level))
     access_log: bool = True
@@ -298,6 +321,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     tokens: TokensConfig = TokensConfig()
     proxy: ProxyConfig = ProxyConfig()
+    pages: PagesConfig = PagesConfig()
     logging: LoggingConfig = LoggingConfig()
     notify: NotifyConfig = NotifyConfig()
 

@@ -20,8 +20,9 @@ from apitokenproxy.config import Config, config_from_dict
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, FakeUpstream
 
-# An embedded Tomcat 10, the server Jira and Confluence run on (tests/peers).
-pytest_plugins = ["tests.peers.tomcat"]
+# An embedded Tomcat 10, the server Jira and Confluence run on, and Debian's
+# Chromium for the pages (tests/peers).
+pytest_plugins = ["tests.peers.tomcat", "tests.peers.chromium"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

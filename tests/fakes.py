@@ -1,8 +1,9 @@
 """Fake Jira and Confluence: small aiohttp apps that answer like the real ones.
 
-They know a few users, accept Basic passwords or (like an upstream with a
-header authenticator behind the proxy) the trusted user header, and record
-every request they receive so tests can assert what reached the upstream.
+They know a few users, accept Basic passwords, a session cookie from their
+login form (``JSESSIONID``, like Tomcat's) or (like an upstream with a header
+authenticator behind the proxy) the trusted user header, and record every
+request they receive so tests can assert what reached the upstream.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import base64
 import binascii
 import gzip
 import hashlib
+import html
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 USER_HEADER = "X-Forwarded-User"
+SESSION_COOKIE = "JSESSIONID"
+LOGIN_PATHS = {"jira": "/login.jsp", "confluence": "/login.action"}
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,17 @@ class FakeUpstream:
     captcha_for: set[str] = field(default_factory=set)
     # Like a Confluence whose e-mail visibility setting hides every address.
     hide_emails: bool = False
+    sessions: dict[str, str] = field(default_factory=dict)  # session id -> user name
+    failing: set[str] = field(default_factory=set)  # paths that answer 500, for fault tests
 
     def current(self, request: web.Request) -> FakeUser | None:
         header_user = request.headers.get(USER_HEADER)
         if header_user:
             return self.by_name(header_user)
+        session = request.cookies.get(SESSION_COOKIE)
+        if session is not None and "Authorization" not in request.headers:
+            name = self.sessions.get(session)
+            return None if name is None else self.by_name(name)
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Basic":
             return None
@@ -75,6 +87,12 @@ class FakeUpstream:
             return None
         user = self.by_name(name)
         return user if user is not None and user.password == password else None
+
+    def sign_in(self, name: str) -> str:
+        """A new session for ``name``, as the login form makes: its cookie value."""
+        session = secrets.token_hex(16)
+        self.sessions[session] = name
+        return session
 
     def by_name(self, name: str) -> FakeUser | None:
         return next((u for u in self.users if u.name.lower() == name.lower()), None)
@@ -102,6 +120,10 @@ class FakeUpstream:
             app.router.add_get("/rest/api/user/current", self._myself)
             app.router.add_get("/rest/api/user/memberof", self._memberof)
             app.router.add_get("/rest/api/user", self._user)
+        login = LOGIN_PATHS[self.product]
+        app.router.add_get(login, self._login_form)
+        app.router.add_post(login, self._log_in)
+        app.router.add_get("/logout", self._log_out)
         add_test_routes(app)
         return app
 
@@ -116,6 +138,8 @@ class FakeUpstream:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             )
         )
+        if request.path in self.failing:
+            return web.json_response({"message": "internal error"}, status=500)
         return await handler(request)
 
     async def _myself(self, request: web.Request) -> web.Response:
@@ -137,6 +161,40 @@ class FakeUpstream:
             items = [{"name": g, "self": f"/rest/api/2/group?groupname={g}"} for g in user.groups]
             data["groups"] = {"size": len(items), "items": items}
         return web.json_response(data)
+
+    async def _login_form(self, request: web.Request) -> web.Response:
+        destination = html.escape(request.query.get("os_destination", "/"))
+        failed = '<p role="alert">Sorry, your username and password are incorrect.</p>'
+        return web.Response(
+            content_type="text/html",
+            text=f"""<!doctype html><html lang="en"><head><title>Log in</title></head><body>
+<h1>Log in to {self.product.title()}</h1>{failed if "failed" in request.query else ""}
+<form method="post"><input type="hidden" name="os_destination" value="{destination}">
+<label>Username <input name="os_username" autocomplete="username"></label>
+<label>Password <input name="os_password" type="password"></label>
+<button type="submit" id="login-submit">Log in</button></form></body></html>""",
+        )
+
+    async def _log_in(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        name, password = str(form.get("os_username", "")), str(form.get("os_password", ""))
+        destination = str(form.get("os_destination", "")) or "/"
+        user = self.by_name(name)
+        if user is None or user.password != password:
+            raise web.HTTPFound(f"{request.path}?failed=1")
+        # Like Jira, only a path on this site: never an open redirect.
+        parts = urlsplit(destination)
+        if parts.scheme or parts.netloc or not destination.startswith("/"):
+            destination = "/"
+        response = web.HTTPFound(destination)
+        response.set_cookie(SESSION_COOKIE, self.sign_in(user.name), path="/", httponly=True)
+        raise response
+
+    async def _log_out(self, request: web.Request) -> web.Response:
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        response = web.Response(text="You are now logged out.")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
     async def _mypermissions(self, request: web.Request) -> web.Response:
         user = self.current(request)
@@ -162,7 +220,10 @@ class FakeUpstream:
     async def _user(self, request: web.Request) -> web.Response:
         if self.current(request) is None:
             return web.json_response({}, status=401)
-        user = self.by_key(request.query.get("key", ""))
+        if "username" in request.query:
+            user = self.by_name(request.query["username"])
+        else:
+            user = self.by_key(request.query.get("key", ""))
         if user is None:
             return web.json_response({"errorMessages": ["The user does not exist"]}, status=404)
         return web.json_response(self.user_json(user))

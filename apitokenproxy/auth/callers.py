@@ -1,17 +1,21 @@
-"""Who calls the token API: a token, a password the upstream accepts, never anything else.
+"""Who calls the token API: a token, a password or a session the upstream accepts.
 
 ``Authenticator`` turns an accepted ``Authorization`` header into a
 ``Caller``: a token is checked by ``TokenVerifier``; a password is checked
 by the upstream (``identity.py``) and the answer cached under a keyed
-digest. Sysadmin rights and group memberships are asked of the upstream on
-the caller's behalf and cached as long as a password is. Token and password
-callers from outside ``auth.allowed_networks`` are refused (403).
+digest. With no ``Authorization`` header, the upstream's session cookie is
+asked about (``sessions.py``); such callers must also pass the CSRF rule
+(``csrf.py``) to change anything. Sysadmin rights and group memberships are
+asked of the upstream on the caller's behalf and cached as long as a password
+is. Token and password callers from outside ``auth.allowed_networks`` are
+refused (403); sessions are not (the upstream decided who they are).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config import AuthConfig
 from ..errors import Unauthorized
@@ -20,11 +24,18 @@ from .credentials import BasicCredentials, BearerCredentials, read_credentials, 
 from .grant import Grant, enforce
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
 from .networks import AllowedNetworks
+from .sessions import SessionSignIn
 from .verifier import TokenVerifier
 
 # The headers that make the upstream take a call as the named user's: the
 # data path's own injection (``proxy.headers.Injection.identity``).
 AsUser = Callable[[str], Iterable[tuple[str, str]]]
+
+# How a caller proved who it is: a password checked by the upstream, one of
+# our tokens, or the upstream's browser session cookie.
+Method = Literal["password", "token", "session"]
+
+NO_CREDENTIALS = "authentication required: use Basic user:password or a token"
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Caller:
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
     grant: Grant | None = None  # likewise: the token's policy, and its secret's deadline
+    method: Method = "password"
 
 
 class Authenticator:
@@ -66,16 +78,25 @@ class Authenticator:
         self.networks = networks or AllowedNetworks()
         # Replaced by a configuration reload.
         self.manager_groups = frozenset(config.token_manager_groups)
+        self.sessions = SessionSignIn(
+            identity, cache_seconds=config.session_cache_seconds, cache_size=config.token_cache_size
+        )
 
     def acting_for(self, user_name: str) -> ActingAs:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs(dict(self._as_user(user_name)))
 
     async def caller(
-        self, authorization: Sequence[str], client: str | None = None, method: str = "GET"
+        self,
+        authorization: Sequence[str],
+        client: str | None = None,
+        method: str = "GET",
+        cookie: str | None = None,
     ) -> Caller:
-        """The caller; a token's policy (``grant.enforce``) applies to the token API too,
-        so a read-scoped token can only read, and only from its allowed networks."""
+        """The caller these credentials name; ``cookie`` (the request's ``Cookie``
+        header) is consulted only when there is no ``Authorization`` header. A
+        token's policy (``grant.enforce``) applies to the token API too, so a
+        read-scoped token can only read, and only from its allowed networks."""
         credentials = read_credentials(authorization)
         if client is not None and isinstance(credentials, BasicCredentials | BearerCredentials):
             self.networks.check(client)
@@ -85,8 +106,10 @@ class Authenticator:
             enforce(grant, method, client or "unknown")
             return self._token_caller(grant)
         match credentials:
+            case None if cookie:
+                return await self.session_caller(cookie)
             case None:
-                raise Unauthorized("authentication required: use Basic user:password or a token")
+                raise Unauthorized(NO_CREDENTIALS)
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
@@ -97,10 +120,23 @@ class Authenticator:
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
                 )
 
+    async def session_caller(self, cookie: str) -> Caller:
+        """The signed-in user of an upstream session; Unauthorized if none."""
+        user = await self.sessions.user(cookie)
+        # Later calls on the user's behalf go as the token callers' do, with
+        # the trusted user header: the cookie itself is never kept.
+        return Caller(user, self.acting_for(user.name), method="session")
+
     def _token_caller(self, grant: Grant) -> Caller:
         record = grant.record
         user = User(record.owner_key, record.owner_name)
-        return Caller(user, self.acting_for(record.owner_name), token_id=record.id, grant=grant)
+        return Caller(
+            user,
+            self.acting_for(record.owner_name),
+            token_id=record.id,
+            grant=grant,
+            method="token",
+        )
 
     async def _check_password(self, username: str, password: str) -> User:
         key = self._digest(username, password)

@@ -1,10 +1,11 @@
 """Who a user is, as Jira or Confluence says: the upstream's own REST API.
 
-The proxy keeps no user directory. Passwords are checked by the upstream
-(``/rest/api/2/myself`` or ``/rest/api/user/current`` with the caller's
-credentials), user keys are resolved there, and so are sysadmin rights,
-group memberships (Jira ``/rest/api/2/myself?expand=groups``, Confluence
-``/rest/api/user/memberof``) and e-mail addresses.
+The proxy keeps no user directory. Passwords and browser sessions are
+checked by the upstream (``/rest/api/2/myself`` or ``/rest/api/user/current``
+with the caller's credentials, or with only the session's ``Cookie``), user
+keys are resolved there, and so are sysadmin rights, group memberships (Jira
+``/rest/api/2/myself?expand=groups``, Confluence ``/rest/api/user/memberof``)
+and e-mail addresses.
 
 Calls "as" a user carry either that user's Basic credentials (a password
 caller) or the trusted user header (a token caller: the upstream's header
@@ -66,6 +67,10 @@ class PasswordRejected(Exception):
 class IdentityProvider(Protocol):
     async def check_password(self, username: str, password: str) -> User:
         """The user the upstream knows by these credentials; raise PasswordRejected if none."""
+        ...
+
+    async def session_user(self, cookie: str) -> User | None:
+        """The user signed in with this ``Cookie`` header, or None for no one."""
         ...
 
     async def is_sysadmin(self, user: User, acting: ActingAs) -> bool: ...
@@ -142,6 +147,13 @@ class UpstreamIdentity:
         if user is None:
             raise PasswordRejected("wrong user name or password")
         return user
+
+    async def session_user(self, cookie: str) -> User | None:
+        # Only the cookie travels: the upstream decides from the session alone.
+        status, _, body = await self._get(self._product.myself, {"Cookie": cookie})
+        if status in (401, 403):
+            return None
+        return self._user_from(status, body, "the session's user")
 
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         status, _, body = await self._get(

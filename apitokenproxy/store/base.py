@@ -134,9 +134,19 @@ class TokenStore(Protocol):
         """Delete every token of one owner; return their ids."""
         ...
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
         """Tokens with ``valid_until <= not_valid_after`` (None: all tokens),
-        ordered by valid_until (never-expiring last), then id."""
+        ordered by valid_until (never-expiring last), then id. ``owner_key``
+        keeps one user's tokens; ``description`` keeps those whose description
+        contains it, ignoring case."""
         ...
 
     async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:

@@ -196,8 +196,16 @@ class PostgresStore:
             "SELECT pg_notify($1, $2)", CHANNEL, f"{self._schema}:{','.join(map(str, ids))}"
         )
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
-        count, page, args = SQL.expiring(not_valid_after)
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
+        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
         async with self._connection() as conn:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)

@@ -230,13 +230,26 @@ class Statements:
     warning_failed: str  # warning_args(key) + (retry_at,) -> (attempts,)
     prune_warnings: str  # (before,)
 
-    def expiring(self, not_valid_after: int | None) -> tuple[str, str, tuple[Any, ...]]:
+    def expiring(
+        self,
+        not_valid_after: int | None,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> tuple[str, str, tuple[Any, ...]]:
         """Count and page statements for ``find_by_expiry``, and the arguments
         both take; the page statement takes limit and offset after them."""
-        condition = ""
-        args: tuple[Any, ...] = ()
+        conditions: list[str] = []
+        args: list[Any] = []
         if not_valid_after is not None:
-            condition, args = " WHERE valid_until <= $1", (not_valid_after,)
+            args.append(not_valid_after)
+            conditions.append(f"valid_until <= ${len(args)}")
+        if owner_key is not None:
+            args.append(owner_key)
+            conditions.append(f"owner_key = ${len(args)}")
+        if description is not None:
+            args.append(f"%{_like_escaped(description.lower())}%")
+            conditions.append(f"lower(description) LIKE ${len(args)} ESCAPE '!'")
+        condition = (" WHERE " + " AND ".join(conditions)) if conditions else ""
         n = len(args)
         return (
             _bind(self.dialect, f"SELECT count(*) FROM tokens{condition}"),
@@ -245,7 +258,7 @@ class Statements:
                 f"SELECT {_SELECTED} FROM tokens{condition} {_BY_EXPIRY}"
                 f" LIMIT ${n + 1} OFFSET ${n + 2}",
             ),
-            args,
+            tuple(args),
         )
 
     @staticmethod
@@ -350,6 +363,11 @@ def statements(d: Dialect) -> Statements:
         ),
         prune_warnings=b("DELETE FROM expiry_warnings WHERE valid_until < $1"),
     )
+
+
+def _like_escaped(text: str) -> str:
+    # "!" rather than backslash: the same ESCAPE spelling works in both dialects.
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _bind(d: Dialect, text: str) -> str:

@@ -173,8 +173,16 @@ class SQLiteStore:
                 await conn.execute(SQL.prune_revocations)
         return ids
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
-        count, page, args = SQL.expiring(not_valid_after)
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
+        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
         async with self._read() as conn:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import BadRequest
 from ..store.base import SCOPES
@@ -27,6 +28,7 @@ MAX_NETWORKS = 64
 MAX_GRACE_SECONDS = 10 * 365 * 86_400
 # The extension fields a PATCH may carry besides (or instead of) the seed's tokenDescription.
 POLICY_FIELDS = ("scope", "allowedAddresses")
+MAX_USER_KEY = 255  # also the longest description filter
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class FilterQuery:
     not_valid_after: int
     page: int
     limit: int
+    # Extensions (the pages' filters); absent, the answer is the seed's.
+    user_key: str | None = None
+    description: str | None = None
+
+    def also(self) -> str:
+        """The extension parameters, as pagination links repeat them."""
+        extra = {"userKey": self.user_key, "description": self.description}
+        return "".join(f"&{k}={quote(v, safe='')}" for k, v in extra.items() if v is not None)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -178,7 +188,22 @@ def parse_filter_query(query: Mapping[str, str]) -> FilterQuery:
     not_valid_after = _query_int("notValidAfter", raw, minimum=-1)
     page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
     limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
-    return FilterQuery(not_valid_after, page, min(limit, MAX_LIMIT))
+    return FilterQuery(
+        not_valid_after,
+        page,
+        min(limit, MAX_LIMIT),
+        user_key=_query_text(query, "userKey", MAX_USER_KEY),
+        description=_query_text(query, "description", MAX_USER_KEY),
+    )
+
+
+def _query_text(query: Mapping[str, str], name: str, max_length: int) -> str | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > max_length or "\x00" in value:
+        raise BadRequest(f"{name} must be non-empty text of at most {max_length} characters")
+    return value
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

@@ -25,11 +25,13 @@ def envelope(
     base_url: str,
     path: str,
     not_valid_after: int,
+    also: str = "",
 ) -> dict[str, Any]:
+    """``also``: further query parameters the links carry (``&name=value``, encoded)."""
     total_pages = -(-total // limit)
 
     def link(target: int) -> str:
-        return f"{base_url}{path}?page={target}&limit={limit}&notValidAfter={not_valid_after}"
+        return f"{base_url}{path}?page={target}&limit={limit}&notValidAfter={not_valid_after}{also}"
 
     return {
         "content": list(content),

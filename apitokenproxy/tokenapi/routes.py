@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
+from ..auth.csrf import XSRF_HEADER, csrf_refusal
+from ..errors import Forbidden
 from ..proxy.client import Network, client_of
 from .inputs import (
     parse_create,
@@ -64,11 +67,31 @@ class TokenApi:
     public_url: str  # empty: taken from each request
 
     async def _caller(self, request: web.Request) -> Caller:
-        return await self.authenticator.caller(
+        view = client_of(request, self.trusted)
+        caller = await self.authenticator.caller(
             request.headers.getall("Authorization", []),
-            client_of(request, self.trusted).address,
+            view.address,
             request.method,
+            cookie="; ".join(request.headers.getall("Cookie", [])) or None,
         )
+        if caller.method == "session":
+            refusal = csrf_refusal(
+                request.method,
+                request.headers.get(XSRF_HEADER),
+                request.headers.get("Origin"),
+                self.own_origin(request),
+            )
+            if refusal is not None:
+                raise Forbidden(refusal)
+        return caller
+
+    def own_origin(self, request: web.Request) -> str:
+        """``scheme://host[:port]`` as clients reach the proxy."""
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        view = client_of(request, self.trusted)
+        return f"{view.proto}://{view.host}"
 
     async def create_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -118,6 +141,8 @@ class TokenApi:
             None if query.not_valid_after == -1 else query.not_valid_after,
             offset(query.page, query.limit),
             query.limit,
+            owner_key=query.user_key,
+            description=query.description,
         )
         return json_response(
             envelope(
@@ -128,6 +153,7 @@ class TokenApi:
                 base_url=self.public_url or self._request_base_url(request),
                 path=BASE_PATH + "/user/tokensByFilter",
                 not_valid_after=query.not_valid_after,
+                also=query.also(),
             )
         )
 

@@ -232,10 +232,19 @@ class TokenService:
         return len(deleted)
 
     async def find_by_expiry(
-        self, caller: Caller, not_valid_after: int | None, offset: int, limit: int
+        self,
+        caller: Caller,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
     ) -> Page:
         await self._require_manager(caller, "filter all tokens")
-        return await self._store.find_by_expiry(not_valid_after, offset, limit)
+        return await self._store.find_by_expiry(
+            not_valid_after, offset, limit, owner_key=owner_key, description=description
+        )
 
     async def _own_token(self, caller: Caller, token_id: int) -> TokenRecord:
         record = await self._store.get(token_id)

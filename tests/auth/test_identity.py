@@ -130,3 +130,22 @@ async def test_refused_connection_is_502(identity_for: Identity) -> None:
     identity = identity_for("http://127.0.0.1:9", "confluence")
     with pytest.raises(UpstreamUnavailable, match="cannot be reached"):
         await identity.check_password("alice", "pw")
+
+
+@pytest.mark.parametrize("product", ["jira", "confluence"])
+async def test_session_user_forwards_only_the_cookie(
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
+) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, product)
+    alice = fake.users[1]
+    session = fake.sign_in("alice")
+    cookie = f"atlassian.xsrf.token=x; JSESSIONID={session}"
+    assert await identity.session_user(cookie) == User(alice.key, "alice", alice.email)
+    asked = fake.received[-1]
+    names = {name.lower() for name, _ in asked.headers}
+    assert ("cookie", cookie) in [(n.lower(), v) for n, v in asked.headers]
+    assert "authorization" not in names and USER_HEADER.lower() not in names
+    # Unknown sessions: Jira answers 401, Confluence the anonymous user.
+    assert await identity.session_user("JSESSIONID=forged") is None
+    fake.sessions.clear()
+    assert await identity.session_user(cookie) is None

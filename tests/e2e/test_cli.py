@@ -145,6 +145,45 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # a real process
+async def test_demo_has_a_sign_in_page_for_the_browser_pages(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await start("demo", "--port", str(port))
+    try:
+        banner = await wait_for(proc, "deleteAllFor")
+        assert f"http://localhost:{port}/apitokens/" in banner
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address, as a browser keeps them
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", cookie_jar=jar) as http:
+            resp = await http.get("/apitokens/", allow_redirects=False)
+            assert resp.status == 302
+            login = resp.headers["Location"]
+            assert login.startswith("/login.jsp?os_destination=")
+            assert "Log in" in await (await http.get(login)).text()
+            resp = await http.post(
+                "/login.jsp",
+                data={
+                    "os_username": "alice",
+                    "os_password": "alice",
+                    "os_destination": "/apitokens",
+                },
+                allow_redirects=False,
+            )
+            assert resp.status == 302 and resp.headers["Location"] == "/apitokens"
+            resp = await http.get("/apitokens/")
+            assert resp.status == 200 and 'data-user="alice"' in await resp.text()
+            resp = await http.post(
+                f"{API}/user/token",
+                json={"tokenDescription": "from the demo's pages"},
+                headers={"X-Atlassian-Token": "no-check"},
+            )
+            assert resp.status == 200, await resp.text()
+            await http.get("/logout")  # the demo Jira ends the session and clears the cookie
+            assert (await http.get(f"{API}/user/token")).status == 401
+    finally:
+        out = await stop(proc)
+    assert proc.returncode == 0, out
+
+
+@pytest.mark.slow  # a real process
 async def test_workers_share_the_port_and_revocations(aiohttp_server: Any, tmp_path: Path) -> None:
     config, port = await serve_config(aiohttp_server, tmp_path, listen={"workers": 2})
     proc = await start("serve", "--config", str(config))

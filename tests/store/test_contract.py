@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from apitokenproxy.errors import StoreUnavailable
-from apitokenproxy.store import NewToken, OwnerAtLimit, TokenStore, WarningKey, open_store
+from apitokenproxy.store import NewToken, OwnerAtLimit, Page, TokenStore, WarningKey, open_store
 
 BASE = NewToken(
     owner_key="JIRAUSER10100",
@@ -131,6 +131,30 @@ async def test_find_by_expiry_orders_filters_and_pages(store: TokenStore) -> Non
     assert [t.id for t in page.items] == [late.id, tie.id]
     assert page.total == 4
     assert (await store.find_by_expiry(None, 10, 2)).items == []
+
+
+async def test_find_by_expiry_filters_by_owner_and_description_text(store: TokenStore) -> None:
+    a1 = await store.create(
+        token(owner_key="A", description="Nightly BACKUP job", valid_until=2000)
+    )
+    a2 = await store.create(token(owner_key="A", description="deploy", valid_until=1000))
+    b1 = await store.create(token(owner_key="B", description="backup mirror", valid_until=None))
+    odd = await store.create(token(owner_key="B", description="100% of_it", valid_until=500))
+
+    def ids(page: Page) -> list[int]:
+        return [t.id for t in page.items]
+
+    assert ids(await store.find_by_expiry(None, 0, 50, owner_key="A")) == [a2.id, a1.id]
+    assert ids(await store.find_by_expiry(None, 0, 50, description="backup")) == [a1.id, b1.id]
+    both = await store.find_by_expiry(None, 0, 50, owner_key="B", description="BACK")
+    assert (ids(both), both.total) == ([b1.id], 1)
+    assert ids(await store.find_by_expiry(1500, 0, 50, owner_key="A")) == [a2.id]
+    # LIKE's wildcards in the text are matched literally.
+    assert ids(await store.find_by_expiry(None, 0, 50, description="0% of_")) == [odd.id]
+    assert (await store.find_by_expiry(None, 0, 50, description="%")).total == 1
+    assert (await store.find_by_expiry(None, 0, 50, description="_")).total == 1
+    paged = await store.find_by_expiry(None, 1, 1, owner_key="A")
+    assert (ids(paged), paged.total) == ([a1.id], 2)
 
 
 async def test_record_access_keeps_the_latest_time(store: TokenStore) -> None:
