@@ -267,11 +267,13 @@ class TokenVerifier:
         return self._dummy_hash
 
     def forget(self, token_ids: Iterable[int]) -> None:
-        """Drop revoked, rotated or changed tokens from the cache at once."""
+        """Drop revoked, rotated or changed tokens from the cache at once.
+
+        Their pending ``lastAccessed`` times stay: a rotated or narrowed token
+        still exists, and for a deleted one the write finds no row."""
         doomed = set(token_ids)
         if doomed:
             self._cache.discard_where(lambda grant: grant.record.id in doomed)
-            self._access.forget(doomed)
             self._revoked()
 
     def forget_all(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from apitokenproxy.app import create_app
+from apitokenproxy.app import COMPONENTS, create_app
 from apitokenproxy.auth.grant import EXPIRY_HEADER, expiry_value
 from apitokenproxy.auth.tokens import parse_token
 from apitokenproxy.tokenapi.validity import valid_until
@@ -374,6 +374,16 @@ async def test_a_second_rotation_ends_the_first_old_secret_and_is_logged(
     )
     for secret in (first, second, third):
         assert parse_token(secret).secret not in caplog.text
+
+
+async def test_a_rotation_keeps_last_accessed(jira: World) -> None:
+    made = await make_token(jira.client)
+    jira.clock.advance(5_000)
+    assert (await status_of(jira.client, "GET", made["plainTextToken"]))[0] == 200
+    await rotate(jira.client, made["id"])  # before the use above was written
+    await jira.client.app[COMPONENTS].last_accessed.flush()
+    listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
+    assert listing[0]["lastAccessed"] == START_MS + 5_000
 
 
 async def test_only_the_owner_rotates_and_others_see_not_found(jira: World) -> None:
