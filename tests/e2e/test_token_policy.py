@@ -575,3 +575,4 @@ async def test_forward_auth_applies_the_same_policy(
     assert resp.status == status
     if status == 200:
         assert resp.headers[USER_HEADER] == "alice"
+        assert resp.headers[EXPIRY_HEADER] == expiry_value(made["validUntil"])
