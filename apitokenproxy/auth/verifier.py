@@ -207,8 +207,16 @@ class TokenVerifier:
             record = await self._store.get(parse_token(token).token_id)
         except MalformedToken as exc:
             raise InvalidToken(str(exc)) from exc
-        if record is None or record.owner_name.casefold() != username.casefold():
-            raise InvalidToken("the token is unknown or not the named user's")
+        if record is not None and record.owner_name.casefold() == username.casefold():
+            return
+        if (
+            record is not None
+            and self._emails is not None
+            and could_be_email(username, record.owner_name)
+            and await self._emails.of(record) == username.casefold()
+        ):
+            return  # the owner's e-mail address, as the upstream reports it
+        raise InvalidToken("the token is unknown or not the named user's")
 
     def _launch(self, token: str, digest: bytes) -> asyncio.Task[Grant]:
         flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
@@ -259,11 +267,13 @@ class TokenVerifier:
         return self._dummy_hash
 
     def forget(self, token_ids: Iterable[int]) -> None:
-        """Drop revoked, rotated or changed tokens from the cache at once."""
+        """Drop revoked, rotated or changed tokens from the cache at once.
+
+        Their pending ``lastAccessed`` times stay: a rotated or narrowed token
+        still exists, and for a deleted one the write finds no row."""
         doomed = set(token_ids)
         if doomed:
             self._cache.discard_where(lambda grant: grant.record.id in doomed)
-            self._access.forget(doomed)
             self._revoked()
 
     def forget_all(self) -> None:

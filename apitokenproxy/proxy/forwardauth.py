@@ -14,7 +14,11 @@ back. On a 200:
   set the header from it in every case, so a client's own copy never passes;
 - ``X-Apitokenproxy-Authorization`` carries the ``Authorization`` value to
   forward: empty for a token (it must not reach the upstream's logs), the
-  client's own for a password or a scheme the proxy does not handle.
+  client's own for a password or a scheme the proxy does not handle;
+- ``X-Apitokenproxy-Token-Expiration``, for a token that expires, says when
+  (``auth/grant.py``), for the front proxy to copy onto its answer.
+
+A token's scope and allowed networks apply as on the data path.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class ForwardAuth:
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:
             headers.update(self._injection.identity(admission.user_name))
+        headers.update(admission.response_headers)
         if not admission.strip_authorization and authorization:
             headers[FORWARD_AUTHORIZATION] = authorization[0]
         return web.Response(status=200, headers=headers)

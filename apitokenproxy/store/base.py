@@ -54,9 +54,6 @@ class TokenRecord:
     previous_hash: str | None = None
     previous_until: int | None = None
 
-    def expired(self, now_ms: int) -> bool:
-        return self.valid_until is not None and now_ms >= self.valid_until
-
 
 class OwnerAtLimit(Exception):
     """A new token would take its owner past the limit; ``count`` tokens exist."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 
 from ..errors import StoreUnavailable
 from . import TokenStore
@@ -30,10 +29,6 @@ class LastAccessed:
     def record(self, token_id: int, at_ms: int) -> None:
         if self._pending.get(token_id, 0) < at_ms:
             self._pending[token_id] = at_ms
-
-    def forget(self, token_ids: Iterable[int]) -> None:
-        for token_id in token_ids:
-            self._pending.pop(token_id, None)
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, {}

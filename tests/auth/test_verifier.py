@@ -14,6 +14,7 @@ from typing import cast
 
 import pytest
 
+from apitokenproxy.auth.emails import OwnerEmails
 from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.auth.throttle import FailureThrottle
@@ -82,6 +83,7 @@ class Rig:
     clock: FakeClock
     throttle: FailureThrottle
     shared: SharedTally
+    emails_asked: list[str]
 
     async def issue(self, owner: str = "alice", valid_until: int | None = None) -> str:
         secret = new_secret()
@@ -139,6 +141,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         clock = FakeClock()
         shared = SharedTally()
         throttle = FailureThrottle(LIMIT, 60, 1000, shared=shared)
+        asked: list[str] = []
+
+        async def lookup(record: TokenRecord) -> str | None:
+            asked.append(record.owner_key)  # as the upstream would say
+            return f"{record.owner_name}@Example.com"
+
         verifier = TokenVerifier(
             store,
             cast(SecretHasher, hasher),
@@ -147,8 +155,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             throttle,
             cache_seconds=300,
             cache_size=100,
+            emails=OwnerEmails(lookup, ttl_seconds=60, size=100),
         )
-        yield Rig(verifier, store, hasher, access, clock, throttle, shared)
+        yield Rig(verifier, store, hasher, access, clock, throttle, shared, asked)
 
 
 # Throttling never refuses a correct token -------------------------------------
@@ -176,6 +185,31 @@ async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
     # A good token under the wrong user name is a failure like any other.
     with pytest.raises(TooManyRequests):
         await rig.verifier.verify(fresh, "bob", client=ATTACKER)
+
+
+async def test_an_email_user_name_is_the_owners_address_asked_once(rig: Rig) -> None:
+    token = await rig.issue("alice")
+    assert rig.verifier.verify_cached(token, "alice@example.com") is None  # not verified yet
+    grant = await rig.verifier.verify(token, "ALICE@example.com", client="192.0.2.1")
+    assert grant.record.owner_name == "alice"
+    assert rig.verifier.verify_cached(token, "alice@example.com") is grant
+    assert rig.verifier.verify_cached(token, "bob@example.com") is None
+    with pytest.raises(InvalidToken, match="does not belong"):
+        await rig.verifier.verify(token, "bob@example.com", client="192.0.2.1")
+    assert rig.emails_asked == ["key-alice"]
+    # Names without "@" never ask.
+    await rig.verifier.verify(await rig.issue("bob"), "bob", client="192.0.2.1")
+    assert rig.emails_asked == ["key-alice"]
+
+
+async def test_a_throttled_email_name_still_accepts_that_users_token(rig: Rig) -> None:
+    alices = await rig.issue("alice")
+    for i in range(LIMIT):  # from many addresses, so only the name is throttled
+        await rig.fail(1, f"198.51.100.{i}", "alice@example.com")
+    grant = await rig.verifier.verify(alices, "alice@example.com", client="192.0.2.1")
+    assert grant.record.id == token_id(alices)
+    with pytest.raises(TooManyRequests):
+        await rig.verifier.verify(await rig.issue("bob"), "alice@example.com", client="192.0.2.2")
 
 
 async def test_failures_of_a_throttled_key_are_still_counted(rig: Rig) -> None:

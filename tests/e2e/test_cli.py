@@ -80,6 +80,26 @@ def test_operator_commands_reject_bad_values(
                  "--description", "x", "--months", "0"]) == 2  # fmt: skip
     assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
                  "--description", "  "]) == 2  # fmt: skip
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "x", "--allowed-address", "10.0.0.0/33"]) == 2  # fmt: skip
+    assert "is not an IP network" in capsys.readouterr().err
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_operator_creates_a_token_with_a_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "ci", "--scope", "read", "--allowed-address", "10.1.2.3/16",
+                 "--allowed-address", "2001:db8::/32"]) == 0  # fmt: skip
+    created = json.loads(capsys.readouterr().out)
+    assert (created["scope"], created["allowedAddresses"]) == (
+        "read", ["10.1.0.0/16", "2001:db8::/32"]
+    )  # fmt: skip
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["scope"] == "read"
 
 
 @pytest.mark.slow  # a real process

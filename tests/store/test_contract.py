@@ -190,7 +190,16 @@ async def test_failures_count_within_a_window_and_restart_after_it(store: TokenS
 
 async def test_upsert_copies_tokens_exactly_and_is_idempotent(store: TokenStore) -> None:
     original = await store.create(BASE)
-    copied = replace(original, id=original.id + 100, last_accessed=12345, description="copied")
+    copied = replace(
+        original,
+        id=original.id + 100,
+        last_accessed=12345,
+        description="copied",
+        scope="read",
+        allowed_networks=("10.0.0.0/8", "::1/128"),
+        previous_hash="$argon2id$old",
+        previous_until=777,
+    )
     assert await store.upsert([copied]) == 1
     assert await store.upsert([copied]) == 1
     assert await store.get(copied.id) == copied
