@@ -32,6 +32,11 @@ class Caller:
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
 
+    @property
+    def outcome(self) -> str:
+        """How the caller authenticated, as the access log says it."""
+        return "password" if self.token_id is None else "token"
+
 
 class Authenticator:
     """Turns the Authorization header of a management call into a Caller."""
@@ -68,15 +73,20 @@ class Authenticator:
             return self._token_caller(record)
         match credentials:
             case None:
-                raise Unauthorized("authentication required: use Basic user:password or a token")
+                raise Unauthorized(
+                    "authentication required: use Basic user:password or a token", reason="missing"
+                )
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
             case BearerCredentials():
-                raise Unauthorized("the Bearer token is not an apitokenproxy token")
+                raise Unauthorized(
+                    "the Bearer token is not an apitokenproxy token", reason="unknown"
+                )
             case _:
                 raise Unauthorized(
-                    f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
+                    f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer",
+                    reason="scheme",
                 )
 
     def _token_caller(self, record: TokenRecord) -> Caller:
@@ -90,7 +100,7 @@ class Authenticator:
             try:
                 user = await self._identity.check_password(username, password)
             except PasswordRejected as exc:
-                raise Unauthorized(exc.reason) from exc
+                raise Unauthorized(exc.reason, reason="password_rejected") from exc
             self._passwords.put(key, user)
         return user
 

@@ -27,13 +27,19 @@ from .verifier import TokenVerifier
 
 @dataclass(frozen=True)
 class Admission:
-    """How to forward an admitted request."""
+    """How to forward an admitted request, and what the access log says of it."""
 
     user_name: str | None  # the token owner to inject as the trusted user, if any
     strip_authorization: bool
+    # How the caller authenticated (the access log's ``auth``): token, password
+    # (for the upstream to check), anonymous, or other (a scheme the upstream judges).
+    outcome: str = "anonymous"
+    claimed_user: str | None = None  # the Basic user name sent with a password
+    token_id: int | None = None
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
+OTHER_SCHEME = Admission(user_name=None, strip_authorization=False, outcome="other")
 
 PASSWORDS_DISABLED = (
     "password login is disabled for REST calls: create an API token with "
@@ -46,11 +52,13 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
     attempt = token_in(credentials)
     if attempt is not None:
         return attempt
-    if isinstance(credentials, BasicCredentials) and not allow_password:
-        raise Unauthorized(PASSWORDS_DISABLED)
-    # No credentials, a password, or a scheme that is not ours (Jira's own
-    # personal access tokens, OAuth, Kerberos): the upstream's business.
-    return AS_IS
+    if isinstance(credentials, BasicCredentials):
+        if not allow_password:
+            raise Unauthorized(PASSWORDS_DISABLED, reason="password_disabled")
+        return Admission(None, False, outcome="password", claimed_user=credentials.username)
+    # No credentials, or a scheme that is not ours (Jira's own personal access
+    # tokens, OAuth, Kerberos): the upstream's business.
+    return AS_IS if credentials is None else OTHER_SCHEME
 
 
 Decision = TokenAttempt | Admission
@@ -78,11 +86,11 @@ class Gate:
         record = self._verifier.verify_cached(decision.token, decision.username)
         if record is None:
             return None
-        return Admission(user_name=record.owner_name, strip_authorization=True)
+        return Admission(record.owner_name, True, "token", None, record.id)
 
     async def admit(self, decision: Decision, client: str) -> Admission:
         """Admit a request or raise Unauthorized/TooManyRequests/Busy/StoreUnavailable."""
         if isinstance(decision, Admission):
             return decision
         record = await self._verifier.verify(decision.token, decision.username, client=client)
-        return Admission(user_name=record.owner_name, strip_authorization=True)
+        return Admission(record.owner_name, True, "token", None, record.id)

@@ -31,14 +31,28 @@ class InvalidToken(Unauthorized):
     code = "invalid_token"
 
 
-def rejection(record: TokenRecord, username: str | None, now_ms: int) -> str | None:
+def rejection(record: TokenRecord, username: str | None, now_ms: int) -> InvalidToken | None:
     """Why a verified token is refused now (expired, or not the named user's); None if it is not."""
     if record.expired(now_ms):
         expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
-        return f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one"
+        return InvalidToken(
+            f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one",
+            reason="expired",
+        )
     if username is not None and username.casefold() != record.owner_name.casefold():
-        return "the token does not belong to the user name given with it"
+        return InvalidToken(
+            "the token does not belong to the user name given with it", reason="wrong_owner"
+        )
     return None
+
+
+def malformed(exc: MalformedToken) -> InvalidToken:
+    return InvalidToken(str(exc), reason="checksum" if exc.checksum else "malformed")
+
+
+UNKNOWN = "the token is unknown or has been revoked"
+# Token ids seen revoked, remembered so a refusal can say "revoked", not "unknown".
+REVOKED_REMEMBERED = 10_000
 
 
 class TokenVerifier:
@@ -80,6 +94,10 @@ class TokenVerifier:
         # read a token since deleted, so its answer is not cached.
         self._epoch = 0
         self._dummy_hash: str | None = None
+        self._revoked_ids: dict[int, None] = {}  # insertion-ordered: the oldest go first
+        # Verified-cache lookups answered, and those that had to ask the store (metrics).
+        self.hits = 0
+        self.misses = 0
 
     @property
     def throttle(self) -> FailureThrottle:
@@ -92,7 +110,13 @@ class TokenVerifier:
         record = self._cache.get(self._digest(token))
         if record is None or self._accepted(record, username) is not None:
             return None
+        self.hits += 1
         return record
+
+    @property
+    def cached(self) -> int:
+        """Tokens in the verified cache."""
+        return len(self._cache)
 
     async def verify(
         self, token: str, username: str | None = None, *, client: str | None = None
@@ -110,10 +134,13 @@ class TokenVerifier:
         try:
             record = self._cache.get(digest)
             if record is None:
+                self.misses += 1
                 record = await self._check(token, digest, username, self._throttled(keys))
+            else:
+                self.hits += 1
             problem = self._accepted(record, username)
             if problem is not None:
-                raise InvalidToken(problem)
+                raise problem
             return record
         except InvalidToken as exc:
             # Decided before this failure is counted: the attempt that reaches
@@ -129,7 +156,7 @@ class TokenVerifier:
         waits = {key: self._throttle.retry_after(key) for key in keys}
         return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _accepted(self, record: TokenRecord, username: str | None) -> str | None:
+    def _accepted(self, record: TokenRecord, username: str | None) -> InvalidToken | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
         problem = rejection(record, username, now)
@@ -166,11 +193,14 @@ class TokenVerifier:
         """While ``username`` is throttled, only a token of that user's is worth
         argon2's time: refuse anything else at once (it is counted as a failure)."""
         try:
-            record = await self._store.get(parse_token(token).token_id)
+            token_id = parse_token(token).token_id
         except MalformedToken as exc:
-            raise InvalidToken(str(exc)) from exc
-        if record is None or record.owner_name.casefold() != username.casefold():
-            raise InvalidToken("the token is unknown or not the named user's")
+            raise malformed(exc) from exc
+        record = await self._store.get(token_id)
+        if record is None:
+            raise self._unknown(token_id)
+        if record.owner_name.casefold() != username.casefold():
+            raise InvalidToken("the token is unknown or not the named user's", reason="wrong_owner")
 
     def _launch(self, token: str, digest: bytes) -> asyncio.Task[TokenRecord]:
         flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
@@ -193,18 +223,24 @@ class TokenVerifier:
             # Same argon2 time as any other refusal: the answer's timing tells
             # nothing, not even whether the checksum held.
             await self._hasher.verify(await self._dummy(), token)
-            raise InvalidToken(str(exc)) from exc
+            raise malformed(exc) from exc
         record = await self._store.get(parsed.token_id)
         if record is None:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
             await self._hasher.verify(await self._dummy(), parsed.secret)
-            raise InvalidToken("the token is unknown or has been revoked")
+            raise self._unknown(parsed.token_id)
         if not await self._hasher.verify(record.secret_hash, parsed.secret):
-            raise InvalidToken("the token is unknown or has been revoked")
+            raise InvalidToken(UNKNOWN, reason="unknown")
         if epoch == self._epoch:
             self._cache.put(digest, record)
         return record
+
+    def _unknown(self, token_id: int) -> InvalidToken:
+        # The client hears the same either way; the log and metrics say which.
+        return InvalidToken(
+            UNKNOWN, reason="revoked" if token_id in self._revoked_ids else "unknown"
+        )
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -214,6 +250,10 @@ class TokenVerifier:
     def forget(self, token_ids: Iterable[int]) -> None:
         """Drop revoked tokens from the cache at once."""
         doomed = set(token_ids)
+        for token_id in doomed:
+            self._revoked_ids[token_id] = None
+        while len(self._revoked_ids) > REVOKED_REMEMBERED:
+            del self._revoked_ids[next(iter(self._revoked_ids))]
         if doomed:
             self._cache.discard_where(lambda record: record.id in doomed)
             self._access.forget(doomed)
