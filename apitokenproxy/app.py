@@ -26,6 +26,8 @@ from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config
 from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .ops.accesslog import observed
+from .ops.requestid import HEADER as REQUEST_ID
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,17 @@ _HEALTH_MARK = HEALTH_PREFIX.strip("/").lower()
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes the one JSON error shape; no stack trace leaves the process."""
+    """Every failure becomes the one JSON error shape; no stack trace leaves the process.
+
+    Each request first gets its id and the record its access-log line is
+    written from (``ops/accesslog.py``); a refusal's reason is noted there.
+    """
+    record = observed(request)
     try:
         return await handler(request)
     except ProxyError as exc:
+        if exc.reason is not None and record.auth != "refused":
+            record.authenticated("refused", exc.reason, None, None)
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
         return exc.to_response()
@@ -70,6 +79,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the proxy's log")
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the request's id, the proxy's errors as much as the upstream's."""
+    response.headers[REQUEST_ID] = observed(request).request_id
 
 
 def _slug(reason: str) -> str:
@@ -103,6 +117,7 @@ def create_app(
             yield
 
     app.cleanup_ctx.append(components)
+    app.on_response_prepare.append(_add_request_id)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).

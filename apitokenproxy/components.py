@@ -94,7 +94,7 @@ class Components:
                 verify_tls=upstream.verify_tls,
             )
             stack.callback(pool.close)
-            access_log = AccessLog(config.logging.access_log)
+            access_log = AccessLog(config.logging.access_log, format=config.logging.format)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
             throttle = config.auth.throttle

@@ -205,6 +205,8 @@ class ProxyConfig:
 class LoggingConfig:
     level: str = field(default="INFO", metadata=_check(_log_level))
     access_log: bool = True
+    # The access log's lines: text (key=value, fixed order) or json (one object a line).
+    format: Literal["text", "json"] = "text"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,11 @@ from aiohttp.web_response import StreamResponse
 from .app import COMPONENTS
 from .config import TlsConfig
 from .errors import ProxyError, error_response
-from .ops.accesslog import AccessLog
+from .components import Components
+from .ops.accesslog import OBSERVED, Observed
+from .ops.requestid import HEADER as REQUEST_ID
+from .ops.requestid import new_request_id
+from .proxy.client import client_of
 from .proxy.fastlane import FastLane, FastSite
 from .proxy.framing import MALFORMED
 from .reload import Reloader
@@ -119,6 +123,9 @@ class GatewayRequestHandler(RequestHandler):
             # token or a password: neither the answer nor the log repeats it.
             log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
             response = error_response(status, "malformed_request", MALFORMED)
+        observed = Observed(new_request_id())
+        request[OBSERVED] = observed
+        response.headers[REQUEST_ID] = observed.request_id
         response.force_close()
         # Said out loud, as the fast lane says it: this answer ends the connection.
         response.headers["Connection"] = "close"
@@ -155,7 +162,7 @@ class GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         kwargs = dict(server._kwargs)
-        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS].access_log)
+        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS])
         gateway = GatewayServer(
             server.request_handler,
             request_factory=server.request_factory,
@@ -166,17 +173,28 @@ class GatewayRunner(web.AppRunner):
         return gateway
 
 
-def _access_logger(requests: AccessLog) -> type[AbstractAccessLogger]:
+def _access_logger(components: Components) -> type[AbstractAccessLogger]:
     """aiohttp's access-log hook, writing the same lines as the fast lane."""
+    requests = components.access_log
 
     class RequestLogAdapter(AbstractAccessLogger):
         def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+            observed = request.get(OBSERVED) or Observed(new_request_id())
             requests.record(
-                request.remote or "unknown",
+                client_of(cast(web.Request, request), components.forwarder.trusted).address,
                 request.method,
                 request.raw_path,
                 response.status,
                 "aiohttp",
+                request.content.total_bytes,
+                response.body_length,
+                time,
+                observed.upstream_seconds,
+                observed.auth,
+                observed.reason,
+                observed.user,
+                observed.token_id,
+                observed.request_id,
             )
 
     return RequestLogAdapter

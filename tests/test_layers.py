@@ -24,7 +24,7 @@ ALLOWED = {
     "ops": {"errors", "config"},
     "auth": {"errors", "config", "store"},
     # tokenapi asks proxy/client.py who the client is, the one rule both share.
-    "tokenapi": {"errors", "config", "store", "auth", "proxy.client"},
+    "tokenapi": {"errors", "config", "store", "auth", "ops", "proxy.client"},
     "proxy": {"errors", "config", "auth", "ops"},
 }
 

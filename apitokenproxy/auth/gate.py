@@ -63,6 +63,31 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
 
 Decision = TokenAttempt | Admission
 
+# What the access log and the metrics say of a request's authentication.
+Account = tuple[str | None, str | None, str | None, int | None]  # auth, reason, user, token id
+UNDECIDED: Account = (None, None, None, None)
+
+
+def account(decision: Decision | None, admission: Admission | None, refused: str | None) -> Account:
+    """How a request authenticated, for both lanes' logs: ``(auth, reason, user, token_id)``.
+
+    ``refused`` is the refusal's reason (``errors.REASONS``); the user name and
+    token id of a refused token are those it claimed, so an operator can tell
+    whose job fails and with which token.
+    """
+    if refused is not None:
+        if isinstance(decision, TokenAttempt):
+            return "refused", refused, decision.username, decision.token_id
+        return "refused", refused, None, None
+    if admission is None:
+        return UNDECIDED
+    return (
+        admission.outcome,
+        None,
+        admission.user_name or admission.claimed_user,
+        admission.token_id,
+    )
+
 
 class Gate:
     def __init__(self, verifier: TokenVerifier, *, allow_password: bool) -> None:

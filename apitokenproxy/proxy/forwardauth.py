@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ..auth.gate import Gate
 from .client import Network, client_of
+from .forwarder import admit
 from .headers import Injection
 
 FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
@@ -37,9 +38,7 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
-        admission = await self._gate.admit(
-            self._gate.decide(authorization), client_of(request, self.trusted).address
-        )
+        admission = await admit(self._gate, request, client_of(request, self.trusted).address)
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:
             headers.update(self._injection.identity(admission.user_name))

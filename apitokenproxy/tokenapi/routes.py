@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
+from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
 from .inputs import (
     parse_create,
@@ -61,9 +62,11 @@ class TokenApi:
     public_url: str  # empty: taken from each request
 
     async def _caller(self, request: web.Request) -> Caller:
-        return await self.authenticator.caller(
+        caller = await self.authenticator.caller(
             request.headers.getall("Authorization", []), client_of(request, self.trusted).address
         )
+        observed(request).authenticated(caller.outcome, None, caller.user.name, caller.token_id)
+        return caller
 
     async def create_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
