@@ -34,7 +34,6 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-
 # Why authentication refused a request (the access log's ``reason``, the
 # metrics' ``reason`` label). Never more than these: they are label values.
 REASONS = (

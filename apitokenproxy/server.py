@@ -24,9 +24,9 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from .app import COMPONENTS
+from .components import Components
 from .config import TlsConfig
 from .errors import ProxyError, error_response
-from .components import Components
 from .ops.accesslog import OBSERVED, Observed
 from .ops.requestid import HEADER as REQUEST_ID
 from .ops.requestid import new_request_id

@@ -72,7 +72,7 @@ class AccessLog:
     ) -> None:
         self.enabled = enabled
         self.format: Format = format
-        self._stream = stream
+        self.stream = stream  # None: standard error
         self._flush_seconds = flush_seconds
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -152,7 +152,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            stream = self._stream or sys.stderr
+            stream = self.stream or sys.stderr
             stream.write("".join(self._lines))
             stream.flush()
             self._lines.clear()
