@@ -16,6 +16,7 @@ closed by one ``cleanup_ctx`` generator and kept under one AppKey.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from aiohttp import web
 from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config
-from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
 from .ops.accesslog import observed
 from .ops.requestid import HEADER as REQUEST_ID
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
@@ -120,6 +121,8 @@ def create_app(
     app.on_response_prepare.append(_add_request_id)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    if config.metrics.enabled and not config.metrics.port:
+        app.router.add_get(METRICS_PATH, metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
@@ -149,6 +152,37 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 async def expect_forward(request: web.Request) -> web.StreamResponse | None:
     return await request.app[COMPONENTS].forwarder.expect(request)
+
+
+METRICS_PATH = HEALTH_PREFIX + "/metrics"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Every worker's metrics, summed, for a peer in ``metrics.allow``."""
+    components = request.app[COMPONENTS]
+    if not metrics_allowed(request.remote, components.config.metrics.allow):
+        raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
+    body, content_type = components.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def metrics_allowed(peer: str | None, allow: tuple[str, ...]) -> bool:
+    """Whether the connecting address may read the metrics (X-Forwarded-For never counts)."""
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(item, strict=False) for item in allow)
+
+
+def create_metrics_app(components: Components) -> web.Application:
+    """The application of ``metrics.port``: the metrics and nothing else."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[COMPONENTS] = components
+    app.router.add_get(METRICS_PATH, metrics)
+    return app
 
 
 async def health(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,6 +27,7 @@ from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
 from .ops.accesslog import AccessLog
+from .ops.metrics import MeasuredStore, Metrics, Sources
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
@@ -51,6 +53,7 @@ class Components:
     pool: UpstreamPool
     last_accessed: LastAccessed
     access_log: AccessLog
+    metrics: Metrics
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
@@ -70,8 +73,16 @@ class Components:
         """Open every resource; ``identity`` replaces the upstream's REST API (tests, demo);
         ``served_here`` says which paths the application serves itself."""
         async with contextlib.AsyncExitStack() as stack:
-            store = await open_configured(config.store)
-            stack.push_async_callback(store.close)
+            raw_store = await open_configured(config.store)
+            stack.push_async_callback(raw_store.close)
+
+            def listening() -> bool:
+                return bool(getattr(raw_store, "listening", False))
+
+            # Only PostgreSQL has a revocation listener; SQLite polls.
+            sources = Sources(listener_up=listening if hasattr(raw_store, "listening") else None)
+            metrics = Metrics(sources)
+            store = cast(TokenStore, MeasuredStore(raw_store, metrics))
             hasher = SecretHasher(
                 workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
             )
@@ -125,12 +136,20 @@ class Components:
             )
             trusted = parse_networks(config.proxy.trusted_proxies)
             gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+            sources.cache_hits = lambda: verifier.hits
+            sources.cache_misses = lambda: verifier.misses
+            sources.cache_entries = lambda: verifier.cached
+            sources.argon2 = lambda: (hasher.verified, hasher.queued, hasher.seconds)
+            sources.upstream_in_use = lambda: pool.in_use
+            sources.upstream_failures = lambda: pool.failures
+            sources.flush_age = last_accessed.age
             components = cls(
                 config=config,
                 store=store,
                 pool=pool,
                 last_accessed=last_accessed,
                 access_log=access_log,
+                metrics=metrics,
                 verifier=verifier,
                 token_api=TokenApi(
                     TokenService(
@@ -152,10 +171,13 @@ class Components:
                     header_timeout=config.listen.header_timeout_seconds,
                     keepalive_timeout=config.listen.keepalive_timeout_seconds,
                     access_log=access_log,
+                    metrics=metrics,
                 ),
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
+            metrics.start()
+            stack.push_async_callback(metrics.stop)
             watcher = asyncio.create_task(
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )

@@ -210,6 +210,17 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # GET /__apitokenproxy/metrics, in the Prometheus text format.
+    enabled: bool = True
+    # Peers (the connecting address, never X-Forwarded-For) that may read it.
+    allow: tuple[str, ...] = field(default=("127.0.0.1/32", "::1/128"), metadata=_check(_networks))
+    # Serve the metrics on this port of listen.host instead of the proxy's own
+    # (0: on the proxy's port). The allow-list applies on either.
+    port: int = field(default=0, metadata=_check(_port))
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig
     listen: ListenConfig = ListenConfig()
@@ -218,6 +229,7 @@ class Config:
     tokens: TokensConfig = TokensConfig()
     proxy: ProxyConfig = ProxyConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class ConfigError(Exception):
@@ -296,6 +308,8 @@ def _cross_checks(config: Config) -> list[str]:
         )
     if up.user_header.lower() in ("authorization", "host", "cookie", "connection"):
         problems.append(f"upstream.user_header: {up.user_header} cannot carry the user name")
+    if config.metrics.port and config.metrics.port == config.listen.port:
+        problems.append("metrics.port: must differ from listen.port (or be 0 to share it)")
     tls = config.listen.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         problems.append("listen.tls: cert_file and key_file must be set together")
@@ -423,6 +437,7 @@ __all__ = [
     "ConfigError",
     "ListenConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "ProxyConfig",
     "StoreConfig",
     "ThrottleConfig",

@@ -155,16 +155,26 @@ class UpstreamBusy(ProxyError):
 
     status = 503
     code = "upstream_busy"
+    kind = "pool_exhausted"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
 
 
 class UpstreamUnavailable(ProxyError):
-    """Jira/Confluence could not be reached or answered something unusable."""
+    """Jira/Confluence could not be reached or answered something unusable.
+
+    ``kind`` (the metrics' label): ``refused`` (no connection), ``reset`` (the
+    connection ended before an answer) or ``invalid`` (an answer that is not
+    usable HTTP).
+    """
 
     status = 502
     code = "upstream_unavailable"
+
+    def __init__(self, message: str, *, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UpstreamTimeout(ProxyError):
@@ -172,6 +182,7 @@ class UpstreamTimeout(ProxyError):
 
     status = 504
     code = "upstream_timeout"
+    kind = "timeout"
 
 
 def error_body(status: int, code: str, message: str) -> bytes:

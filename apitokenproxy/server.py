@@ -23,7 +23,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import COMPONENTS
+from .app import COMPONENTS, create_metrics_app
 from .components import Components
 from .config import TlsConfig
 from .errors import ProxyError, error_response
@@ -151,6 +151,13 @@ class GatewayRunner(web.AppRunner):
         self._header_timeout = header_timeout
         self.fast: FastLane | None = None
         self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
+        self.metrics: web.AppRunner | None = None  # metrics.port's, if set
+
+    async def cleanup(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.cleanup()
+            self.metrics = None
+        await super().cleanup()
 
     async def shutdown(self) -> None:
         # Sites are closed already; let fast-lane requests in flight finish
@@ -176,6 +183,7 @@ class GatewayRunner(web.AppRunner):
 def _access_logger(components: Components) -> type[AbstractAccessLogger]:
     """aiohttp's access-log hook, writing the same lines as the fast lane."""
     requests = components.access_log
+    metrics = components.metrics
 
     class RequestLogAdapter(AbstractAccessLogger):
         def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
@@ -195,6 +203,15 @@ def _access_logger(components: Components) -> type[AbstractAccessLogger]:
                 observed.user,
                 observed.token_id,
                 observed.request_id,
+            )
+            metrics.request(
+                "aiohttp",
+                request.method,
+                response.status,
+                time,
+                observed.upstream_seconds,
+                observed.auth,
+                observed.reason,
             )
 
     return RequestLogAdapter
@@ -216,7 +233,9 @@ async def start_site(
         header_timeout=header_timeout,
         shutdown_timeout=SHUTDOWN_SECONDS,
         keepalive_timeout=keepalive_timeout,
-        access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
+        # Always given: the hook feeds the metrics too (components.access_log says
+        # whether lines are written).
+        access_log=logging.getLogger("apitokenproxy.access"),
     )
     await runner.setup()
     components = app[COMPONENTS]
@@ -239,6 +258,12 @@ async def start_site(
         else:
             site = web.TCPSite(runner, host, port, **options)
         await site.start()
+        if config.metrics.enabled and config.metrics.port:
+            runner.metrics = web.AppRunner(create_metrics_app(components), access_log=None)
+            await runner.metrics.setup()
+            await web.TCPSite(
+                runner.metrics, host, config.metrics.port, reuse_port=reuse_port or None
+            ).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -37,6 +37,7 @@ from multidict import CIMultiDict
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
 from ..ops.accesslog import AccessLog
+from ..ops.metrics import Metrics
 from ..ops.requestid import HEADER as REQUEST_ID
 from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import new_request_id, request_id
@@ -88,6 +89,7 @@ class FastLane:
         header_timeout: float,
         keepalive_timeout: float,
         access_log: AccessLog,
+        metrics: Metrics,
     ) -> None:
         self.gate = gate
         self.injection = injection
@@ -98,6 +100,7 @@ class FastLane:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.access_log = access_log
+        self.metrics = metrics
         self.connections: set[FrontConnection] = set()
         self.closing = False
         # Requests answered here, and connections handed to aiohttp.
@@ -514,6 +517,9 @@ class FrontConnection(asyncio.Protocol):
             user,
             token_id,
             self._request_id,
+        )
+        lane.metrics.request(
+            "fast", self._method, status, seconds, self._upstream_seconds, auth, reason
         )
         lane.served += 1
         self._upstream = None
