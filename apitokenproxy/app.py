@@ -121,8 +121,9 @@ def create_app(
     app.on_response_prepare.append(_add_request_id)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
-    if config.metrics.enabled and not config.metrics.port:
-        app.router.add_get(METRICS_PATH, metrics)
+    # Answered here in every case, never forwarded: elsewhere (metrics.port) or off is a 404.
+    served = config.metrics.enabled and not config.metrics.port
+    app.router.add_get(METRICS_PATH, metrics if served else no_metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
@@ -164,6 +165,10 @@ async def metrics(request: web.Request) -> web.Response:
         raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
     body, content_type = components.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def no_metrics(request: web.Request) -> web.Response:
+    raise NotFound("the metrics are not served on this port")
 
 
 def metrics_allowed(peer: str | None, allow: tuple[str, ...]) -> bool:

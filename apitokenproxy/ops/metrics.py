@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -38,6 +37,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 FLUSH_SECONDS = 1.0
+# The classic text format, which every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "apitokenproxy_"
 
@@ -319,8 +320,8 @@ class Metrics:
         if self.multiprocess:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return generate_latest(registry), CONTENT_TYPE
+        return generate_latest(self.registry), CONTENT_TYPE
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="metrics flusher")
