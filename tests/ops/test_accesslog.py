@@ -112,3 +112,16 @@ async def test_lines_are_written_together_and_off_means_off() -> None:
     off.record("c", "GET", "/", 200, "fast", 0, 0, 0.0, None, None, None, None, None, "r")
     off.flush()
     assert silent.getvalue() == ""
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
+async def test_a_client_address_cannot_forge_fields(format: Format) -> None:
+    # Through a trusted proxy, the address comes from X-Forwarded-For: the client's words.
+    text = line(format, client='10.0.0.1" 200 auth=token user=admin')
+    assert text.count("\n") == 1
+    if format == "text":
+        # One quoted field, escaped as JSON, then the request as always.
+        assert 'Z "10.0.0.1\\" 200 auth=token user=admin" "GET /x" 200 in=3 ' in text
+        assert text.endswith(" auth=token reason=- user=alice token_id=17 request_id=req-1\n")
+    else:
+        assert json.loads(text)["client"] == '10.0.0.1" 200 auth=token user=admin'
