@@ -32,9 +32,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+# No *_created series: the multiprocess mode has none, so one worker and
+# several export the same names.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FLUSH_SECONDS = 1.0
 # The classic text format, which every Prometheus version reads.

@@ -90,10 +90,15 @@ async def test_the_token_api_logs_its_caller(make_world: MakeWorld) -> None:
     [listed] = lines(world)
     assert (listed["auth"], listed["user"], listed["token_id"]) == ("token", "alice", token["id"])
     assert listed["request_id"] == resp.headers["X-Request-Id"]
-    resp = await world.client.get(f"{API}/user/token")
-    assert resp.status == 401
-    [refused] = lines(world)
-    assert (refused["auth"], refused["reason"]) == ("refused", "missing")
+    for headers, reason in [
+        ({}, "missing"),
+        (basic("alice", "wrong"), "password_rejected"),
+        ({"Authorization": "Negotiate YII="}, "scheme"),
+    ]:
+        resp = await world.client.get(f"{API}/user/token", headers=headers)
+        assert resp.status == 401
+        [refused] = lines(world)
+        assert (refused["auth"], refused["reason"]) == ("refused", reason)
 
 
 def b64(text: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,14 @@ async def test_refused_outside_the_allow_list_whatever_x_forwarded_for_says(
     assert "apitokenproxy_requests_total" not in await resp.text()
 
 
+async def test_metrics_off_is_a_404_never_forwarded(make_world: MakeWorld) -> None:
+    world = await make_world(config={"metrics": {"enabled": False}})
+    resp = await world.client.get(METRICS)
+    assert resp.status == 404
+    assert (await resp.json())["error"] == "not_found"
+    assert not [r for r in world.upstream.received if r.path_qs.startswith(METRICS)]
+
+
 async def test_a_separate_metrics_port(make_world: MakeWorld) -> None:
     port = free_port()
     world = await make_world(config={"metrics": {"port": port}})
@@ -174,6 +183,18 @@ async def test_two_workers_sum_to_one_answer(
                     if s.name == "apitokenproxy_auth_total" and s.labels["outcome"] == "token":
                         shares.append(s.value)
         assert len(shares) == 2 and all(shares) and sum(shares) == served, shares
+        # A worker that dies leaves the gauges' sum (its counters stay in the totals).
+        pid = int(seen.split("listening on")[0].rsplit("[", 1)[1].split("]")[0])
+        gauges = os.path.join(directory, f"gauge_livesum_{pid}.db")
+        assert glob.glob(gauges)
+        os.kill(pid, signal.SIGKILL)
+        deadline = asyncio.get_running_loop().time() + 10
+        while glob.glob(gauges):
+            assert asyncio.get_running_loop().time() < deadline, "the dead worker stays"
+            await asyncio.sleep(0.1)
+        assert glob.glob(os.path.join(directory, f"counter_{pid}.db"))
+        await asyncio.sleep(1.5)  # its replacement is started after a second
+        assert await total() == (served, served)
     finally:
         out = await stop(proc)
     assert proc.returncode == 0, out
