@@ -90,6 +90,10 @@ async def test_counters_move_by_exactly_what_was_served(make_world: MakeWorld, l
     # The two cache misses, and the deletion's look-up of the token it deletes.
     assert moved("apitokenproxy_store_query_seconds_count", operation="get") == 3
     assert get(after, "apitokenproxy_store_up") == 1
+    if world.config.store.url.startswith("postgresql"):
+        assert get(after, "apitokenproxy_revocation_listener_up") == 1
+    else:
+        assert ("apitokenproxy_revocation_listener_up", frozenset()) not in after
     assert get(after, "apitokenproxy_upstream_errors_total", kind="refused") == 0
 
 

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from apitokenproxy.app import metrics_allowed
+from apitokenproxy.config import MetricsConfig
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.ops.metrics import (
     ARGON2_BUCKETS,
@@ -150,3 +151,9 @@ async def test_store_calls_are_timed_and_tokens_counted() -> None:
 )
 def test_who_may_read_the_metrics(peer: str | None, allow: tuple[str, ...], allowed: bool) -> None:
     assert metrics_allowed(peer, allow) is allowed
+
+
+def test_by_default_only_loopback_may_read_the_metrics() -> None:
+    default = MetricsConfig().allow
+    assert metrics_allowed("127.0.0.1", default) and metrics_allowed("::1", default)
+    assert not any(metrics_allowed(p, default) for p in ("10.0.0.1", "192.168.1.1", "2001:db8::1"))
