@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import io
+import json
 import os
 import signal
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from apitokenproxy.app import COMPONENTS
 from apitokenproxy.auth.tokens import format_token
 
 from ..conftest import MakeWorld, World
@@ -95,6 +98,34 @@ async def test_counters_move_by_exactly_what_was_served(make_world: MakeWorld, l
     else:
         assert ("apitokenproxy_revocation_listener_up", frozenset()) not in after
     assert get(after, "apitokenproxy_upstream_errors_total", kind="refused") == 0
+
+
+async def test_an_unreachable_upstream_is_counted_and_logged(
+    make_world: MakeWorld, lane: str
+) -> None:
+    world = await make_world(
+        config={
+            "upstream": {"url": f"http://127.0.0.1:{free_port()}"},
+            "logging": {"access_log": True, "format": "json"},
+        }
+    )
+    components = world.client.server.app[COMPONENTS]
+    components.access_log.stream = io.StringIO()
+    before = await scrape(world)
+    resp = await world.client.get(ISSUE, headers={**CLOSE, "X-Request-Id": "down-1"})
+    assert resp.status == 502
+    after = await scrape(world)
+    kind = "apitokenproxy_upstream_errors_total"
+    assert get(after, kind, kind="refused") - get(before, kind, kind="refused") == 1
+    assert get(after, kind, kind="timeout") == get(before, kind, kind="timeout")
+    components.access_log.flush()
+    [entry] = [
+        json.loads(line)
+        for line in components.access_log.stream.getvalue().splitlines()
+        if json.loads(line)["request_id"] == "down-1"
+    ]
+    assert (entry["status"], entry["auth"], entry["lane"]) == (502, "anonymous", lane)
+    assert entry["upstream_ms"] is not None
 
 
 async def test_refused_outside_the_allow_list_whatever_x_forwarded_for_says(

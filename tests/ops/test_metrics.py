@@ -29,19 +29,34 @@ def test_requests_are_counted_by_lane_method_and_status_class() -> None:
     for status in (200, 204, 401, 502):
         m.request("fast", "GET", status, 0.003, 0.002, "token", None)
     m.request("aiohttp", "PROPFIND", 207, 0.5, None, "refused", "expired")
+    m.request("fast", "GET", 429, 0.001, None, "refused", "throttled")
+    m.request("fast", "GET", 503, 0.001, None, "refused", "busy")
+    m.request("fast", "GET", 400, 0.001, None, None, None)  # refused before authentication
     assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="2xx") is None
     m.flush()  # nothing reaches prometheus_client before
     assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="2xx") == 2
-    assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="4xx") == 1
-    assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="5xx") == 1
+    assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="5xx") == 2
     assert (
         value(m, "apitokenproxy_requests_total", lane="aiohttp", method="other", status="2xx") == 1
     )
     assert value(m, "apitokenproxy_auth_total", outcome="token", reason="") == 4
+    assert (
+        sum(  # nothing counted for the request never authenticated
+            s.value
+            for f in m.registry.collect()
+            if f.name == "apitokenproxy_auth"
+            for s in f.samples
+        )
+        == 7
+    )
     assert value(m, "apitokenproxy_auth_total", outcome="refused", reason="expired") == 1
-    assert value(m, "apitokenproxy_request_duration_seconds_count", lane="fast") == 4
-    assert value(m, "apitokenproxy_request_duration_seconds_bucket", lane="fast", le="0.0025") == 0
-    assert value(m, "apitokenproxy_request_duration_seconds_bucket", lane="fast", le="0.005") == 4
+    assert value(m, "apitokenproxy_throttled_total") == 1
+    assert value(m, "apitokenproxy_busy_total") == 1
+    assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="4xx") == 3
+    assert value(m, "apitokenproxy_request_duration_seconds_count", lane="fast") == 7
+    assert value(m, "apitokenproxy_request_duration_seconds_bucket", lane="fast", le="0.0025") == 3
+    assert value(m, "apitokenproxy_request_duration_seconds_bucket", lane="fast", le="0.005") == 7
+    assert value(m, "apitokenproxy_upstream_duration_seconds_count", lane="fast") == 4
     assert value(m, "apitokenproxy_upstream_duration_seconds_count", lane="aiohttp") == 0
     m.flush()  # flushing again adds nothing
     assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="2xx") == 2
