@@ -17,6 +17,7 @@ closed by one ``cleanup_ctx`` generator and kept under one AppKey.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -26,7 +27,9 @@ from aiohttp import web
 from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config, PagesConfig
-from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
+from .ops.accesslog import observed
+from .ops.requestid import HEADER as REQUEST_ID
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,17 @@ _HEALTH_MARK = HEALTH_PREFIX.strip("/").lower()
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes the one JSON error shape; no stack trace leaves the process."""
+    """Every failure becomes the one JSON error shape; no stack trace leaves the process.
+
+    Each request first gets its id and the record its access-log line is
+    written from (``ops/accesslog.py``); a refusal's reason is noted there.
+    """
+    record = observed(request)
     try:
         return await handler(request)
     except ProxyError as exc:
+        if exc.reason is not None and record.auth != "refused":
+            record.authenticated("refused", exc.reason, None, None)
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
         return exc.to_response()
@@ -85,6 +95,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the proxy's log")
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the request's id, the proxy's errors as much as the upstream's."""
+    response.headers[REQUEST_ID] = observed(request).request_id
 
 
 def _slug(reason: str) -> str:
@@ -118,8 +133,12 @@ def create_app(
             yield
 
     app.cleanup_ctx.append(components)
+    app.on_response_prepare.append(_add_request_id)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    # Answered here in every case, never forwarded: elsewhere (metrics.port) or off is a 404.
+    served = config.metrics.enabled and not config.metrics.port
+    app.router.add_get(METRICS_PATH, metrics if served else no_metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     context = urlsplit(config.upstream.url).path.rstrip("/")
@@ -167,6 +186,41 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 async def expect_forward(request: web.Request) -> web.StreamResponse | None:
     return await request.app[COMPONENTS].forwarder.expect(request)
+
+
+METRICS_PATH = HEALTH_PREFIX + "/metrics"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Every worker's metrics, summed, for a peer in ``metrics.allow``."""
+    components = request.app[COMPONENTS]
+    if not metrics_allowed(request.remote, components.config.metrics.allow):
+        raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
+    body, content_type = components.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def no_metrics(request: web.Request) -> web.Response:
+    raise NotFound("the metrics are not served on this port")
+
+
+def metrics_allowed(peer: str | None, allow: tuple[str, ...]) -> bool:
+    """Whether the connecting address may read the metrics (X-Forwarded-For never counts)."""
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(item, strict=False) for item in allow)
+
+
+def create_metrics_app(components: Components) -> web.Application:
+    """The application of ``metrics.port``: the metrics and nothing else."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[COMPONENTS] = components
+    app.router.add_get(METRICS_PATH, metrics)
+    return app
 
 
 async def health(request: web.Request) -> web.Response:

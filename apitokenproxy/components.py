@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,6 +34,7 @@ from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
 from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
+from .ops.metrics import MeasuredStore, Metrics, Sources
 from .pages.site import Pages
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
@@ -59,6 +61,7 @@ class Components:
     pool: UpstreamPool
     last_accessed: LastAccessed
     access_log: AccessLog
+    metrics: Metrics
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
@@ -81,8 +84,16 @@ class Components:
         """Open every resource; ``identity`` replaces the upstream's REST API (tests, demo);
         ``served_here`` says which paths the application serves itself."""
         async with contextlib.AsyncExitStack() as stack:
-            store = await open_configured(config.store)
-            stack.push_async_callback(store.close)
+            raw_store = await open_configured(config.store)
+            stack.push_async_callback(raw_store.close)
+
+            def listening() -> bool:
+                return bool(getattr(raw_store, "listening", False))
+
+            # Only PostgreSQL has a revocation listener; SQLite polls.
+            sources = Sources(listener_up=listening if hasattr(raw_store, "listening") else None)
+            metrics = Metrics(sources)
+            store = cast(TokenStore, MeasuredStore(raw_store, metrics))
             hasher = SecretHasher(
                 workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
             )
@@ -105,7 +116,7 @@ class Components:
                 verify_tls=upstream.verify_tls,
             )
             stack.callback(pool.close)
-            access_log = AccessLog(config.logging.access_log)
+            access_log = AccessLog(config.logging.access_log, format=config.logging.format)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
             throttle = config.auth.throttle
@@ -162,12 +173,20 @@ class Components:
                 context_path=context_path,
                 public_url=config.listen.public_url.rstrip("/"),
             )
+            sources.cache_hits = lambda: verifier.hits
+            sources.cache_misses = lambda: verifier.misses
+            sources.cache_entries = lambda: verifier.cached
+            sources.argon2 = lambda: (hasher.verified, hasher.queued, hasher.seconds)
+            sources.upstream_in_use = lambda: pool.in_use
+            sources.upstream_failures = lambda: pool.failures
+            sources.flush_age = last_accessed.age
             components = cls(
                 config=config,
                 store=store,
                 pool=pool,
                 last_accessed=last_accessed,
                 access_log=access_log,
+                metrics=metrics,
                 verifier=verifier,
                 token_api=token_api,
                 pages=Pages(
@@ -190,12 +209,15 @@ class Components:
                     header_timeout=config.listen.header_timeout_seconds,
                     keepalive_timeout=config.listen.keepalive_timeout_seconds,
                     access_log=access_log,
+                    metrics=metrics,
                 ),
                 networks=networks,
                 notifier=_notifier(config, store, clock, provider, authenticator),
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
+            metrics.start()
+            stack.push_async_callback(metrics.stop)
             watcher = asyncio.create_task(
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )

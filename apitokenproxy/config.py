@@ -268,6 +268,19 @@ class PagesConfig:
 class LoggingConfig:
     level: str = field(default="INFO", metadata=_check(_log_level))
     access_log: bool = True
+    # The access log's lines: text (key=value, fixed order) or json (one object a line).
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # GET /__apitokenproxy/metrics, in the Prometheus text format.
+    enabled: bool = True
+    # Peers (the connecting address, never X-Forwarded-For) that may read it.
+    allow: tuple[str, ...] = field(default=("127.0.0.1/32", "::1/128"), metadata=_check(_networks))
+    # Serve the metrics on this port of listen.host instead of the proxy's own
+    # (0: on the proxy's port). The allow-list applies on either.
+    port: int = field(default=0, metadata=_check(_port))
 
 
 @dataclass(frozen=True)
@@ -324,6 +337,7 @@ class Config:
     pages: PagesConfig = PagesConfig()
     logging: LoggingConfig = LoggingConfig()
     notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class ConfigError(Exception):
@@ -408,6 +422,8 @@ def _cross_checks(config: Config) -> list[str]:
     webhook = config.notify.webhook
     if webhook.url and not webhook.secret:
         problems.append("notify.webhook.secret: is required with notify.webhook.url")
+    if config.metrics.port and config.metrics.port == config.listen.port:
+        problems.append("metrics.port: must differ from listen.port (or be 0 to share it)")
     tls = config.listen.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         problems.append("listen.tls: cert_file and key_file must be set together")
@@ -541,6 +557,7 @@ __all__ = [
     "GroupLimit",
     "ListenConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "NotifyConfig",
     "ProxyConfig",
     "SmtpConfig",

@@ -6,7 +6,7 @@ invalid one is refused with its problems logged, and the old configuration
 stays), applies the live changes to the running components, and names in a
 log line every change that needs a restart. No connection is dropped.
 
-Live: the log level and the access log, throttling, the token rules
+Live: the log level, the access log and its format, throttling, the token rules
 (validity limits, per-group rules, the per-user cap), the allowed networks
 and token managers, trusted proxies, the client and upstream timeouts, and the TLS certificate
 (re-read from its files, for renewals; new connections get it).
@@ -30,6 +30,7 @@ log = logging.getLogger("apitokenproxy")
 LIVE = (
     "logging.level",
     "logging.access_log",
+    "logging.format",
     "auth.throttle.",
     "auth.allowed_networks",
     "auth.token_manager_groups",
@@ -108,6 +109,7 @@ class Reloader:
             self._tls.load_cert_chain(tls.cert_file, tls.key_file)
         logging.getLogger().setLevel(new.logging.level.upper())
         c.access_log.enabled = new.logging.access_log
+        c.access_log.format = new.logging.format
         throttle = new.auth.throttle
         c.verifier.throttle.retune(
             throttle.max_failures, throttle.window_seconds, throttle.max_tracked

@@ -154,7 +154,7 @@ class GatewayTestServer(TestServer):
 
         if self.runner:
             return
-        self.runner = await start_site(self.app, self.host, 0, access_log=False)
+        self.runner = await start_site(self.app, self.host, 0)
         self.port = self.runner.addresses[0][1]
         self.scheme = "http"
         self._root = URL(f"http://{self.host}:{self.port}")

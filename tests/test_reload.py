@@ -40,6 +40,8 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
         (with_(store={"url": "sqlite:////tmp/other.db"}), [], ["store.url"]),
         (with_(proxy={"fast_path": False}, logging={"access_log": False}),
          ["logging.access_log"], ["proxy.fast_path"]),
+        (with_(logging={"format": "json"}, metrics={"allow": ["10.0.0.0/8"]}),
+         ["logging.format"], ["metrics.allow"]),
     ],
 )  # fmt: skip
 def test_what_a_reload_applies(new: dict[str, Any], live: list[str], restart: list[str]) -> None:

@@ -46,7 +46,7 @@ class Caller:
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
     grant: Grant | None = None  # likewise: the token's policy, and its secret's deadline
-    method: Method = "password"
+    method: Method = "password"  # how the caller authenticated, as the access log says it
 
 
 class Authenticator:
@@ -109,15 +109,18 @@ class Authenticator:
             case None if cookie:
                 return await self.session_caller(cookie)
             case None:
-                raise Unauthorized(NO_CREDENTIALS)
+                raise Unauthorized(NO_CREDENTIALS, reason="missing")
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
                 return Caller(user, ActingAs({"Authorization": authorization[0]}))
             case BearerCredentials():
-                raise Unauthorized("the Bearer token is not an apitokenproxy token")
+                raise Unauthorized(
+                    "the Bearer token is not an apitokenproxy token", reason="unknown"
+                )
             case _:
                 raise Unauthorized(
-                    f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
+                    f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer",
+                    reason="scheme",
                 )
 
     async def session_caller(self, cookie: str) -> Caller:
@@ -145,7 +148,7 @@ class Authenticator:
             try:
                 user = await self._identity.check_password(username, password)
             except PasswordRejected as exc:
-                raise Unauthorized(exc.reason) from exc
+                raise Unauthorized(exc.reason, reason="password_rejected") from exc
             self._passwords.put(key, user)
         return user
 

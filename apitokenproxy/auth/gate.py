@@ -5,7 +5,7 @@
 - no credentials: forwarded as they are (the upstream decides);
 - a token, as ``Basic user:TOKEN``, ``Bearer TOKEN`` or ``Basic TOKEN:`` (the
   token as user name, as tools with one "API key" field send it): checked here;
-- a password in Basic: forwarded unchanged (``PASSWORD``), or refused when
+- a password in Basic: forwarded unchanged (an ``Admission`` marked ``password``), or refused when
   ``auth.allow_password_basic_auth`` is false;
 - anything else (Jira's own Bearer personal access tokens, OAuth, Kerberos):
   not ours, forwarded unchanged;
@@ -33,7 +33,7 @@ from .verifier import TokenVerifier
 
 @dataclass(frozen=True)
 class Admission:
-    """How to forward an admitted request."""
+    """How to forward an admitted request, and what the access log says of it."""
 
     user_name: str | None  # the token owner to inject as the trusted user, if any
     strip_authorization: bool
@@ -41,10 +41,15 @@ class Admission:
     response_headers: tuple[tuple[str, str], ...] = ()
     # A Basic password forwarded as it is: subject to auth.allowed_networks.
     password: bool = False
+    # How the caller authenticated (the access log's ``auth``): token, password
+    # (for the upstream to check), anonymous, or other (a scheme the upstream judges).
+    outcome: str = "anonymous"
+    claimed_user: str | None = None  # the Basic user name sent with a password
+    token_id: int | None = None
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
-PASSWORD = Admission(user_name=None, strip_authorization=False, password=True)
+OTHER_SCHEME = Admission(user_name=None, strip_authorization=False, outcome="other")
 
 PASSWORDS_DISABLED = (
     "password login is disabled for REST calls: create an API token with "
@@ -59,14 +64,41 @@ def classify(authorization: Sequence[str], *, allow_password: bool) -> TokenAtte
         return attempt
     if isinstance(credentials, BasicCredentials):
         if not allow_password:
-            raise Unauthorized(PASSWORDS_DISABLED)
-        return PASSWORD
-    # No credentials, or a scheme that is not ours (Jira's own personal
-    # access tokens, OAuth, Kerberos): the upstream's business.
-    return AS_IS
+            raise Unauthorized(PASSWORDS_DISABLED, reason="password_disabled")
+        return Admission(
+            None, False, password=True, outcome="password", claimed_user=credentials.username
+        )
+    # No credentials, or a scheme that is not ours (Jira's own personal access
+    # tokens, OAuth, Kerberos): the upstream's business.
+    return AS_IS if credentials is None else OTHER_SCHEME
 
 
 Decision = TokenAttempt | Admission
+
+# What the access log and the metrics say of a request's authentication.
+Account = tuple[str | None, str | None, str | None, int | None]  # auth, reason, user, token id
+UNDECIDED: Account = (None, None, None, None)
+
+
+def account(decision: Decision | None, admission: Admission | None, refused: str | None) -> Account:
+    """How a request authenticated, for both lanes' logs: ``(auth, reason, user, token_id)``.
+
+    ``refused`` is the refusal's reason (``errors.REASONS``); the user name and
+    token id of a refused token are those it claimed, so an operator can tell
+    whose job fails and with which token.
+    """
+    if refused is not None:
+        if isinstance(decision, TokenAttempt):
+            return "refused", refused, decision.username, decision.token_id
+        return "refused", refused, None, None
+    if admission is None:
+        return UNDECIDED
+    return (
+        admission.outcome,
+        None,
+        admission.user_name or admission.claimed_user,
+        admission.token_id,
+    )
 
 
 class Gate:
@@ -126,4 +158,11 @@ class Gate:
 def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admission:
     if grant.restricted:
         enforce(grant, method, client, upgrade=upgrade)
-    return Admission(grant.record.owner_name, True, grant.response_headers)
+    record = grant.record
+    return Admission(
+        record.owner_name,
+        True,
+        response_headers=grant.response_headers,
+        outcome="token",
+        token_id=record.id,
+    )

@@ -42,13 +42,13 @@ class ScopeRefused(Forbidden):
     """A read-scoped token asked for more than reading."""
 
     code = "token_scope"
+    reason = "scope"
 
 
 class NotFromHere(Unauthorized):
     """A token used from outside its allowed networks: answered as a bad token."""
 
     code = "invalid_token"
-    reason = "network"
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def enforce(grant: Grant, method: str, client: str, *, upgrade: bool = False) ->
         return
     if grant.networks and not inside(client, grant.networks):
         log.info("token %d refused from %s: reason=network", grant.record.id, client)
-        raise NotFromHere(REFUSED_MESSAGE)
+        raise NotFromHere(REFUSED_MESSAGE, reason="network")
     if grant.read_only and (upgrade or method not in SAFE_METHODS):
         what = "a connection upgrade" if upgrade else method
         raise ScopeRefused(

@@ -37,6 +37,12 @@ def allowed(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
+class OutsideAllowedNetworks(Forbidden):
+    """A token or password login from outside ``auth.allowed_networks``."""
+
+    reason = "network"
+
+
 class AllowedNetworks:
     """The networks token and password logins are accepted from."""
 
@@ -69,6 +75,6 @@ class AllowedNetworks:
             log.info(
                 "refused a token or password login from %s: not in auth.allowed_networks", address
             )
-            raise Forbidden(
+            raise OutsideAllowedNetworks(
                 f"token and password logins are not accepted from your address ({address})"
             )

@@ -41,22 +41,37 @@ class InvalidToken(Unauthorized):
     code = "invalid_token"
 
 
-def rejection(grant: Grant, username: str | None, now_ms: int, email: str = "") -> str | None:
+def rejection(
+    grant: Grant, username: str | None, now_ms: int, email: str = ""
+) -> InvalidToken | None:
     """Why a verified token is refused now (expired, its grace over, or not the named user's:
     neither the owner's name nor ``email``, the owner's address); None if it is not."""
     if grant.valid_until is not None and now_ms >= grant.valid_until:
         at = datetime.fromtimestamp(grant.valid_until / 1000, tz=UTC)
         if grant.rotated:
-            return (
+            return InvalidToken(
                 "this secret was replaced by a rotation and stopped working on "
-                f"{at:%Y-%m-%d %H:%M} UTC; use the new one"
+                f"{at:%Y-%m-%d %H:%M} UTC; use the new one",
+                reason="rotated",
             )
-        return f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one"
+        return InvalidToken(
+            f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one", reason="expired"
+        )
     if username is not None:
         named = username.casefold()
         if named != grant.record.owner_name.casefold() and (not email or named != email):
-            return "the token does not belong to the user name given with it"
+            return InvalidToken(
+                "the token does not belong to the user name given with it", reason="wrong_owner"
+            )
     return None
+
+
+def malformed(exc: MalformedToken) -> InvalidToken:
+    return InvalidToken(str(exc), reason="checksum" if exc.checksum else "malformed")
+
+
+# Token ids seen revoked, remembered so a refusal can say "revoked", not "unknown".
+REVOKED_REMEMBERED = 10_000
 
 
 class TokenVerifier:
@@ -100,6 +115,10 @@ class TokenVerifier:
         # read a token since deleted, so its answer is not cached.
         self._epoch = 0
         self._dummy_hash: str | None = None
+        self._revoked_ids: dict[int, None] = {}  # insertion-ordered: the oldest go first
+        # Verified-cache lookups answered, and those that had to ask the store (metrics).
+        self.hits = 0
+        self.misses = 0
 
     @property
     def throttle(self) -> FailureThrottle:
@@ -115,7 +134,13 @@ class TokenVerifier:
         email = self._email_for(grant, username)
         if email is None or self._accepted(grant, username, email) is not None:
             return None
+        self.hits += 1
         return grant
+
+    @property
+    def cached(self) -> int:
+        """Tokens in the verified cache."""
+        return len(self._cache)
 
     async def verify(
         self, token: str, username: str | None = None, *, client: str | None = None
@@ -134,14 +159,17 @@ class TokenVerifier:
         try:
             grant = self._cache.get(digest)
             if grant is None:
+                self.misses += 1
                 grant = await self._check(token, digest, username, self._throttled(keys))
+            else:
+                self.hits += 1
             email = self._email_for(grant, username)
             if email is None:
                 assert self._emails is not None
                 email = await self._emails.of(grant.record)
             problem = self._accepted(grant, username, email)
             if problem is not None:
-                raise InvalidToken(problem)
+                raise problem
             return grant
         except InvalidToken as exc:
             # Decided before this failure is counted: the attempt that reaches
@@ -167,7 +195,7 @@ class TokenVerifier:
             return ""
         return self._emails.known(grant.record.owner_key)
 
-    def _accepted(self, grant: Grant, username: str | None, email: str) -> str | None:
+    def _accepted(self, grant: Grant, username: str | None, email: str) -> InvalidToken | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
         problem = rejection(grant, username, now, email)
@@ -204,19 +232,21 @@ class TokenVerifier:
         """While ``username`` is throttled, only a token of that user's is worth
         argon2's time: refuse anything else at once (it is counted as a failure)."""
         try:
-            record = await self._store.get(parse_token(token).token_id)
+            token_id = parse_token(token).token_id
         except MalformedToken as exc:
-            raise InvalidToken(str(exc)) from exc
-        if record is not None and record.owner_name.casefold() == username.casefold():
+            raise malformed(exc) from exc
+        record = await self._store.get(token_id)
+        if record is None:
+            raise self._unknown(token_id)
+        if record.owner_name.casefold() == username.casefold():
             return
         if (
-            record is not None
-            and self._emails is not None
+            self._emails is not None
             and could_be_email(username, record.owner_name)
             and await self._emails.of(record) == username.casefold()
         ):
             return  # the owner's e-mail address, as the upstream reports it
-        raise InvalidToken("the token is unknown or not the named user's")
+        raise InvalidToken("the token is unknown or not the named user's", reason="wrong_owner")
 
     def _launch(self, token: str, digest: bytes) -> asyncio.Task[Grant]:
         flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
@@ -239,13 +269,13 @@ class TokenVerifier:
             # Same argon2 time as any other refusal: the answer's timing tells
             # nothing, not even whether the checksum held.
             await self._hasher.verify(await self._dummy(), token)
-            raise InvalidToken(str(exc)) from exc
+            raise malformed(exc) from exc
         record = await self._store.get(parsed.token_id)
         if record is None:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
             await self._hasher.verify(await self._dummy(), parsed.secret)
-            raise InvalidToken(REFUSED_MESSAGE)
+            raise self._unknown(parsed.token_id)
         if await self._hasher.verify(record.secret_hash, parsed.secret):
             grant = grant_for(record)
         elif (
@@ -256,10 +286,16 @@ class TokenVerifier:
         ):
             grant = grant_for(record, rotated=True)
         else:
-            raise InvalidToken(REFUSED_MESSAGE)
+            raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
         if epoch == self._epoch:
             self._cache.put(digest, grant)
         return grant
+
+    def _unknown(self, token_id: int) -> InvalidToken:
+        # The client hears the same either way; the log and metrics say which.
+        return InvalidToken(
+            REFUSED_MESSAGE, reason="revoked" if token_id in self._revoked_ids else "unknown"
+        )
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -272,6 +308,10 @@ class TokenVerifier:
         Their pending ``lastAccessed`` times stay: a rotated or narrowed token
         still exists, and for a deleted one the write finds no row."""
         doomed = set(token_ids)
+        for token_id in doomed:
+            self._revoked_ids[token_id] = None
+        while len(self._revoked_ids) > REVOKED_REMEMBERED:
+            del self._revoked_ids[next(iter(self._revoked_ids))]
         if doomed:
             self._cache.discard_where(lambda grant: grant.record.id in doomed)
             self._revoked()

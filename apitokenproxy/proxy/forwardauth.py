@@ -28,6 +28,7 @@ from aiohttp import web
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
 from .client import Network, client_of
+from .forwarder import admit
 from .headers import Injection
 
 FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
@@ -42,11 +43,8 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
-        admission = await self._gate.admit(
-            self._gate.decide(authorization),
-            _method(request),
-            client_of(request, self.trusted).address,
-            upgrade="Upgrade" in request.headers,
+        admission = await admit(
+            self._gate, request, client_of(request, self.trusted).address, _method(request)
         )
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:

@@ -32,9 +32,10 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..auth.gate import Admission, Gate
+from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
+from ..ops.accesslog import observed
 from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
@@ -107,13 +108,7 @@ class Forwarder:
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
-        gate = self._gate
-        admission = await gate.admit(
-            gate.decide(request.headers.getall("Authorization", [])),
-            request.method,
-            view.address,
-            upgrade="Upgrade" in request.headers,
-        )
+        admission = await admit(self._gate, request, view.address)
         length = request.content_length
         if self._max_body and length is not None and length > self._max_body:
             raise _too_large(self._max_body)
@@ -126,6 +121,7 @@ class Forwarder:
             view,
             user_name=admission.user_name,
             strip_authorization=admission.strip_authorization,
+            request_id=observed(request).request_id,
         )
 
     async def _http(
@@ -133,6 +129,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         method = request.method
         responder = _Responder()
+        record = observed(request)
         length = request.content_length if request.body_exists else 0
         try:
             # A body is read before an upstream connection is taken, up to
@@ -150,7 +147,11 @@ class Forwarder:
                 )
             else:
                 await self._stream(request, target, headers, length, responder, body)
-            status, upstream_headers, framing, declared = await responder.head
+            sent_at = asyncio.get_running_loop().time()
+            try:
+                status, upstream_headers, framing, declared = await responder.head
+            finally:
+                record.upstream_seconds = asyncio.get_running_loop().time() - sent_at
         except BaseException:
             responder.abandon()
             raise
@@ -368,6 +369,31 @@ class _Responder:
         upstream, self._upstream = self._upstream, None
         if upstream is not None and not self._ended:
             upstream.abandon()
+
+
+async def admit(
+    gate: Gate, request: web.Request, client: str, method: str | None = None
+) -> Admission:
+    """The gate's answer for an aiohttp request, noted for its access-log line.
+
+    ``method`` is what a token's scope is judged by: the request's own unless
+    the caller knows better (forward auth's ``X-Forwarded-Method``)."""
+    record = observed(request)
+    decision: Decision | None = None
+    try:
+        decision = gate.decide(request.headers.getall("Authorization", []))
+        admission = await gate.admit(
+            decision,
+            method or request.method,
+            client,
+            upgrade="Upgrade" in request.headers,
+        )
+    except ProxyError as exc:
+        if exc.reason is not None:
+            record.authenticated(*account(decision, None, exc.reason))
+        raise
+    record.authenticated(*account(decision, admission, None))
+    return admission
 
 
 async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:

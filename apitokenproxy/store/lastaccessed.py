@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from ..errors import StoreUnavailable
 from . import TokenStore
@@ -25,6 +26,7 @@ class LastAccessed:
         self._flush_seconds = flush_seconds
         self._pending: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._written_at = time.monotonic()  # the last successful write (or the start)
 
     def record(self, token_id: int, at_ms: int) -> None:
         if self._pending.get(token_id, 0) < at_ms:
@@ -34,10 +36,15 @@ class LastAccessed:
         batch, self._pending = self._pending, {}
         try:
             await self._store.record_access(batch)
+            self._written_at = time.monotonic()
         except StoreUnavailable as exc:
             for token_id, at in batch.items():
                 self.record(token_id, at)
             log.warning("lastAccessed not written, will retry: %s", exc.message)
+
+    def age(self) -> float:
+        """Seconds since lastAccessed times were last written (the metrics' flush lag)."""
+        return time.monotonic() - self._written_at
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lastAccessed flusher")

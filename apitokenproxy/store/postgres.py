@@ -61,6 +61,8 @@ class PostgresStore:
         self._pool = pool
         self._url = url
         self._schema = schema
+        # Whether the revocation listener is connected now (the metrics' listener gauge).
+        self.listening = False
 
     @classmethod
     async def open(
@@ -292,6 +294,7 @@ class PostgresStore:
                 lost.clear()
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANNEL, on_notify)
+                self.listening = True
                 if connected_before:
                     # Revocations sent while we were away are lost: forget everything.
                     reset()
@@ -301,6 +304,7 @@ class PostgresStore:
             except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("revocation listener lost its connection: %s", exc)
             finally:
+                self.listening = False
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=1))
 

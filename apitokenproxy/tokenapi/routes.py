@@ -19,6 +19,7 @@ from aiohttp import web
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
 from ..errors import Forbidden
+from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
 from .inputs import (
     parse_create,
@@ -83,6 +84,7 @@ class TokenApi:
             )
             if refusal is not None:
                 raise Forbidden(refusal)
+        observed(request).authenticated(caller.method, None, caller.user.name, caller.token_id)
         return caller
 
     def own_origin(self, request: web.Request) -> str:

@@ -494,33 +494,35 @@ def test_rejection_of_rotated_secrets_and_email_names(
 ) -> None:
     rotated = previous_until is not None
     grant = grant_for(record(valid_until, previous_until), rotated=rotated)
-    reason = rejection(grant, username, now, email)
+    problem = rejection(grant, username, now, email)
     if refused is None:
-        assert reason is None
+        assert problem is None
     else:
-        assert reason is not None
-        assert refused in reason
+        assert problem is not None
+        assert refused in problem.message
+        assert problem.reason == ("rotated" if "replaced" in refused else "wrong_owner")
 
 
 @pytest.mark.parametrize(
-    ("valid_until", "username", "now", "refused"),
+    ("valid_until", "username", "now", "refused", "why"),
     [
-        (None, None, START_MS, None),
-        (None, "alice", START_MS, None),
-        (None, "ALICE", START_MS, None),
-        (None, "bob", START_MS, "does not belong"),
-        (None, "", START_MS, "does not belong"),
-        (START_MS + 1, None, START_MS, None),
-        (START_MS + 1, None, START_MS + 1, "expired on 2026-01-15 12:00 UTC"),
-        (START_MS + 1, "bob", START_MS + 1, "expired"),  # expiry is reported first
+        (None, None, START_MS, None, None),
+        (None, "alice", START_MS, None, None),
+        (None, "ALICE", START_MS, None, None),
+        (None, "bob", START_MS, "does not belong", "wrong_owner"),
+        (None, "", START_MS, "does not belong", "wrong_owner"),
+        (START_MS + 1, None, START_MS, None, None),
+        (START_MS + 1, None, START_MS + 1, "expired on 2026-01-15 12:00 UTC", "expired"),
+        (START_MS + 1, "bob", START_MS + 1, "expired", "expired"),  # expiry is reported first
     ],
 )
 def test_rejection(
-    valid_until: int | None, username: str | None, now: int, refused: str | None
+    valid_until: int | None, username: str | None, now: int, refused: str | None, why: str | None
 ) -> None:
-    reason = rejection(grant_for(record(valid_until)), username, now)
+    problem = rejection(grant_for(record(valid_until)), username, now)
     if refused is None:
-        assert reason is None
+        assert problem is None
     else:
-        assert reason is not None
-        assert refused in reason
+        assert problem is not None
+        assert refused in problem.message
+        assert problem.reason == why
