@@ -284,6 +284,10 @@ async def test_policy_fields_are_shown_only_for_a_token_that_has_a_policy(jira: 
     listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
     assert set(listing[0]) == {"created", "description", "id", "lastAccessed", "validUntil"}
     assert listing[1]["allowedAddresses"] == ["10.1.0.0/16", "::1/128"]
+    admin = {**basic("admin", "admin-pw"), **CLOSE}
+    page = await jira.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=admin)
+    content = (await page.json())["content"]
+    assert [("scope" in t, t.get("scope")) for t in content] == [(False, None), (True, "read")]
     # Clearing the networks through PATCH, with no description: allowed for policy fields.
     resp = await jira.client.patch(
         f"{API}/user/token/{narrow['id']}", json={"allowedAddresses": []}, headers=ALICE
