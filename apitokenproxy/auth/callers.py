@@ -61,16 +61,14 @@ class Authenticator:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs(dict(self._as_user(user_name)))
 
-    async def caller(
-        self, authorization: Sequence[str], client: str | None = None, method: str = "GET"
-    ) -> Caller:
+    async def caller(self, authorization: Sequence[str], client: str, method: str) -> Caller:
         """The caller; a token's policy (``grant.enforce``) applies to the token API too,
         so a read-scoped token can only read, and only from its allowed networks."""
         credentials = read_credentials(authorization)
         attempt = token_in(credentials)
         if attempt is not None:
             grant = await self._verifier.verify(attempt.token, attempt.username, client=client)
-            enforce(grant, method, client or "unknown")
+            enforce(grant, method, client)
             return self._token_caller(grant)
         match credentials:
             case None:

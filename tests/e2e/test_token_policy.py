@@ -288,12 +288,15 @@ async def test_policy_fields_are_shown_only_for_a_token_that_has_a_policy(jira: 
     page = await jira.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=admin)
     content = (await page.json())["content"]
     assert [("scope" in t, t.get("scope")) for t in content] == [(False, None), (True, "read")]
-    # Clearing the networks through PATCH, with no description: allowed for policy fields.
+    assert (await status_of(jira.client, "GET", narrow["plainTextToken"]))[0] == 401
+    # Clearing the networks through PATCH, with no description: allowed for policy fields,
+    # and in force at once.
     resp = await jira.client.patch(
         f"{API}/user/token/{narrow['id']}", json={"allowedAddresses": []}, headers=ALICE
     )
     assert resp.status == 200
     assert (await resp.json())["allowedAddresses"] == []
+    assert (await status_of(jira.client, "GET", narrow["plainTextToken"]))[0] == 200
 
 
 # Rotation ---------------------------------------------------------------------------
