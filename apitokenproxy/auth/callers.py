@@ -89,8 +89,8 @@ class Authenticator:
     async def caller(
         self,
         authorization: Sequence[str],
-        client: str | None = None,
-        method: str = "GET",
+        client: str,
+        method: str,
         cookie: str | None = None,
     ) -> Caller:
         """The caller these credentials name; ``cookie`` (the request's ``Cookie``
@@ -98,12 +98,12 @@ class Authenticator:
         token's policy (``grant.enforce``) applies to the token API too, so a
         read-scoped token can only read, and only from its allowed networks."""
         credentials = read_credentials(authorization)
-        if client is not None and isinstance(credentials, BasicCredentials | BearerCredentials):
+        if isinstance(credentials, BasicCredentials | BearerCredentials):
             self.networks.check(client)
         attempt = token_in(credentials)
         if attempt is not None:
             grant = await self._verifier.verify(attempt.token, attempt.username, client=client)
-            enforce(grant, method, client or "unknown")
+            enforce(grant, method, client)
             return self._token_caller(grant)
         match credentials:
             case None if cookie:

@@ -21,7 +21,11 @@ from ..conftest import START_MS, GatewayTestServer, MakeWorld, World
 from ..fakes import USER_HEADER, basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
-ALICE = basic("alice", "alice-pw")
+# Token API calls close their connection: the fast lane hands a connection to aiohttp for
+# good at its first token API request, and the data-path requests after it must start
+# on a fresh connection, in the lane under test.
+CLOSE = {"Connection": "close"}
+ALICE = {**basic("alice", "alice-pw"), **CLOSE}
 ISSUE = "/rest/api/2/issue/X-1"
 HOUR_MS = 3_600_000
 
@@ -34,6 +38,11 @@ async def make_token(
     )
     assert resp.status == 200, await resp.text()
     return await resp.json()  # type: ignore[no-any-return]
+
+
+def fast_served(client: TestClient[Any, Any]) -> int:
+    """Requests the fast lane answered itself: on the fast lane, the data path's."""
+    return client.app[COMPONENTS].fast_lane.served
 
 
 def reached_upstream(world: World, path: str = ISSUE) -> int:
@@ -67,7 +76,9 @@ async def status_of(
         ("PROPFIND", False),  # not a method the fast lane serves: the aiohttp lane decides
     ],
 )
-async def test_a_read_token_may_only_read(jira: World, method: str, allowed: bool) -> None:
+async def test_a_read_token_may_only_read(
+    jira: World, lane: str, method: str, allowed: bool
+) -> None:
     made = await make_token(jira.client, scope="read")
     token = made["plainTextToken"]
     # Twice: the first check awaits the store, the second is served from the cache.
@@ -82,6 +93,8 @@ async def test_a_read_token_may_only_read(jira: World, method: str, allowed: boo
             assert data["error"] == "token_scope"
             assert "read scope" in data["message"]
             assert reached_upstream(jira) == 0  # refused before the upstream saw anything
+    if lane == "fast" and method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"):
+        assert fast_served(jira.client) == 2  # both answered by the lane under test
     # The same token with write scope (the default) may do anything.
     writer = await make_token(jira.client)
     assert (await status_of(jira.client, method, writer["plainTextToken"], data=b"{}"))[0] == 200
@@ -116,9 +129,9 @@ async def test_a_read_token_is_refused_before_100_continue(jira: World) -> None:
 async def test_a_read_token_can_read_the_token_api_but_not_change_it(jira: World) -> None:
     made = await make_token(jira.client, scope="read")
     token = bearer(made["plainTextToken"])
-    listing = await jira.client.get(f"{API}/user/token", headers=token)
+    listing = await jira.client.get(f"{API}/user/token", headers={**token, **CLOSE})
     assert listing.status == 200
-    itself = await jira.client.get(f"{API}/user/token/current", headers=token)
+    itself = await jira.client.get(f"{API}/user/token/current", headers={**token, **CLOSE})
     assert (itself.status, (await itself.json())["scope"]) == (200, "read")
     for method, path, body in [
         ("POST", "/user/token", {"tokenDescription": "more"}),
@@ -126,7 +139,7 @@ async def test_a_read_token_can_read_the_token_api_but_not_change_it(jira: World
         ("POST", f"/user/token/{made['id']}/rotate", {}),
         ("DELETE", f"/user/token/{made['id']}", None),
     ]:
-        resp = await jira.client.request(method, API + path, json=body, headers=token)
+        resp = await jira.client.request(method, API + path, json=body, headers={**token, **CLOSE})
         data = await resp.json()
         assert (resp.status, data["error"]) == (403, "token_scope"), (method, path)
     assert len(await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()) == 1
@@ -210,7 +223,7 @@ async def test_allowed_networks_behind_a_trusted_proxy(
     assert got == status
     # The token API applies the same rule.
     resp = await world.client.get(
-        f"{API}/user/token", headers={**bearer(token), "X-Forwarded-For": forwarded_for}
+        f"{API}/user/token", headers={**bearer(token), "X-Forwarded-For": forwarded_for, **CLOSE}
     )
     assert resp.status == status
 
@@ -271,12 +284,19 @@ async def test_policy_fields_are_shown_only_for_a_token_that_has_a_policy(jira: 
     listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
     assert set(listing[0]) == {"created", "description", "id", "lastAccessed", "validUntil"}
     assert listing[1]["allowedAddresses"] == ["10.1.0.0/16", "::1/128"]
-    # Clearing the networks through PATCH, with no description: allowed for policy fields.
+    admin = {**basic("admin", "admin-pw"), **CLOSE}
+    page = await jira.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=admin)
+    content = (await page.json())["content"]
+    assert [("scope" in t, t.get("scope")) for t in content] == [(False, None), (True, "read")]
+    assert (await status_of(jira.client, "GET", narrow["plainTextToken"]))[0] == 401
+    # Clearing the networks through PATCH, with no description: allowed for policy fields,
+    # and in force at once.
     resp = await jira.client.patch(
         f"{API}/user/token/{narrow['id']}", json={"allowedAddresses": []}, headers=ALICE
     )
     assert resp.status == 200
     assert (await resp.json())["allowedAddresses"] == []
+    assert (await status_of(jira.client, "GET", narrow["plainTextToken"]))[0] == 200
 
 
 # Rotation ---------------------------------------------------------------------------
@@ -389,7 +409,7 @@ async def test_a_rotation_keeps_last_accessed(jira: World) -> None:
 async def test_only_the_owner_rotates_and_others_see_not_found(jira: World) -> None:
     made = await make_token(jira.client)
     resp = await jira.client.post(
-        f"{API}/user/token/{made['id']}/rotate", headers=basic("bob", "bob-pw")
+        f"{API}/user/token/{made['id']}/rotate", headers={**basic("bob", "bob-pw"), **CLOSE}
     )
     assert resp.status == 404
     assert (await status_of(jira.client, "GET", made["plainTextToken"]))[0] == 200
@@ -442,7 +462,7 @@ async def test_rotations_and_narrowing_reach_a_second_instance(
 async def test_a_token_describes_itself(jira: World) -> None:
     made = await make_token(jira.client, allowedAddresses=["127.0.0.0/8"])
     resp = await jira.client.get(
-        f"{API}/user/token/current", headers=bearer(made["plainTextToken"])
+        f"{API}/user/token/current", headers={**bearer(made["plainTextToken"]), **CLOSE}
     )
     assert resp.status == 200
     assert await resp.json() == {
@@ -467,7 +487,7 @@ async def test_introspection_with_a_replaced_secret_says_when_it_stops(jira: Wor
     made = await make_token(jira.client)
     await rotate(jira.client, made["id"], {"gracePeriodSeconds": 120})
     resp = await jira.client.get(
-        f"{API}/user/token/current", headers=bearer(made["plainTextToken"])
+        f"{API}/user/token/current", headers={**bearer(made["plainTextToken"]), **CLOSE}
     )
     data = await resp.json()
     assert (data["validUntil"], data["secretValidUntil"]) == (
@@ -476,7 +496,7 @@ async def test_introspection_with_a_replaced_secret_says_when_it_stops(jira: Wor
     )
 
 
-async def test_every_token_answer_carries_the_expiry(jira: World) -> None:
+async def test_every_token_answer_carries_the_expiry(jira: World, lane: str) -> None:
     made = await make_token(jira.client)
     token = made["plainTextToken"]
     expected = expiry_value(valid_until(START_MS, 6))
@@ -497,6 +517,8 @@ async def test_every_token_answer_carries_the_expiry(jira: World) -> None:
     for headers in (ALICE, {}):
         resp = await jira.client.get(spoof, headers=headers)
         assert EXPIRY_HEADER not in resp.headers
+    if lane == "fast":
+        assert fast_served(jira.client) == 7  # every data-path request above
     # During a rotation's grace, the replaced secret says when it stops.
     await rotate(jira.client, made["id"], {"gracePeriodSeconds": 3600})
     resp = await jira.client.get(ISSUE, headers=bearer(token))
@@ -544,7 +566,7 @@ async def test_email_as_the_user_name(
         if status == 200:
             data = await resp.json()
             assert [v for k, v in data["headers"] if k == USER_HEADER] == ["alice"]
-    resp = await world.client.get(f"{API}/user/token", headers=basic(name, token))
+    resp = await world.client.get(f"{API}/user/token", headers={**basic(name, token), **CLOSE})
     assert resp.status == status
 
 

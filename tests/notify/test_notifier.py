@@ -191,7 +191,7 @@ async def test_two_instances_on_one_postgres_send_each_warning_once(
         authenticator = runners[0].app[COMPONENTS].token_api.authenticator
         made = []
         for name, password in (("alice", "alice-pw"), ("bob", "bob-pw")):
-            caller = await authenticator.caller([_basic(name, password)])
+            caller = await authenticator.caller([_basic(name, password)], "127.0.0.1", "POST")
             for description in ("first", "second"):
                 made.append(await service.create(caller, CreateRequest(description, months=1)))
         assert len(await store.expiring(0, 2**62)) == 4
