@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from apitokenproxy.app import create_app
+from apitokenproxy.app import HEALTH_PREFIX, create_app
 from apitokenproxy.config import Config, config_from_dict
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, FakeUpstream
@@ -160,6 +161,22 @@ class GatewayTestServer(TestServer):
         self._root = URL(f"http://{self.host}:{self.port}")
 
 
+# Served by the proxy itself, not forwarded: the token API, the pages, health.
+OWN_PATHS = ("/rest/de.resolution.apitokenauth/", "/apitokens", HEALTH_PREFIX)
+
+
+async def own_calls_close(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    """Close the connection after each call the proxy serves itself.
+
+    The fast lane hands a connection to aiohttp for good at its first request
+    for the proxy's own paths; without this, the data-path requests a test
+    makes after creating a token would all be served by the aiohttp lane,
+    whatever lane the test is parametrised with."""
+    if request.url.path.startswith(OWN_PATHS):
+        request.headers["Connection"] = "close"
+    return await handler(request)
+
+
 @pytest.fixture
 def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str) -> MakeWorld:
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
@@ -174,7 +191,9 @@ def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: s
         )
         cfg = config_from_dict(raw)
         clock = FakeClock()
-        client = await aiohttp_client(GatewayTestServer(create_app(cfg, clock=clock)))
+        client = await aiohttp_client(
+            GatewayTestServer(create_app(cfg, clock=clock)), middlewares=(own_calls_close,)
+        )
         return World(upstream, server, client, clock, cfg)
 
     return make

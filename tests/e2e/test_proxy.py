@@ -586,3 +586,17 @@ async def test_an_absolute_form_target_is_forwarded_as_its_path_with_the_hosts_h
     headers = {k.lower(): v for k, v in seen.headers}
     assert seen.path_qs == "/rest/api/2/issue/X-1?a=1"
     assert (headers["host"], headers["x-forwarded-host"]) == ("jira.example.com",) * 2
+
+
+async def test_data_requests_after_token_api_calls_run_in_the_lane_under_test(
+    make_world: MakeWorld, lane: str
+) -> None:
+    # The harness closes connections after the proxy's own calls (conftest's
+    # own_calls_close); without that, a "fast" test would be served by aiohttp.
+    world = await make_world("jira")
+    token = (await make_token(world))["plainTextToken"]
+    fast = world.client.app[COMPONENTS].fast_lane
+    before = fast.served
+    for _ in range(3):
+        await echo(world, headers=bearer(token))
+    assert fast.served - before == (3 if lane == "fast" else 0)
