@@ -1,0 +1,118 @@
+"""An outsider's attacks on the token policy, session sign-in and the pages (issues 10 and 13).
+
+Each test is one attack through the real proxy, on both lanes (and both stores
+where the store is involved), judged by what the fake upstream received and
+what the store holds afterwards. Rows that held stay as regression tests; the
+ones that fail show a hole that is still open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ..conftest import Live, MakeLive, World
+from ..fakes import basic, bearer
+from ..peers.nginx import free_port, running_nginx
+from .test_attacks import exchange
+from .test_forward_auth import NGINX_SITE, Front
+
+API = "/rest/de.resolution.apitokenauth/latest"
+ALICE = basic("alice", "alice-pw")
+ISSUE = "/rest/api/2/issue/X-1"
+
+
+async def make_token(
+    client: TestClient[Any, Any], auth: dict[str, str] = ALICE, **extra: Any
+) -> dict[str, Any]:
+    resp = await client.post(
+        f"{API}/user/token", json={"tokenDescription": "t", **extra}, headers=auth
+    )
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def rotate(
+    client: TestClient[Any, Any], token_id: int, auth: dict[str, str], grace: int
+) -> tuple[int, dict[str, Any]]:
+    resp = await client.post(
+        f"{API}/user/token/{token_id}/rotate", json={"gracePeriodSeconds": grace}, headers=auth
+    )
+    return resp.status, await resp.json()
+
+
+async def works(client: TestClient[Any, Any], token: str) -> bool:
+    resp = await client.get(ISSUE, headers=bearer(token))
+    await resp.read()
+    return resp.status == 200
+
+
+# Rotation: what a secret on its way out may still do --------------------------------
+
+
+async def test_a_replaced_secret_cannot_rotate_the_token_out_from_under_its_owner(
+    jira: World,
+) -> None:
+    """The owner rotates a token (say, because its secret may have leaked) with a grace
+    for the CI fleet. Whoever holds the replaced secret must not be able to rotate
+    again: that would end the owner's new secret at once (grace 0) and leave the
+    replaced secret's holder with the only secret that works, for the same token id."""
+    made = await make_token(jira.client)
+    old = made["plainTextToken"]
+    status, rotated = await rotate(jira.client, made["id"], ALICE, 3600)
+    assert status == 200
+    new = rotated["plainTextToken"]
+    assert await works(jira.client, old) and await works(jira.client, new)
+
+    status, taken = await rotate(jira.client, made["id"], bearer(old), 0)
+    assert status == 403, taken  # the replaced secret may use the token, not manage it
+    assert await works(jira.client, new)  # the owner's secret is still the token's
+
+
+# Forward auth behind a real nginx: the method the subrequest carries ------------------
+
+
+async def make_live_read_token(live: Live) -> str:
+    body = b'{"tokenDescription": "ci", "scope": "read"}'
+    request = (
+        f"POST {API}/user/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Authorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, _, answer = await exchange(live.port, request)
+    assert status == 200, answer
+    return str(json.loads(answer)["plainTextToken"])
+
+
+@pytest.fixture
+async def nginx(make_live: MakeLive, tmp_path: Path) -> AsyncIterator[Front]:
+    """nginx with auth_request in front of the proxy, configured as docs/front-proxies.md says."""
+    live = await make_live({"proxy": {"trusted_proxies": ["127.0.0.1/32"]}})
+    port = free_port()
+    site = NGINX_SITE.format(port=port, proxy=live.port, jira=live.upstream_port)
+    with running_nginx(tmp_path / "nginx", site):
+        yield Front(port, live)
+
+
+@pytest.mark.slow  # a real nginx
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+async def test_a_read_token_cannot_write_through_nginx_auth_request(
+    nginx: Front, method: str
+) -> None:
+    """docs/front-proxies.md's nginx configuration, as the suite runs it: nginx's
+    auth subrequest must not let a read-scoped token's write reach Jira."""
+    token = await make_live_read_token(nginx.live)
+    nginx.live.upstream.received.clear()
+    request = (
+        f"{method} {ISSUE} HTTP/1.1\r\nHost: jira.example.com\r\nConnection: close\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
+    status, _, body = await exchange(nginx.port, request)
+    assert status == 403, body
+    assert [r.method for r in nginx.live.upstream.received if r.path_qs == ISSUE] == []
