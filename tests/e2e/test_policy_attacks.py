@@ -14,10 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ..conftest import Live, MakeLive, World
-from ..fakes import basic, bearer
+from apitokenproxy.app import create_app
+from apitokenproxy.config import config_from_dict
+
+from ..conftest import (
+    LANES,
+    FakeClock,
+    GatewayTestServer,
+    Live,
+    MakeLive,
+    World,
+    base_config,
+    deep_merge,
+)
+from ..fakes import JIRA_USERS, SESSION_COOKIE, USER_HEADER, FakeUpstream, basic, bearer
 from ..peers.nginx import free_port, running_nginx
 from .test_attacks import exchange
 from .test_forward_auth import NGINX_SITE, Front
@@ -116,3 +129,80 @@ async def test_a_read_token_cannot_write_through_nginx_auth_request(
     status, _, body = await exchange(nginx.port, request)
     assert status == 403, body
     assert [r.method for r in nginx.live.upstream.received if r.path_qs == ISSUE] == []
+
+
+# A token's answer must not hand out a Jira session --------------------------------------
+
+
+class SessionMintingJira(FakeUpstream):
+    """The fake Jira with docs/upstream.md's Seraph authenticator, which calls
+    ``putPrincipalInSessionContext`` for a header login: like Jira after any
+    authenticated REST call, the answer sets a session cookie for that user."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+
+        async def mint(request: web.Request, response: web.StreamResponse) -> None:
+            user = self.by_name(request.headers.get(USER_HEADER, ""))
+            if user is not None and SESSION_COOKIE not in request.cookies:
+                # Added to the prepared headers: the hook runs after cookies are written.
+                session = self.sign_in(user.name)
+                response.headers.add("Set-Cookie", f"{SESSION_COOKIE}={session}; Path=/; HttpOnly")
+
+        app.on_response_prepare.append(mint)
+        return app
+
+
+@pytest.fixture
+async def minting(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str) -> World:
+    upstream = SessionMintingJira("jira", JIRA_USERS)
+    server = await aiohttp_server(upstream.app())
+    raw = deep_merge(
+        base_config(str(server.make_url("")).rstrip("/"), store_url, "jira"), LANES[lane]
+    )
+    cfg = config_from_dict(raw)
+    clock = FakeClock()
+    client = await aiohttp_client(GatewayTestServer(create_app(cfg, clock=clock)))
+    return World(upstream, server, client, clock, cfg)
+
+
+async def test_a_read_token_cannot_become_a_write_session(minting: World) -> None:
+    """A read-scoped token limited to one network is used once; whatever cookies its
+    answer carries must not give the holder the owner's Jira session: not a write
+    through the data path (no Authorization, so no scope check), not a new
+    unrestricted write token from the token API (session sign-in)."""
+    client, upstream = minting.client, minting.upstream
+    reader = await make_token(client, scope="read", allowedAddresses=["127.0.0.0/8"])
+    answer = await client.get(ISSUE, headers=bearer(reader["plainTextToken"]))
+    assert answer.status == 200
+    cookie = "; ".join(f"{m.key}={m.value}" for m in answer.cookies.values())
+    client.session.cookie_jar.clear()
+    owned_before = len(await (await client.get(f"{API}/user/token", headers=ALICE)).json())
+
+    # The data path: a write with the cookie alone.
+    upstream.received.clear()
+    write = await client.post(ISSUE, data=b"{}", headers={"Cookie": cookie} if cookie else {})
+    await write.read()
+    as_owner = [
+        r
+        for r in upstream.received
+        if r.method == "POST"
+        and any(
+            k.lower() == "cookie" and upstream.sessions.get(v.partition("=")[2]) == "alice"
+            for k, v in r.headers
+        )
+    ]
+    problems = []
+    if as_owner:
+        problems.append("the cookie made a write through the data path as the token's owner")
+
+    # The token API: session sign-in with the cookie, creating a write token.
+    created = await client.post(
+        f"{API}/user/token",
+        json={"tokenDescription": "escalated"},
+        headers={"Cookie": cookie, "X-Atlassian-Token": "no-check"} if cookie else {},
+    )
+    owned_after = len(await (await client.get(f"{API}/user/token", headers=ALICE)).json())
+    if created.status != 401 or owned_after != owned_before:
+        problems.append(f"the cookie signed in to the token API: {await created.text()}")
+    assert problems == [], f"the read token's answer set {cookie!r}"
