@@ -8,6 +8,7 @@ ones that fail show a hole that is still open.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,11 +27,20 @@ from ..conftest import (
     GatewayTestServer,
     Live,
     MakeLive,
+    MakeWorld,
     World,
     base_config,
     deep_merge,
 )
-from ..fakes import JIRA_USERS, SESSION_COOKIE, USER_HEADER, FakeUpstream, basic, bearer
+from ..fakes import (
+    JIRA_USERS,
+    SESSION_COOKIE,
+    USER_HEADER,
+    FakeUpstream,
+    FakeUser,
+    basic,
+    bearer,
+)
 from ..peers.nginx import free_port, running_nginx
 from .test_attacks import exchange
 from .test_forward_auth import NGINX_SITE, Front
@@ -206,3 +216,37 @@ async def test_a_read_token_cannot_become_a_write_session(minting: World) -> Non
     if created.status != 401 or owned_after != owned_before:
         problems.append(f"the cookie signed in to the token API: {await created.text()}")
     assert problems == [], f"the read token's answer set {cookie!r}"
+
+
+# The owner's name is not the owner --------------------------------------------------------
+
+
+async def test_a_token_never_speaks_for_a_user_who_took_its_owners_old_name(
+    make_world: MakeWorld,
+) -> None:
+    """Jira and Confluence let an admin rename a user (a name change, an LDAP sync) and
+    let a new user take the old name later; user keys exist so that nothing follows a
+    name to the wrong person. alice's token must not become the new "alice"'s: after the
+    rename the upstream must never see the old name asserted for it (the proxy restarted
+    in between, so no cache remembers anything)."""
+    before = await make_world()
+    made = await make_token(before.client)
+    assert await works(before.client, made["plainTextToken"])
+
+    after = await make_world()  # the same store: a restart, caches empty
+    old_alice = after.upstream.by_name("alice")
+    assert old_alice is not None
+    newcomer = FakeUser("JIRAUSER10200", "alice", "new-pw", groups=("jira-users",))
+    after.upstream.users = (
+        *(u for u in after.upstream.users if u.name != "alice"),
+        dataclasses.replace(old_alice, name="alicia"),
+        newcomer,
+    )
+    after.upstream.received.clear()
+    resp = await after.client.get(ISSUE, headers=bearer(made["plainTextToken"]))
+    await resp.read()
+    asserted = [
+        v for r in after.upstream.received for k, v in r.headers if k.lower() == USER_HEADER.lower()
+    ]
+    # Either refused, or sent as the owner's current name: never as the newcomer.
+    assert "alice" not in asserted, f"token {made['id']} of JIRAUSER10100 reached Jira as alice"
