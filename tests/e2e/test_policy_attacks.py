@@ -8,6 +8,7 @@ ones that fail show a hole that is still open.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -250,3 +251,68 @@ async def test_a_token_never_speaks_for_a_user_who_took_its_owners_old_name(
     ]
     # Either refused, or sent as the owner's current name: never as the newcomer.
     assert "alice" not in asserted, f"token {made['id']} of JIRAUSER10100 reached Jira as alice"
+
+
+# A read token's write, by any spelling of the request ------------------------------------
+
+
+def raw(method: str, token: str, *extra: str, close: bool = False, body: bytes = b"") -> bytes:
+    lines = [
+        f"{method} {ISSUE} HTTP/1.1",
+        "Host: jira.example.com",
+        f"Authorization: Bearer {token}",
+    ]
+    lines += [*extra, f"Content-Length: {len(body)}"]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.mark.parametrize(
+    "requests",
+    [
+        # After an allowed request on the same connection: the fast lane reuses its
+        # decision about the Authorization header, never the method's.
+        [("GET", ()), ("DELETE", ()), ("POST", ()), ("GET", ())],
+        # Method overrides ride along; the method itself is what is judged.
+        [("GET", ()), ("POST", ("X-HTTP-Method-Override: GET",))],
+        # A body on a read, then a write.
+        [("OPTIONS", ()), ("PUT", ())],
+    ],
+    ids=["keep-alive", "override-header", "options-then-put"],
+)
+@pytest.mark.parametrize("pipelined", [False, True], ids=["in-turn", "pipelined"])
+async def test_a_read_token_writes_nothing_on_a_reused_connection(
+    make_live: MakeLive, requests: list[tuple[str, tuple[str, ...]]], pipelined: bool
+) -> None:
+    live = await make_live()
+    token = await make_live_read_token(live)
+    live.upstream.received.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    statuses = []
+    try:
+        wire = [
+            raw(m, token, *extra, close=i == len(requests) - 1, body=b"{}")
+            for i, (m, extra) in enumerate(requests)
+        ]
+        if pipelined:
+            writer.write(b"".join(wire))
+            answer = await asyncio.wait_for(reader.read(), 10)
+            statuses = [int(a[:3]) for a in answer.split(b"HTTP/1.1 ")[1:]]
+        else:
+            for request in wire:
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                statuses.append(int(head[9:12]))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+    finally:
+        writer.close()
+    expected = [200 if m in ("GET", "HEAD", "OPTIONS") else 403 for m, _ in requests]
+    assert statuses == expected
+    reached = [r.method for r in live.upstream.received if r.path_qs == ISSUE]
+    assert reached == [m for m in (m for m, _ in requests) if m in ("GET", "OPTIONS")]
