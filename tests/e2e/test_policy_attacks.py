@@ -316,3 +316,21 @@ async def test_a_read_token_writes_nothing_on_a_reused_connection(
     assert statuses == expected
     reached = [r.method for r in live.upstream.received if r.path_qs == ISSUE]
     assert reached == [m for m in (m for m, _ in requests) if m in ("GET", "OPTIONS")]
+
+
+async def test_a_replaced_secret_cannot_mint_a_token_that_outlives_its_grace(
+    jira: World,
+) -> None:
+    """The grace is for updating a fleet, not for the replaced secret's holder to make
+    itself a new token that works after the grace ends."""
+    made = await make_token(jira.client)
+    old = made["plainTextToken"]
+    status, _ = await rotate(jira.client, made["id"], ALICE, 600)
+    assert status == 200
+    resp = await jira.client.post(
+        f"{API}/user/token", json={"tokenDescription": "spare"}, headers=bearer(old)
+    )
+    minted = await resp.json()
+    assert resp.status == 403, minted
+    listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
+    assert [t["id"] for t in listing] == [made["id"]]
