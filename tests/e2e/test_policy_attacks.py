@@ -334,3 +334,61 @@ async def test_a_replaced_secret_cannot_mint_a_token_that_outlives_its_grace(
     assert resp.status == 403, minted
     listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
     assert [t["id"] for t in listing] == [made["id"]]
+
+
+# Session sign-in: the new calls under the cross-site rule, and cookies beside credentials --
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({}, 403),  # a cross-site form cannot set X-Atlassian-Token
+        ({"X-Atlassian-Token": "no-check", "Origin": "null"}, 403),
+        ({"X-Atlassian-Token": "no-check", "Origin": "http://evil.example"}, 403),
+        ({"X-Atlassian-Token": "nocheck"}, 403),
+        ({"Content-Type": "text/plain"}, 403),
+        ({"X-Atlassian-Token": "no-check"}, 200),  # no Origin: not a cross-site browser call
+    ],
+    ids=["no-header", "null-origin", "foreign-origin", "nocheck", "text-plain", "own"],
+)
+@pytest.mark.parametrize("call", ["rotate", "narrow", "networks"])
+async def test_session_calls_of_the_token_policy_obey_the_cross_site_rule(
+    jira: World, call: str, extra: dict[str, str], status: int
+) -> None:
+    made = await make_token(jira.client)
+    cookie = {"Cookie": f"{SESSION_COOKIE}={jira.upstream.sign_in('alice')}"}
+    if call == "rotate":
+        resp = await jira.client.post(
+            f"{API}/user/token/{made['id']}/rotate",
+            data=b'{"gracePeriodSeconds": 0}',
+            headers={**cookie, **extra},
+        )
+    else:
+        change = {"scope": "read"} if call == "narrow" else {"allowedAddresses": ["10.9.0.0/16"]}
+        resp = await jira.client.patch(
+            f"{API}/user/token/{made['id']}", data=json.dumps(change), headers={**cookie, **extra}
+        )
+    assert resp.status == status, await resp.text()
+    # Refused means unchanged: the original secret still works, from here, for writes.
+    still = await jira.client.post(ISSUE, data=b"{}", headers=bearer(made["plainTextToken"]))
+    assert (still.status == 200) is (status != 200)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic YWxpY2U6d3Jvbmc=", "Bearer atpx_1_" + "A" * 38, "Negotiate YWJj", "Basic"],
+    ids=["wrong-password", "bad-token", "other-scheme", "malformed"],
+)
+async def test_a_signed_in_cookie_does_not_rescue_bad_credentials(
+    jira: World, authorization: str
+) -> None:
+    """The session is asked about only when there is no Authorization at all."""
+    cookie = f"{SESSION_COOKIE}={jira.upstream.sign_in('alice')}"
+    resp = await jira.client.post(
+        f"{API}/user/token",
+        json={"tokenDescription": "smuggled"},
+        headers={"Cookie": cookie, "Authorization": authorization, "X-Atlassian-Token": "no-check"},
+    )
+    assert resp.status in (400, 401), await resp.text()
+    listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
+    assert listing == []
