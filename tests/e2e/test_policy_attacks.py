@@ -392,3 +392,40 @@ async def test_a_signed_in_cookie_does_not_rescue_bad_credentials(
     assert resp.status in (400, 401), await resp.text()
     listing = await (await jira.client.get(f"{API}/user/token", headers=ALICE)).json()
     assert listing == []
+
+
+# A password login the proxy does not see -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"auth": {"allowed_networks": ["10.0.0.0/8"]}},  # the client is 127.0.0.1
+        {"auth": {"allow_password_basic_auth": False}},
+    ],
+    ids=["outside-allowed-networks", "passwords-disabled"],
+)
+@pytest.mark.parametrize(
+    "query",
+    [
+        "os_username=alice&os_password=alice-pw",
+        "os_authType=basic&os_username=alice&os_password=alice-pw",
+        "OS_USERNAME=x&os_password=alice-pw&os_username=alice",
+    ],
+    ids=["seraph-params", "with-auth-type", "reordered"],
+)
+async def test_a_password_in_the_query_is_a_password_login_too(
+    make_world: MakeWorld, config: dict[str, Any], query: str
+) -> None:
+    """Seraph, which Jira and Confluence authenticate through, logs a request in from
+    its os_username and os_password parameters (the feeds' documented way). Where the
+    site refuses password logins from an address, or for REST calls altogether, that
+    spelling of the same password must not reach the upstream either."""
+    world = await make_world(config=config)
+    assert (await world.client.get(ISSUE, headers=ALICE)).status in (401, 403)  # Basic: refused
+    world.upstream.received.clear()
+    resp = await world.client.get(f"{ISSUE}?{query}")
+    await resp.read()
+    leaked = [r.path_qs for r in world.upstream.received if "os_password" in r.path_qs]
+    assert leaked == [], "a password login reached the upstream past the site's rule"
+    assert resp.status in (401, 403)
