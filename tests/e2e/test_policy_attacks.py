@@ -429,3 +429,35 @@ async def test_a_password_in_the_query_is_a_password_login_too(
     leaked = [r.path_qs for r in world.upstream.received if "os_password" in r.path_qs]
     assert leaked == [], "a password login reached the upstream past the site's rule"
     assert resp.status in (401, 403)
+
+
+# Token managers are not sysadmins -----------------------------------------------------------
+
+
+async def test_a_token_manager_cannot_become_a_sysadmin_by_making_their_token(
+    make_world: MakeWorld,
+) -> None:
+    """auth.token_manager_groups lets a group manage tokens "without being" sysadmins.
+    Creating a token for another user hands the plaintext to the creator; created for a
+    sysadmin, it would let the manager act as that sysadmin in Jira."""
+    world = await make_world(config={"auth": {"token_manager_groups": ["developers"]}})
+    # alice is in "developers": a token manager, not a sysadmin.
+    ordinary = await world.client.post(
+        f"{API}/user/token",
+        json={"tokenDescription": "for bob", "tokenForUserKey": "JIRAUSER10105"},
+        headers=ALICE,
+    )
+    assert ordinary.status == 200  # the delegated right itself works
+
+    resp = await world.client.post(
+        f"{API}/user/token",
+        json={"tokenDescription": "helpdesk", "tokenForUserKey": "admin"},
+        headers=ALICE,
+    )
+    made = await resp.json()
+    if resp.status == 200:
+        world.upstream.received.clear()
+        used = await world.client.get(ISSUE, headers=bearer(made["plainTextToken"]))
+        seen = [v for k, v in (await used.json())["headers"] if k == USER_HEADER]
+        pytest.fail(f"a token manager got a sysadmin's token; Jira saw the user {seen}")
+    assert resp.status == 403, made
