@@ -461,3 +461,42 @@ async def test_a_token_manager_cannot_become_a_sysadmin_by_making_their_token(
         seen = [v for k, v in (await used.json())["headers"] if k == USER_HEADER]
         pytest.fail(f"a token manager got a sysadmin's token; Jira saw the user {seen}")
     assert resp.status == 403, made
+
+
+# Allowed addresses behind a trusted proxy: what a client can put in X-Forwarded-For --------
+
+BUILD = ["192.0.2.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "status"),
+    [
+        # The load balancer (127.0.0.1, trusted) appends the real client last.
+        (["192.0.2.7"], 200),
+        (["192.0.2.7", "198.51.100.7"], 401),  # the client's own header, then the balancer's
+        (["192.0.2.7, 192.0.2.8", "198.51.100.7"], 401),
+        (["192.0.2.7, 198.51.100.7, 127.0.0.1"], 401),  # a trusted hop is skipped, not trusted left
+        (["198.51.100.7, 192.0.2.7, 127.0.0.1"], 200),
+        (["2002:c000:207::1"], 401),  # 6to4 embeds 192.0.2.7, but is not it
+        (["::c000:207"], 401),  # IPv4-compatible, not IPv4-mapped
+        (["64:ff9b::c000:207"], 401),  # NAT64's prefix
+        (["192.0.2.7:443"], 401),  # a port makes it no address at all
+        (["[192.0.2.7]"], 401),
+        (["192.0.2.007"], 401),  # leading zeros: octal to some parsers
+        (["unknown"], 401),
+        (["  192.0.2.7  "], 200),
+        ([",,192.0.2.7,,"], 200),
+    ],
+)
+async def test_a_client_cannot_talk_its_way_into_allowed_addresses(
+    make_world: MakeWorld, forwarded_for: list[str], status: int
+) -> None:
+    world = await make_world(config={"proxy": {"trusted_proxies": ["127.0.0.1/32"]}})
+    made = await make_token(
+        world.client, {**ALICE, "X-Forwarded-For": "192.0.2.7"}, allowedAddresses=BUILD
+    )
+    headers = [("Authorization", f"Bearer {made['plainTextToken']}")]
+    headers += [("X-Forwarded-For", value) for value in forwarded_for]
+    for path in (ISSUE, f"{API}/user/token/current"):
+        resp = await world.client.get(path, headers=headers)
+        assert resp.status == status, (path, await resp.text())
