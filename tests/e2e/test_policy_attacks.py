@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import statistics
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from apitokenproxy.app import create_app
+from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.config import config_from_dict
 
 from ..conftest import (
@@ -500,3 +503,43 @@ async def test_a_client_cannot_talk_its_way_into_allowed_addresses(
     for path in (ISSUE, f"{API}/user/token/current"):
         resp = await world.client.get(path, headers=headers)
         assert resp.status == status, (path, await resp.text())
+
+
+# A stolen token tried from elsewhere must not learn that it is good ---------------------
+
+
+async def test_a_token_outside_its_addresses_is_refused_in_a_bad_tokens_time(
+    make_live: MakeLive,
+) -> None:
+    """docs/token-policy.md: a use from another address "is refused like a bad token
+    ... so a stolen token tried from elsewhere does not learn that it is good". The
+    refusal's timing must not tell either: a bad token costs an argon2 check every
+    time, so a good token's refusal must not come from the cache in a fraction of it."""
+    # Throttling out of the way: only the time of each refusal is compared.
+    live = await make_live({"auth": {"throttle": {"max_failures": 1000}}})
+    body = b'{"tokenDescription": "ci", "allowedAddresses": ["10.0.0.0/8"]}'
+    request = (
+        f"POST {API}/user/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Authorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, _, answer = await exchange(live.port, request)
+    assert status == 200, answer
+    made = json.loads(answer)
+    kinds = {
+        "stolen, used from outside": lambda i: made["plainTextToken"],
+        "wrong secret": lambda i: format_token(made["id"], f"{i:032d}"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in kinds}
+    for i in range(10):
+        for name, make in kinds.items():
+            started = time.perf_counter()
+            got, _, _ = await exchange(
+                live.port,
+                f"GET {ISSUE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Authorization: Bearer {make(i)}\r\n\r\n".encode(),
+            )
+            times[name].append(time.perf_counter() - started)
+            assert got == 401
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    assert max(medians.values()) < 2 * min(medians.values()), medians
