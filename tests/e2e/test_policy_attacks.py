@@ -13,7 +13,7 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -526,7 +526,7 @@ async def test_a_token_outside_its_addresses_is_refused_in_a_bad_tokens_time(
     status, _, answer = await exchange(live.port, request)
     assert status == 200, answer
     made = json.loads(answer)
-    kinds = {
+    kinds: dict[str, Callable[[int], str]] = {
         "stolen, used from outside": lambda i: made["plainTextToken"],
         "wrong secret": lambda i: format_token(made["id"], f"{i:032d}"),
     }
