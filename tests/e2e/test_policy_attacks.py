@@ -543,3 +543,47 @@ async def test_a_token_outside_its_addresses_is_refused_in_a_bad_tokens_time(
             assert got == 401
     medians = {name: statistics.median(values) for name, values in times.items()}
     assert max(medians.values()) < 2 * min(medians.values()), medians
+
+
+@pytest.mark.parametrize(
+    ("request_line", "extra"),
+    [
+        (
+            f"GET {ISSUE}",
+            (
+                "Connection: Upgrade, HTTP2-Settings",
+                "Upgrade: h2c",
+                "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+            ),
+        ),
+        (f"GET {ISSUE}", ("Upgrade: websocket",)),  # no Connection: upgrade
+        (
+            f"GET {ISSUE}",
+            (
+                "Connection: keep-alive, Upgrade",
+                "Upgrade: WebSocket",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13",
+            ),
+        ),
+        ("CONNECT jira.example.com:443", ()),
+    ],
+    ids=["h2c", "upgrade-alone", "websocket-mixed-case", "connect"],
+)
+async def test_a_read_token_cannot_switch_protocols(
+    make_live: MakeLive, request_line: str, extra: tuple[str, ...]
+) -> None:
+    live = await make_live()
+    token = await make_live_read_token(live)
+    live.upstream.received.clear()
+    lines = [
+        f"{request_line} HTTP/1.1",
+        "Host: jira.example.com",
+        *extra,
+        f"Authorization: Bearer {token}",
+        "Connection: close",
+    ]
+    status, _, body = await exchange(live.port, ("\r\n".join(lines) + "\r\n\r\n").encode())
+    # CONNECT's authority-form target names no resource here (404); the rest are the scope's.
+    assert status in (403, 404) if request_line.startswith("CONNECT") else status == 403, body
+    assert live.upstream.received == []
