@@ -18,7 +18,10 @@ back. On a 200:
 - ``X-Apitokenproxy-Token-Expiration``, for a token that expires, says when
   (``auth/grant.py``), for the front proxy to copy onto its answer.
 
-A token's scope and allowed networks apply as on the data path.
+A token's scope and allowed networks apply as on the data path. The scope
+needs the client's method in ``X-Forwarded-Method`` and a WebSocket handshake's
+``Upgrade`` header passed on (nginx sends neither by itself: see
+docs/front-proxies.md); a read token is refused when the method is not said.
 """
 
 from __future__ import annotations
@@ -55,12 +58,20 @@ class ForwardAuth:
         return web.Response(status=200, headers=headers)
 
 
+# Said of a request whose method the front proxy did not pass on: never a read.
+UNKNOWN_METHOD = "a request whose method the front proxy did not say (set X-Forwarded-Method)"
+
+
 def _method(request: web.Request) -> str:
-    """The method a read-scoped token is judged by: the subrequest's own (nginx and Envoy
-    send the original method) unless ``X-Forwarded-Method`` names one that is not a read
-    (Traefik and Caddy send GET and say the original there). Never the more lenient of
-    the two, so a client's own copy of the header cannot turn a write into a read."""
-    for claimed in request.headers.getall("X-Forwarded-Method", []):
-        if claimed.upper() not in SAFE_METHODS:
-            return claimed.upper()
-    return request.method
+    """The method a read-scoped token is judged by: the strictest of ``X-Forwarded-Method``
+    (Traefik and Caddy send it; nginx and Envoy must be told to) and the subrequest's own.
+
+    nginx's auth subrequest is always a GET, so a subrequest's own method proves
+    nothing: without ``X-Forwarded-Method`` a read token is refused, whatever the
+    client asked for. A client's own copy of the header cannot turn a write into a
+    read either, since the strictest method counts."""
+    claimed = [method.upper() for method in request.headers.getall("X-Forwarded-Method", [])]
+    for method in (*claimed, request.method):
+        if method not in SAFE_METHODS:
+            return method
+    return claimed[0] if claimed else UNKNOWN_METHOD
