@@ -153,12 +153,17 @@ class Authenticator:
         return user
 
     async def is_sysadmin(self, caller: Caller) -> bool:
-        if caller.user.key in self._admin_keys:
+        return await self.user_is_sysadmin(caller.user, caller.acting)
+
+    async def user_is_sysadmin(self, user: User, acting: ActingAs | None = None) -> bool:
+        """Whether ``user`` is a sysadmin, asked as ``acting`` (default: as the user,
+        through the trusted header); cached like a password."""
+        if user.key in self._admin_keys:
             return True
-        answer = self._sysadmins.get(caller.user.key)
+        answer = self._sysadmins.get(user.key)
         if answer is None:
-            answer = await self._identity.is_sysadmin(caller.user, caller.acting)
-            self._sysadmins.put(caller.user.key, answer)
+            answer = await self._identity.is_sysadmin(user, acting or self.acting_for(user.name))
+            self._sysadmins.put(user.key, answer)
         return answer
 
     async def groups(self, user: User) -> frozenset[str]:

@@ -114,6 +114,14 @@ class TokenService:
             if found is None:
                 raise NotFound(f"no user has the user key {request.for_user_key!r}")
             owner = found
+            if not await self._auth.is_sysadmin(caller) and await self._auth.user_is_sysadmin(
+                owner
+            ):
+                # The creator sees the secret: a token manager must not become a sysadmin.
+                raise Forbidden(
+                    f"{owner.name} is a system administrator: only system administrators "
+                    "may create tokens for them"
+                )
         groups: frozenset[str] = frozenset()
         if needs_groups(config):
             groups = await self._auth.groups(owner)
@@ -257,6 +265,13 @@ class TokenService:
             raise Forbidden(f"only system administrators and token managers may {action}")
 
     def _require_not_token(self, caller: Caller, action: str) -> None:
+        if caller.grant is not None and caller.grant.rotated:
+            # The grace is for updating where the secret is used, not for its
+            # holder to rotate the owner's new secret away or mint a spare.
+            raise Forbidden(
+                f"this secret was replaced by a rotation: it may still be used until its grace "
+                f"ends, but not to {action}; use the new secret"
+            )
         if caller.token_id is not None and not self.config.tokens_may_manage_tokens:
             raise Forbidden(
                 f"API tokens may not {action} on this site: log in with your password to do it"
