@@ -17,6 +17,7 @@ from .test_pages_browser import signed_in_page, site, use_token
 
 pytestmark = pytest.mark.slow
 
+API = "/rest/de.resolution.apitokenauth/latest"
 ISSUE = "/rest/api/2/issue/X-1"
 HOUR_MS = 3_600_000
 
@@ -30,19 +31,28 @@ async def status_with(world: World, method: str, token: str, user: str = "alice"
         return resp.status
 
 
-async def create(page: Any, description: str, *, read: bool = False, addresses: str = "") -> str:
-    """Fill in the create form and return the token shown once."""
+async def create(
+    page: Any, description: str, *, read: bool = False, addresses: str = ""
+) -> tuple[str, Any]:
+    """Fill in the create form; the token shown once, and the JSON body the page sent."""
     form = page.locator("#create-form")
     await form.get_by_label("Description").fill(description)
     if read:
         await form.get_by_label("Read only").check()
     await form.get_by_label("Allowed addresses (optional)").fill(addresses)
-    await form.get_by_role("button", name="Create token").click()
+    async with page.expect_request(lambda r: r.method == "POST") as sent:
+        await form.get_by_role("button", name="Create token").click()
     box = page.get_by_label("New token", exact=True)
     await box.wait_for()
     token: str = await box.input_value()
     await page.get_by_role("button", name="Done, I have copied it").click()
-    return token
+    return token, (await sent.value).post_data_json
+
+
+async def own_tokens(world: World) -> list[dict[str, Any]]:
+    resp = await world.client.get(f"{API}/user/token", headers=basic("alice", "alice-pw"))
+    assert resp.status == 200
+    return await resp.json()  # type: ignore[no-any-return]
 
 
 def row_of(page: Any, description: str) -> Any:
@@ -74,7 +84,7 @@ async def test_a_read_only_token_with_allowed_addresses_made_in_the_page_is_enfo
     assert "'10.1.2.300' is not an IP network" in (await problem.text_content() or "")
     assert await field.get_attribute("aria-invalid") == "true"
     assert await page.evaluate("document.activeElement.id") == "addresses"
-    assert await page.get_by_text("You have no API tokens yet.").is_visible()
+    assert await own_tokens(world) == []  # nothing half-made
     await screenshot(page, "address-refused")
 
     # Corrected (one per line or comma separated; the server stores them canonical).
@@ -135,7 +145,9 @@ async def test_a_write_token_is_narrowed_to_read_after_a_confirmation(
 ) -> None:
     world = await make_world("jira")
     page = await signed_in_page(browser, world, "alice")
-    token = await create(page, "Importer")
+    token, sent = await create(page, "Importer")
+    # The defaults (write, from anywhere) are asked for exactly as the seed's API is.
+    assert sent == {"tokenDescription": "Importer", "tokenValidityTimeInMonths": 6}
     row = row_of(page, "Importer")
     access = row.locator("td[data-label=Access]")
     assert await access.locator(".badge").text_content() == "Read and write"
@@ -166,7 +178,8 @@ async def test_rotation_shows_the_new_secret_once_and_the_old_one_lives_for_the_
 ) -> None:
     world = await make_world("jira", {"tokens": {"max_rotation_grace_seconds": 3 * 3600}})
     page = await signed_in_page(browser, world, "alice")
-    old = await create(page, "Runner", read=True)
+    old, sent = await create(page, "Runner", read=True)
+    assert sent == {"tokenDescription": "Runner", "tokenValidityTimeInMonths": 6, "scope": "read"}
     row = row_of(page, "Runner")
 
     await row.get_by_role("button", name="Rotate Runner").click()
