@@ -63,6 +63,26 @@ def expiry_choices(default_months: int, max_months: int) -> list[int]:
     return [*ordered, 0] if default_months == 0 else ordered
 
 
+def grace_choices(max_seconds: int) -> list[int]:
+    """The rotation graces a person is offered, in seconds; 0 means "the old secret stops at once".
+
+    Only what the API grants unchanged: nothing above the site's maximum,
+    which is itself offered (an administrator's odd maximum is a real choice).
+    """
+    usual = [600, 3_600, 6 * 3_600, 86_400, 7 * 86_400]
+    choices = {s for s in usual if s <= max_seconds}
+    if max_seconds:
+        choices.add(max_seconds)
+    return [0, *sorted(choices)]
+
+
+def preselected_grace(max_seconds: int) -> int:
+    """The grace the rotation dialog opens with: a day, or the maximum if less, which is
+    what the API grants a rotation that asks for nothing (tests/pages/test_site.py
+    holds the two together)."""
+    return min(86_400, max_seconds)
+
+
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill ``{{name}}`` placeholders, every value HTML-escaped (quotes too)."""
     return _PLACEHOLDER.sub(lambda m: html.escape(values[m.group(1)], quote=True), template)
@@ -158,6 +178,8 @@ class Pages:
             ),
             "default_months": str(tokens.default_validity_months),
             "max_description": str(tokens.max_description_length),
+            "graces": ",".join(map(str, grace_choices(tokens.max_rotation_grace_seconds))),
+            "default_grace": str(preselected_grace(tokens.max_rotation_grace_seconds)),
             "login": self.login_url(self._path),
             "product": self._product.title(),
             # Only whether to show the manager's tab; the manager checks for itself.

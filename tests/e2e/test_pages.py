@@ -154,3 +154,11 @@ async def test_my_tokens_still_opens_when_the_admin_check_fails(make_world: Make
     resp = await world.client.get(PAGES + "/", headers=alice)
     assert resp.status == 200
     assert 'href="/apitokens/manager" hidden' in await resp.text()
+
+
+async def test_the_rotation_graces_offered_follow_the_sites_maximum(make_world: MakeWorld) -> None:
+    world = await make_world("jira", {"tokens": {"max_rotation_grace_seconds": 3600}})
+    resp = await world.client.get(PAGES + "/", headers=session(world, "alice"))
+    page = await resp.text()
+    assert 'data-graces="0,600,3600"' in page
+    assert 'data-default-grace="3600"' in page  # the API's own default (a day), capped

@@ -106,13 +106,13 @@ async def test_a_user_signs_in_creates_copies_uses_renames_and_revokes(
     # Use it with a plain HTTP client through the proxy.
     assert await use_token(world, "alice", token) == 200
 
-    # Rename.
+    # Rename (the edit dialog, addresses untouched).
     await page.get_by_role("button", name="Done, I have copied it").click()
-    await page.get_by_role("button", name="Rename CI pipeline <deploy>").click()
-    rename = page.get_by_role("dialog", name="Rename token")
+    await page.get_by_role("button", name="Edit CI pipeline <deploy>").click()
+    rename = page.get_by_role("dialog", name="Edit token")
     await rename.get_by_label("Description").fill("Nightly deploy")
     await rename.get_by_role("button", name="Save").click()
-    await page.get_by_text("Renamed to “Nightly deploy”.").wait_for()
+    await page.get_by_text("Saved “Nightly deploy”.").wait_for()
     assert await row.locator("td.description").text_content() == "Nightly deploy"
 
     # Revoke: cancelling changes nothing; confirming shows the details, then revokes.

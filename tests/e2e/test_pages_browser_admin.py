@@ -17,10 +17,12 @@ from ..conftest import MakeWorld, World
 from ..fakes import basic
 from ..peers.chromium import screenshot
 from .test_pages_browser import PAGES, signed_in_page, site, use_token
+from .test_pages_browser_policy import status_with
 
 pytestmark = pytest.mark.slow
 
 API = "/rest/de.resolution.apitokenauth/latest"
+GRAFANA_POLICY = {"scope": "read", "allowedAddresses": ["10.20.0.0/16"]}
 
 
 @pytest.fixture
@@ -39,9 +41,11 @@ async def seed(world: World) -> None:
         ("bob", ["Backup mirror", "Release script"]),
     ):
         for text in descriptions:
+            # One with a policy, so the list (and its screenshot) shows one.
+            policy = GRAFANA_POLICY if text == "Grafana" else {}
             resp = await world.client.post(
                 f"{API}/user/token",
-                json={"tokenDescription": text},
+                json={"tokenDescription": text, **policy},
                 headers=basic(user, f"{user}-pw"),
             )
             assert resp.status == 200
@@ -58,6 +62,10 @@ async def test_an_admin_filters_creates_for_another_user_and_revokes_all(
     assert await rows.locator("td[data-label=User]").all_text_contents() == [
         "alice", "alice", "alice", "bob", "bob",
     ]  # fmt: skip
+    grafana = rows.filter(has=page.locator("td.description", has_text="Grafana"))
+    access = grafana.locator("td[data-label=Access]")
+    assert await access.locator(".badge").text_content() == "Read only"
+    assert await access.locator(".addresses").text_content() == "from 10.20.0.0/16"
     await screenshot(page, "token-manager")
 
     # Filter by user, then by text in the description across users.
@@ -84,16 +92,31 @@ async def test_an_admin_filters_creates_for_another_user_and_revokes_all(
     await filters.get_by_role("button", name="Filter").click()
     await page.get_by_role("alert").get_by_text("No user is named “nobody”.").wait_for()
 
-    # Create a token for another user, picked by user name; it works as bob's.
+    # Create a read-only token for another user, picked by user name, from allowed
+    # addresses; a refused address is explained next to its field. It works as bob's.
     create = page.locator("#for-form")
     await create.get_by_label("User name").fill("bob")
     await create.get_by_label("Description").fill("Handed over")
+    await create.get_by_label("Read only").check()
+    addresses = create.get_by_label("Allowed addresses (optional)")
+    await addresses.fill("10.0.0.0/8, 127.0.0.999")
+    await create.get_by_role("button", name="Create token").click()
+    problem = page.locator("#for-addresses-error")
+    await problem.wait_for()
+    assert await problem.text_content() == "'127.0.0.999' is not an IP network"
+    await addresses.fill("10.0.0.0/8, 127.0.0.1")
     await create.get_by_role("button", name="Create token").click()
     token_box = page.get_by_label("New token", exact=True)
     await token_box.wait_for()
     token = await token_box.input_value()
     assert await page.locator("#new-token-owner").text_content() == "bob"
+    assert await page.locator("#new-token-note").text_content() == "It expires on Jul 15, 2026."
     assert await use_token(world, "bob", token) == 200
+    assert await status_with(world, "POST", token, "bob") == 403
+    handed = rows.filter(has=page.locator("td.description", has_text="Handed over"))
+    access = handed.locator("td[data-label=Access]")
+    assert await access.locator(".badge").text_content() == "Read only"
+    assert await access.locator(".addresses").text_content() == "from 10.0.0.0/8, 127.0.0.1/32"
     assert "Handed over" in await tokens_of(world, "JIRAUSER10105")
 
     # Revoke one token of alice's from the list.

@@ -1,10 +1,12 @@
-"""The pages' pure parts: the expiry choices offered, and escaping every filled-in value."""
+"""The pages' pure parts: the expiry and rotation-grace choices offered, and escaping every
+filled-in value."""
 
 from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.pages.site import expiry_choices, render
+from apitokenproxy.pages.site import expiry_choices, grace_choices, preselected_grace, render
+from apitokenproxy.tokenapi.service import grace_seconds
 from apitokenproxy.tokenapi.validity import effective_months
 
 
@@ -26,6 +28,25 @@ def test_expiry_choices(default: int, maximum: int, choices: list[int]) -> None:
     for months in choices:
         requested = None if months == 0 else months
         assert effective_months(requested, default, maximum) == months
+
+
+@pytest.mark.parametrize(
+    ("maximum", "choices"),
+    [
+        (86_400, [0, 600, 3_600, 21_600, 86_400]),  # the shipped default: up to a day
+        (10_800, [0, 600, 3_600, 10_800]),  # the maximum itself is offered
+        (30 * 86_400, [0, 600, 3_600, 21_600, 86_400, 604_800, 2_592_000]),
+        (300, [0, 300]),
+        (0, [0]),  # graces are off: only "at once"
+    ],
+)
+def test_grace_choices(maximum: int, choices: list[int]) -> None:
+    assert grace_choices(maximum) == choices
+    # Every choice is granted as chosen, and the API's default is among them.
+    for seconds in choices:
+        assert grace_seconds(seconds, maximum) == seconds
+    assert preselected_grace(maximum) == grace_seconds(None, maximum)
+    assert preselected_grace(maximum) in choices
 
 
 @pytest.mark.parametrize(

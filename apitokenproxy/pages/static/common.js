@@ -1,6 +1,7 @@
 // What both pages share: calling the token API as curl does, building elements
 // (text only: every value goes through textContent, never innerHTML), dates a
-// person reads, the one-time display of a new token, and confirmation dialogs.
+// person reads, a token's policy (scope, allowed addresses) in words and in the
+// request body, the one-time display of a new token, and confirmation dialogs.
 
 export const page = document.body.dataset;
 
@@ -79,6 +80,21 @@ export function when(ms, otherwise) {
   });
 }
 
+const momentFormat = new Intl.DateTimeFormat(undefined, {
+  dateStyle: "medium", timeStyle: "long",
+});
+
+// A moment to the second, for "the old secret works until ...".
+export function moment(ms) {
+  return momentFormat.format(new Date(ms));
+}
+
+// What the server granted, which per-group limits may have capped below the choice.
+export function expiryNote(token) {
+  return token.validUntil ? `It expires on ${dayFormat.format(new Date(token.validUntil))}.`
+    : "It never expires.";
+}
+
 export function expiryOptions(select) {
   const choices = page.months.split(",").filter(Boolean).map(Number);
   const chosen = Number(page.defaultMonths);
@@ -94,6 +110,94 @@ export function createBody(description, select) {
   // "Never" is the default's absence; any other choice is asked for explicitly.
   if (months > 0) body.tokenValidityTimeInMonths = months;
   return body;
+}
+
+// "10.0.0.0/8, 192.168.1.7\n2001:db8::/32" -> the list the API takes; the
+// server checks each entry and names a bad one.
+export function addressList(text) {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+
+// The policy fields of a create request, only where they differ from the
+// defaults (write, from anywhere), so a plain token is asked for exactly as
+// the seed's API is.
+export function policyBody(scope, addressText) {
+  const body = {};
+  if (scope === "read") body.scope = "read";
+  const addresses = addressList(addressText);
+  if (addresses.length) body.allowedAddresses = addresses;
+  return body;
+}
+
+// A listed token without these fields is write, from anywhere (the API adds
+// them only for a token that differs).
+export const scopeOf = (token) => token.scope || "write";
+export const addressesOf = (token) => token.allowedAddresses || [];
+
+export function scopeText(token) {
+  return scopeOf(token) === "read" ? "Read only" : "Read and write";
+}
+
+export function addressesText(token) {
+  const addresses = addressesOf(token);
+  return addresses.length ? `from ${addresses.join(", ")}` : "from anywhere";
+}
+
+// The list's "Access" cell: the scope as a badge, then where it may be used from.
+export function accessCell(token) {
+  const read = scopeOf(token) === "read";
+  return el("td", { "data-label": "Access", class: "access" },
+    el("div", { class: "access-value" },
+      el("span", { class: read ? "badge badge-read" : "badge", text: scopeText(token) }),
+      el("span", { class: "addresses", text: addressesText(token) })));
+}
+
+// "Last used": when, and from where if the store records it (lastAccessedFrom).
+export function lastUsedCell(token) {
+  const cell = el("td", { "data-label": "Last used" }, when(token.lastAccessed, "Never used"));
+  if (token.lastAccessed && typeof token.lastAccessedFrom === "string" && token.lastAccessedFrom) {
+    cell.append(el("span", { class: "from", text: ` from ${token.lastAccessedFrom}` }));
+  }
+  return cell;
+}
+
+// A server's refusal of allowedAddresses goes next to the field that caused
+// it; anything else is the page's. Returns whether it was the field's.
+export function addressError(error, field, message) {
+  const text = error instanceof Error ? error.message : String(error);
+  if (!text.startsWith("allowedAddresses")) return false;
+  // "allowedAddresses: 'x' is not an IP network": the field is the one beside it.
+  message.textContent = text.replace(/^allowedAddresses: /, "");
+  message.hidden = false;
+  field.setAttribute("aria-invalid", "true");
+  field.focus();
+  return true;
+}
+
+export function clearAddressError(field, message) {
+  message.textContent = "";
+  message.hidden = true;
+  field.removeAttribute("aria-invalid");
+}
+
+export function graceLabel(seconds) {
+  if (seconds === 0) return "No time: it stops at once";
+  const units = [[7 * 86400, "week"], [86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+  for (const [size, unit] of units) {
+    if (seconds % size === 0) {
+      const n = seconds / size;
+      return `${n} ${unit}${n === 1 ? "" : "s"}`;
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+export function graceOptions(select) {
+  const choices = page.graces.split(",").filter(Boolean).map(Number);
+  const chosen = Number(page.defaultGrace);
+  for (const seconds of choices) {
+    select.append(el("option", { value: seconds, selected: seconds === chosen, text: graceLabel(seconds) }));
+  }
 }
 
 const messages = () => document.getElementById("messages");
@@ -115,8 +219,13 @@ export function clearMessages() {
   errors().hidden = true;
 }
 
-export function showNewToken(ownerName, plainText) {
+// The one-time display of a secret, with a sentence on what the server
+// granted (its validUntil, or for a rotation how long the old secret lives).
+export function showNewToken(ownerName, plainText, note = "") {
   const section = document.getElementById("new-token");
+  const noteLine = document.getElementById("new-token-note");
+  noteLine.textContent = note;
+  noteLine.hidden = !note;
   document.getElementById("new-token-value").value = plainText;
   const owner = document.getElementById("new-token-owner");
   if (owner) owner.textContent = ownerName;
@@ -180,6 +289,7 @@ export function tokenDetails(list, token, owner) {
     ["Created", when(token.created, "—")],
     ["Expires", when(token.validUntil, "Never")],
     ["Last used", when(token.lastAccessed, "Never used")],
+    ["Access", document.createTextNode(`${scopeText(token)}, ${addressesText(token)}`)],
   ];
   for (const [term, value] of rows) list.append(el("dt", { text: term }), el("dd", {}, value));
 }

@@ -1,8 +1,9 @@
 // "Token manager": every user's tokens for a system administrator, through the
 // same token API (tokensByFilter, deleteAllFor, create with tokenForUserKey).
 import {
-  api, call, clearMessages, confirmWith, createBody, el, expiryOptions, fail, page, say,
-  showNewToken, tokenDetails, userKey, when, wireNewToken,
+  accessCell, addressError, api, call, clearAddressError, clearMessages, confirmWith, createBody,
+  el, expiryNote, expiryOptions, fail, lastUsedCell, page, policyBody, say, showNewToken,
+  tokenDetails, userKey, when, wireNewToken,
 } from "./common.js";
 
 const PAGE_SIZE = 20;
@@ -44,9 +45,10 @@ function row(token, owner) {
   return el("tr", { "data-token-id": token.id },
     el("td", { "data-label": "User", title: token.tokenForUserKey, text: owner }),
     el("td", { "data-label": "Description", class: "description", text: token.description }),
+    accessCell(token),
     el("td", { "data-label": "Created" }, when(token.created, "—")),
     el("td", { "data-label": "Expires" }, when(token.validUntil, "Never")),
-    el("td", { "data-label": "Last used" }, when(token.lastAccessed, "Never used")),
+    lastUsedCell(token),
     el("td", { class: "row-actions" },
       el("button", {
         type: "button", class: "button subtle danger-text", text: "Revoke",
@@ -101,17 +103,26 @@ document.getElementById("next-page").addEventListener("click", () => load(curren
 document.getElementById("for-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearMessages();
+  const form = event.target;
   const name = document.getElementById("for-user").value.trim();
   const description = document.getElementById("for-description");
+  const addresses = document.getElementById("for-addresses");
+  const problem = document.getElementById("for-addresses-error");
+  clearAddressError(addresses, problem);
   try {
     const key = await userKey(name);
-    const body = createBody(description.value, document.getElementById("for-months"));
-    const created = await api("POST", "/user/token", { ...body, tokenForUserKey: key });
-    showNewToken(name, created.plainTextToken);
+    const body = {
+      ...createBody(description.value, document.getElementById("for-months")),
+      ...policyBody(form.elements.scope.value, addresses.value),
+      tokenForUserKey: key,
+    };
+    const created = await api("POST", "/user/token", body);
+    showNewToken(name, created.plainTextToken, expiryNote(created));
     description.value = "";
+    addresses.value = "";
     await load(current);
   } catch (error) {
-    fail(error);
+    if (!addressError(error, addresses, problem)) fail(error);
   }
 });
 
