@@ -24,7 +24,7 @@ from .auth.callers import Authenticator
 from .auth.emails import OwnerEmails
 from .auth.gate import Gate
 from .auth.hashing import SecretHasher
-from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity
+from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity, User
 from .auth.networks import AllowedNetworks
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
@@ -129,10 +129,13 @@ class Components:
                 timeout_seconds=upstream.identity_timeout_seconds,
             )
 
-            async def owner_email(record: TokenRecord) -> str | None:
+            async def owner_of(record: TokenRecord) -> User | None:
                 # Asked as the owner, through the trusted header, as the data path would.
                 acting = ActingAs(dict(injection.identity(record.owner_name)))
-                found = await provider.find_user(record.owner_key, acting)
+                return await provider.find_user(record.owner_key, acting)
+
+            async def owner_email(record: TokenRecord) -> str | None:
+                found = await owner_of(record)
                 return None if found is None else found.email
 
             verifier = TokenVerifier(
@@ -153,6 +156,7 @@ class Components:
                     ttl_seconds=config.auth.password_cache_seconds,
                     size=config.auth.token_cache_size,
                 ),
+                owner_of=owner_of,
             )
             networks = AllowedNetworks(config.auth.allowed_networks)
             authenticator = Authenticator(

@@ -17,22 +17,29 @@ token's grants here at once and in every other process within a second
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from ..errors import Unauthorized
-from ..store import TokenStore
+from ..errors import ProxyError, Unauthorized
+from ..store import TokenRecord, TokenStore
 from ..store.lastaccessed import LastAccessed
 from .cache import KeyedDigest, TTLCache
 from .emails import OwnerEmails, could_be_email
 from .grant import REFUSED_MESSAGE, Grant, grant_for
 from .hashing import SecretHasher
+from .identity import User
 from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
 from .tokens import MalformedToken, parse_token
 
 Clock = Callable[[], int]
+# The token owner as the upstream knows the owner's key now; None when it knows no such key.
+OwnerOf = Callable[[TokenRecord], Awaitable[User | None]]
+
+log = logging.getLogger(__name__)
 
 
 class InvalidToken(Unauthorized):
@@ -100,9 +107,11 @@ class TokenVerifier:
         cache_seconds: float,
         cache_size: int,
         emails: OwnerEmails | None = None,
+        owner_of: OwnerOf | None = None,
     ) -> None:
         self._throttle = throttle
         self._emails = emails
+        self._owner_of = owner_of
         self._store = store
         self._hasher = hasher
         self._access = access
@@ -287,9 +296,45 @@ class TokenVerifier:
             grant = grant_for(record, rotated=True)
         else:
             raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
+        owner = await self._current_owner(record)
+        if owner is not record:
+            grant = grant_for(owner, rotated=grant.rotated)
         if epoch == self._epoch:
             self._cache.put(digest, grant)
         return grant
+
+    async def _current_owner(self, record: TokenRecord) -> TokenRecord:
+        """The record under the name the upstream gives its owner's key now.
+
+        The trusted header carries a name, and names move: an admin renames a
+        user, a newcomer later takes the old name. Asked once per verification
+        (the verified cache holds the answer), never per request."""
+        if self._owner_of is None:
+            return record
+        try:
+            owner = await self._owner_of(record)
+        except ProxyError as exc:
+            # Nobody answers for the stored name (renamed, and not taken), or
+            # the upstream is down: the name is asserted as before, and the
+            # upstream, which knows no such user, refuses it.
+            log.debug("owner of token %d not confirmed: %s", record.id, exc)
+            return record
+        if owner is None:
+            log.warning(
+                "token %d refused: its owner's user key %s no longer exists upstream",
+                record.id,
+                record.owner_key,
+            )
+            raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
+        if owner.name.casefold() == record.owner_name.casefold():
+            return record
+        log.warning(
+            "token %d: its owner %s is now called %s upstream; the token speaks for that name",
+            record.id,
+            record.owner_key,
+            owner.name,
+        )
+        return dataclasses.replace(record, owner_name=owner.name)
 
     def _unknown(self, token_id: int) -> InvalidToken:
         # The client hears the same either way; the log and metrics say which.

@@ -17,10 +17,11 @@ import pytest
 from apitokenproxy.auth.emails import OwnerEmails
 from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
+from apitokenproxy.auth.identity import User
 from apitokenproxy.auth.throttle import FailureThrottle
 from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
 from apitokenproxy.auth.verifier import InvalidToken, TokenVerifier, rejection
-from apitokenproxy.errors import TooManyRequests
+from apitokenproxy.errors import TooManyRequests, UpstreamUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
 from apitokenproxy.store.lastaccessed import LastAccessed
 
@@ -526,3 +527,48 @@ def test_rejection(
         assert problem is not None
         assert refused in problem.message
         assert problem.reason == why
+
+
+# Who a token speaks for: its owner's key, under the name the upstream gives it now ---------
+
+
+@pytest.mark.parametrize(
+    ("upstream_says", "speaks_for"),
+    [
+        (User("key-alice", "alice"), "alice"),
+        (User("key-alice", "ALICE"), "alice"),  # names compare as the upstream's do
+        (User("key-alice", "alicia"), "alicia"),  # renamed: the token follows the key
+        (None, None),  # the key is gone upstream: refused, whoever has the name now
+        (UpstreamUnavailable("jira is down"), "alice"),  # cannot tell: the stored name
+    ],
+)
+async def test_a_token_speaks_for_its_owners_key(
+    rig: Rig, upstream_says: User | Exception | None, speaks_for: str | None
+) -> None:
+    asked: list[str] = []
+
+    async def owner_of(record: TokenRecord) -> User | None:
+        asked.append(record.owner_key)
+        if isinstance(upstream_says, Exception):
+            raise upstream_says
+        return upstream_says
+
+    verifier = TokenVerifier(
+        rig.store,
+        cast(SecretHasher, rig.hasher),
+        rig.access,
+        rig.clock,
+        rig.throttle,
+        cache_seconds=300,
+        cache_size=10,
+        owner_of=owner_of,
+    )
+    token = await rig.issue()
+    for _ in range(3):
+        if speaks_for is None:
+            with pytest.raises(InvalidToken):
+                await verifier.verify(token)
+        else:
+            assert (await verifier.verify(token)).record.owner_name == speaks_for
+    # Asked once per check against the store; a cached grant asks nothing.
+    assert asked == ["key-alice"] * (1 if speaks_for is not None else 3)
