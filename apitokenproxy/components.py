@@ -227,7 +227,9 @@ class Components:
             )
             stack.push_async_callback(_stopped, watcher)
             if components.notifier is not None:
-                warnings = asyncio.create_task(components.notifier.run(), name="expiry warnings")
+                notifier = components.notifier
+                sources.expiry_warnings = lambda: notifier.counts
+                warnings = asyncio.create_task(notifier.run(), name="expiry warnings")
                 stack.push_async_callback(_stopped, warnings)
             yield components
 

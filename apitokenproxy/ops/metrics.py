@@ -23,7 +23,7 @@ import bisect
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,8 @@ class Sources:
     upstream_failures: Callable[[], dict[str, int]] | None = None
     flush_age: Callable[[], float] | None = None
     listener_up: Callable[[], bool] | None = None  # PostgreSQL only
+    # Expiry warnings by "channel.outcome" (email.sent, webhook.failed, email.gave_up...).
+    expiry_warnings: Callable[[], Mapping[str, int]] | None = None
 
 
 class Metrics:
@@ -213,6 +215,12 @@ class Metrics:
                 registry=r,
                 multiprocess_mode="livemin",
             )
+        self._warnings = Counter(
+            PREFIX + "expiry_warnings_total",
+            "Expiry warnings by channel (email, webhook) and outcome (sent, failed, gave_up)",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self._created = Counter(PREFIX + "tokens_created_total", "Tokens created", registry=r)
         self._revoked = Counter(PREFIX + "tokens_revoked_total", "Tokens revoked", registry=r)
         self._store_up.set(1)
@@ -318,6 +326,10 @@ class Metrics:
             self._flush_age.set(s.flush_age())
         if s.listener_up is not None and self._listener_up is not None:
             self._listener_up.set(1 if s.listener_up() else 0)
+        if s.expiry_warnings is not None:
+            for name, total in s.expiry_warnings().items():
+                channel, _, outcome = name.partition(".")
+                self._advance("warnings:" + name, self._warnings.labels(channel, outcome), total)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets (every worker's sum), and its content type."""

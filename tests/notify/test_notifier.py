@@ -132,6 +132,13 @@ async def test_failed_sends_are_retried_with_back_off_and_counted(
     assert len(hooks.calls) == 3
     assert len(inbox.messages) == 1  # e-mail went out the first time, and only then
     assert notifier.counts == {"email.sent": 1, "webhook.failed": 2, "webhook.sent": 1}
+    scrape = await (await world.client.get("/__apitokenproxy/metrics")).text()
+    samples = {line for line in scrape.splitlines() if line.startswith("apitokenproxy_expiry")}
+    assert samples == {
+        'apitokenproxy_expiry_warnings_total{channel="email",outcome="sent"} 1.0',
+        'apitokenproxy_expiry_warnings_total{channel="webhook",outcome="failed"} 2.0',
+        'apitokenproxy_expiry_warnings_total{channel="webhook",outcome="sent"} 1.0',
+    }
 
 
 async def test_a_warning_is_given_up_after_its_attempts(

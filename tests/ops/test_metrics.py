@@ -88,7 +88,12 @@ def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], floa
 
 
 def test_sources_are_read_as_deltas_and_gauges() -> None:
-    state: dict[str, Any] = {"hits": 5, "failures": {"reset": 2}, "up": True}
+    state: dict[str, Any] = {
+        "hits": 5,
+        "failures": {"reset": 2},
+        "up": True,
+        "warnings": {"email.sent": 2, "email.failed": 1},
+    }
     argon2 = LocalHistogram(ARGON2_BUCKETS)
     argon2.observe(0.05)
     m = Metrics(
@@ -100,10 +105,16 @@ def test_sources_are_read_as_deltas_and_gauges() -> None:
             upstream_failures=lambda: state["failures"],
             flush_age=lambda: 2.5,
             listener_up=lambda: state["up"],
+            expiry_warnings=lambda: state["warnings"],
         )
     )
     m.flush()
-    state.update(hits=8, failures={"reset": 3, "timeout": 1}, up=False)
+    state.update(
+        hits=8,
+        failures={"reset": 3, "timeout": 1},
+        up=False,
+        warnings={"email.sent": 3, "email.failed": 1, "webhook.gave_up": 1},
+    )
     m.flush()
     assert value(m, "apitokenproxy_token_cache_hits_total") == 8
     assert value(m, "apitokenproxy_token_cache_entries") == 7
@@ -116,6 +127,10 @@ def test_sources_are_read_as_deltas_and_gauges() -> None:
     assert value(m, "apitokenproxy_upstream_errors_total", kind="refused") == 0
     assert value(m, "apitokenproxy_last_accessed_flush_age_seconds") == 2.5
     assert value(m, "apitokenproxy_revocation_listener_up") == 0
+    warnings = "apitokenproxy_expiry_warnings_total"
+    assert value(m, warnings, channel="email", outcome="sent") == 3
+    assert value(m, warnings, channel="email", outcome="failed") == 1
+    assert value(m, warnings, channel="webhook", outcome="gave_up") == 1
     assert value(Metrics(), "apitokenproxy_revocation_listener_up") is None  # SQLite: none
 
 
