@@ -46,6 +46,9 @@ class Admission:
     outcome: str = "anonymous"
     claimed_user: str | None = None  # the Basic user name sent with a password
     token_id: int | None = None
+    # Authenticated by the proxy with a token: the upstream's answer then loses
+    # its Set-Cookie (``proxy/headers.for_client``), so no session outlives the token.
+    token: bool = False
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
@@ -165,4 +168,5 @@ def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admissio
         response_headers=grant.response_headers,
         outcome="token",
         token_id=record.id,
+        token=True,
     )

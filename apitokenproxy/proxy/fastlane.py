@@ -170,6 +170,7 @@ class FrontConnection(asyncio.Protocol):
         self._admitting: asyncio.Task[None] | None = None
         # Headers the admission adds to the answer (the token's expiry).
         self._extra: tuple[tuple[str, str], ...] = ()
+        self._by_token = False  # the answer then keeps no Set-Cookie (headers.for_client)
         # What the access log says of the request in flight.
         self._request_ids: list[str] = []
         self._request_id = ""
@@ -415,6 +416,7 @@ class FrontConnection(asyncio.Protocol):
         body = bytes(self._body)
         data = request_head(self._method, self._target, outgoing, len(body)) + body
         self._extra = admission.response_headers
+        self._by_token = admission.token
         self._sent_at = self._loop.time()
         self._lane.pool.send(self, self._method, data)
 
@@ -426,7 +428,7 @@ class FrontConnection(asyncio.Protocol):
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self._keep_alive or self._lane.closing
         self._upstream_seconds = self._loop.time() - self._sent_at
-        out = for_client(headers, self._request_id)
+        out = for_client(headers, self._request_id, token=self._by_token)
         if self._extra:
             out += self._extra
         head = frame_response_head(status, out, body, length, close=close)
@@ -529,6 +531,7 @@ class FrontConnection(asyncio.Protocol):
         self._upstream = None
         self.busy = False
         self._extra = ()
+        self._by_token = False
         self._method, self._target = "GET", "/"
         if not self._keep_alive or self._lane.closing:
             self.close()
