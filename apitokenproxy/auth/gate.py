@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..errors import Unauthorized
 from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
-from .grant import Grant, enforce
+from .grant import Grant, enforce, inside
 from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 
@@ -141,7 +141,11 @@ class Gate:
         grant = self._verifier.verify_cached(decision.token, decision.username)
         if grant is None:
             return None
-        return _admitted(grant, method, client, upgrade)
+        if grant.restricted:
+            if grant.networks and not inside(client, grant.networks):
+                return None  # admit refuses it, at a bad token's cost (the verifier's)
+            enforce(grant, method, client, upgrade=upgrade)
+        return _admitted(grant)
 
     async def admit(
         self, decision: Decision, method: str, client: str, *, upgrade: bool = False
@@ -155,12 +159,12 @@ class Gate:
         if isinstance(decision, Admission):
             return decision
         grant = await self._verifier.verify(decision.token, decision.username, client=client)
-        return _admitted(grant, method, client, upgrade)
+        if grant.restricted:
+            enforce(grant, method, client, upgrade=upgrade)
+        return _admitted(grant)
 
 
-def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admission:
-    if grant.restricted:
-        enforce(grant, method, client, upgrade=upgrade)
+def _admitted(grant: Grant) -> Admission:
     record = grant.record
     return Admission(
         record.owner_name,

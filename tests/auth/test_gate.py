@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+from typing import cast
 
 import pytest
 
 from apitokenproxy.auth.credentials import TokenAttempt
-from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, classify
+from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, classify
+from apitokenproxy.auth.grant import Grant, ScopeRefused, grant_for
 from apitokenproxy.auth.tokens import format_token
+from apitokenproxy.auth.verifier import TokenVerifier
 from apitokenproxy.errors import Unauthorized
+
+from .test_grant import token
 
 TOKEN = format_token(5, "A" * 32)
 
@@ -67,3 +72,48 @@ def test_classify_refuses(
 
 def test_token_attempt_hides_the_token() -> None:
     assert TOKEN not in repr(TokenAttempt(TOKEN, "alice"))
+
+
+class CachedOnly:
+    """A verifier whose cache holds one grant: what ``Gate.admit_now`` may answer alone."""
+
+    def __init__(self, grant: Grant) -> None:
+        self.grant = grant
+
+    def verify_cached(self, token: str, username: str | None) -> Grant | None:
+        return self.grant
+
+
+@pytest.mark.parametrize(
+    ("scope", "networks", "method", "client", "admitted"),
+    [
+        ("write", (), "POST", "198.51.100.7", True),
+        ("write", ("10.0.0.0/8",), "POST", "10.1.2.3", True),
+        # Outside its networks: left to admit(), which refuses at a bad token's cost.
+        ("write", ("10.0.0.0/8",), "GET", "198.51.100.7", None),
+        ("read", ("10.0.0.0/8",), "POST", "198.51.100.7", None),
+        ("read", (), "GET", "198.51.100.7", True),
+        ("read", (), "POST", "198.51.100.7", ScopeRefused),
+        ("read", ("10.0.0.0/8",), "POST", "10.1.2.3", ScopeRefused),
+    ],
+)  # fmt: skip
+def test_admit_now_answers_a_cached_token_unless_its_networks_refuse(
+    scope: str,
+    networks: tuple[str, ...],
+    method: str,
+    client: str,
+    admitted: bool | type[Exception] | None,
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token(scope, networks)))), allow_password=True
+    )
+    attempt = TokenAttempt(TOKEN, None)
+    if isinstance(admitted, type):
+        with pytest.raises(admitted):
+            gate.admit_now(attempt, method, client)
+        return
+    admission = gate.admit_now(attempt, method, client)
+    if admitted is None:
+        assert admission is None
+    else:
+        assert admission is not None and admission.token and admission.user_name == "alice"
