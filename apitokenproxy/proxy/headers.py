@@ -144,13 +144,8 @@ PROXY_RESPONSE = frozenset({normalise(EXPIRY_HEADER)})
 # owner without the token, past its scope, allowed addresses and revocation.
 SESSION_COOKIES = frozenset({"set-cookie", "set-cookie2"})
 TOKEN_RESPONSE = PROXY_RESPONSE | SESSION_COOKIES
-# Made once: which names go, by (token-authenticated, request id given).
-_DROPS = {
-    (False, False): PROXY_RESPONSE,
-    (True, False): TOKEN_RESPONSE,
-    (False, True): PROXY_RESPONSE | {REQUEST_ID_NAME},
-    (True, True): TOKEN_RESPONSE | {REQUEST_ID_NAME},
-}
+_WITH_REQUEST_ID = PROXY_RESPONSE | {REQUEST_ID_NAME}
+_TOKEN_WITH_REQUEST_ID = TOKEN_RESPONSE | {REQUEST_ID_NAME}
 
 
 def for_client(
@@ -161,8 +156,8 @@ def for_client(
     its cookies when the request was authenticated with a ``token``, and with the
     request's id (the proxy's, replacing any the upstream sent) when one is given."""
     if request_id is None:
-        return end_to_end(headers, _DROPS[token, False])
-    kept = end_to_end(headers, _DROPS[token, True])
+        return end_to_end(headers, TOKEN_RESPONSE if token else PROXY_RESPONSE)
+    kept = end_to_end(headers, _TOKEN_WITH_REQUEST_ID if token else _WITH_REQUEST_ID)
     kept.append((REQUEST_ID, request_id))
     return kept
 
