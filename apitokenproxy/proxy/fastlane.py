@@ -352,7 +352,7 @@ class FrontConnection(asyncio.Protocol):
                 decision = gate.decide(self._authorization)
                 self._decided_for, self._decision = self._authorization, decision
             self._decided = decision
-            admission = gate.admit_now(decision, self._method, view.address)
+            admission = gate.admit_now(decision, self._method, view.address, target=self._target)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -384,7 +384,9 @@ class FrontConnection(asyncio.Protocol):
 
     async def _admit_later(self, decision: Decision, headers: Headers, view: ClientView) -> None:
         try:
-            admission = await self._lane.gate.admit(decision, self._method, view.address)
+            admission = await self._lane.gate.admit(
+                decision, self._method, view.address, target=self._target
+            )
         except ProxyError as exc:
             self._refuse(exc)
             return

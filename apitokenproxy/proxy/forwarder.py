@@ -376,12 +376,17 @@ class _Responder:
 
 
 async def admit(
-    gate: Gate, request: web.Request, client: str, method: str | None = None
+    gate: Gate,
+    request: web.Request,
+    client: str,
+    method: str | None = None,
+    target: str | None = None,
 ) -> Admission:
     """The gate's answer for an aiohttp request, noted for its access-log line.
 
-    ``method`` is what a token's scope is judged by: the request's own unless
-    the caller knows better (forward auth's ``X-Forwarded-Method``)."""
+    ``method`` and ``target`` (where a password may ride in the query) are
+    the request's own unless the caller knows better (forward auth's
+    ``X-Forwarded-Method`` and ``X-Forwarded-Uri``)."""
     record = observed(request)
     decision: Decision | None = None
     try:
@@ -391,6 +396,7 @@ async def admit(
             method or request.method,
             client,
             upgrade="Upgrade" in request.headers,
+            target=request.raw_path if target is None else target,
         )
     except ProxyError as exc:
         if exc.reason is not None:

@@ -10,9 +10,10 @@ import pytest
 from apitokenproxy.auth.credentials import TokenAttempt
 from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, classify
 from apitokenproxy.auth.grant import Grant, ScopeRefused, grant_for
+from apitokenproxy.auth.networks import AllowedNetworks
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.auth.verifier import TokenVerifier
-from apitokenproxy.errors import Unauthorized
+from apitokenproxy.errors import ProxyError, Unauthorized
 
 from .test_grant import token
 
@@ -117,3 +118,37 @@ def test_admit_now_answers_a_cached_token_unless_its_networks_refuse(
         assert admission is None
     else:
         assert admission is not None and admission.token and admission.user_name == "alice"
+
+
+@pytest.mark.parametrize(
+    ("allow_password", "networks", "decision", "refused"),
+    [
+        (True, (), AS_IS, None),
+        (False, (), AS_IS, "password_disabled"),
+        (True, ("10.0.0.0/8",), AS_IS, "network"),
+        (True, ("127.0.0.0/8",), AS_IS, None),
+        # With a token in the header too: the password still rides to the upstream.
+        (False, (), TokenAttempt(TOKEN, None), "password_disabled"),
+        (True, ("10.0.0.0/8",), TokenAttempt(TOKEN, None), "network"),
+    ],
+)
+def test_a_password_in_the_query_is_held_to_the_password_rules(
+    allow_password: bool,
+    networks: tuple[str, ...],
+    decision: TokenAttempt | Admission,
+    refused: str | None,
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token()))),
+        allow_password=allow_password,
+        networks=AllowedNetworks(networks),
+    )
+    target = "/rest/api/2/issue/X-1?os_username=alice&os_password=pw"
+    if refused is None:
+        assert gate.admit_now(decision, "GET", "127.0.0.1", target=target) is not None
+        return
+    with pytest.raises(ProxyError) as info:
+        gate.admit_now(decision, "GET", "127.0.0.1", target=target)
+    assert info.value.reason == refused
+    if decision is AS_IS:  # the same anonymous request without the password goes through
+        assert gate.admit_now(decision, "GET", "127.0.0.1", target=target.partition("?")[0])
