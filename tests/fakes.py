@@ -339,6 +339,7 @@ async def _reset(request: web.Request) -> web.StreamResponse:
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(protocols=("synchrony",))
+    ws.set_cookie("JSESSIONID", "from-the-handshake")  # as Jira may, for a header login
     await ws.prepare(request)
     await ws.send_json(
         {"user": request.headers.get(USER_HEADER), "auth": request.headers.get("Authorization")}

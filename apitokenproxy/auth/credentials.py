@@ -4,6 +4,10 @@
 and raises ``MalformedCredentials`` when the header is ours to read but broken.
 Schemes the proxy does not handle (OAuth 1, Negotiate, ...) come back as
 ``OtherCredentials`` so the data path can forward them untouched.
+
+``password_in_query`` finds the other place a password travels: Seraph (Jira's
+and Confluence's authentication) logs a request in from its ``os_username`` and
+``os_password`` parameters, so a query with ``os_password`` is a password login.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from ..errors import Unauthorized
 from .tokens import PREFIX, MalformedToken, looks_like_token, parse_token
@@ -137,3 +142,21 @@ def read_credentials(authorization: Sequence[str]) -> Credentials | None:
         return parse_authorization(authorization)
     except MalformedCredentials as exc:
         raise Unauthorized(str(exc)) from exc
+
+
+# Seraph's URL login parameter (com.atlassian.seraph.auth.DefaultAuthenticator).
+PASSWORD_PARAMETER = "os_password"  # noqa: S105 -- a parameter name, not a secret
+
+
+def password_in_query(target: str) -> bool:
+    """Whether the request-target's query names ``os_password``, as Tomcat reads
+    parameter names: split on ``&``, percent- and ``+``-decoded, case-sensitive."""
+    query = target.partition("?")[2]
+    # Checked on every request: most queries have neither the name nor an escape.
+    if PASSWORD_PARAMETER not in query and "%" not in query:
+        return False
+    for field in query.split("&"):
+        name = field.partition("=")[0]
+        if name == PASSWORD_PARAMETER or ("%" in name and unquote_plus(name) == PASSWORD_PARAMETER):
+            return True
+    return False

@@ -12,6 +12,10 @@
 - a malformed or repeated Authorization header: refused, because the proxy
   and the upstream might read it differently.
 
+A password in the query (Seraph's ``os_password``, ``credentials.password_in_query``)
+is a password login too, whatever the header says: refused when passwords are, and
+subject to ``auth.allowed_networks``.
+
 ``Gate.admit`` then checks a token, applies its policy (``grant.enforce``:
 scope and allowed networks, the same rule for both lanes) and says whom to
 inject and which headers to add to the answer (the token's expiry).
@@ -25,8 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import Unauthorized
-from .credentials import BasicCredentials, TokenAttempt, read_credentials, token_in
-from .grant import Grant, enforce
+from .credentials import (
+    BasicCredentials,
+    TokenAttempt,
+    password_in_query,
+    read_credentials,
+    token_in,
+)
+from .grant import Grant, enforce, inside
 from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 
@@ -46,6 +56,9 @@ class Admission:
     outcome: str = "anonymous"
     claimed_user: str | None = None  # the Basic user name sent with a password
     token_id: int | None = None
+    # Authenticated by the proxy with a token: the upstream's answer then loses
+    # its Set-Cookie (``proxy/headers.for_client``), so no session outlives the token.
+    token: bool = False
 
 
 AS_IS = Admission(user_name=None, strip_authorization=False)
@@ -121,43 +134,64 @@ class Gate:
         """
         return classify(authorization, allow_password=self._allow_password)
 
-    def _check_network(self, decision: Decision, client: str) -> None:
+    def _check_network(self, decision: Decision, client: str, target: str) -> None:
+        if password_in_query(target):
+            if not self._allow_password:
+                raise Unauthorized(PASSWORDS_DISABLED, reason="password_disabled")
+            self._networks.check(client)
         if self._networks.restricted and (not isinstance(decision, Admission) or decision.password):
             self._networks.check(client)
 
     def admit_now(
-        self, decision: Decision, method: str, client: str, *, upgrade: bool = False
+        self,
+        decision: Decision,
+        method: str,
+        client: str,
+        *,
+        upgrade: bool = False,
+        target: str = "",
     ) -> Admission | None:
         """Admit without awaiting if possible (no token, or one verified and cached,
         so a revoked or expired token is refused here too); None when ``admit``
         must be awaited. Raises like ``admit`` for a token whose policy refuses
         the request."""
-        self._check_network(decision, client)
+        self._check_network(decision, client, target)
         if isinstance(decision, Admission):
             return decision
         grant = self._verifier.verify_cached(decision.token, decision.username)
         if grant is None:
             return None
-        return _admitted(grant, method, client, upgrade)
+        if grant.restricted:
+            if grant.networks and not inside(client, grant.networks):
+                return None  # admit refuses it, at a bad token's cost (the verifier's)
+            enforce(grant, method, client, upgrade=upgrade)
+        return _admitted(grant)
 
     async def admit(
-        self, decision: Decision, method: str, client: str, *, upgrade: bool = False
+        self,
+        decision: Decision,
+        method: str,
+        client: str,
+        *,
+        upgrade: bool = False,
+        target: str = "",
     ) -> Admission:
         """Admit a request or raise Unauthorized/Forbidden/TooManyRequests/Busy/StoreUnavailable.
 
         ``method`` and ``upgrade`` (a WebSocket or other protocol switch) are
         what the token's scope is checked against; ``client`` is the address
-        its allowed networks and ``auth.allowed_networks`` are."""
-        self._check_network(decision, client)
+        its allowed networks and ``auth.allowed_networks`` are; ``target``
+        (path and query) is where a password may ride in the query."""
+        self._check_network(decision, client, target)
         if isinstance(decision, Admission):
             return decision
         grant = await self._verifier.verify(decision.token, decision.username, client=client)
-        return _admitted(grant, method, client, upgrade)
+        if grant.restricted:
+            enforce(grant, method, client, upgrade=upgrade)
+        return _admitted(grant)
 
 
-def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admission:
-    if grant.restricted:
-        enforce(grant, method, client, upgrade=upgrade)
+def _admitted(grant: Grant) -> Admission:
     record = grant.record
     return Admission(
         record.owner_name,
@@ -165,4 +199,5 @@ def _admitted(grant: Grant, method: str, client: str, upgrade: bool) -> Admissio
         response_headers=grant.response_headers,
         outcome="token",
         token_id=record.id,
+        token=True,
     )

@@ -9,7 +9,9 @@ that both lanes, the forward-auth answer and the token API ask:
 - scope ``read``: GET, HEAD and OPTIONS only; any other method, and any
   upgrade (a WebSocket), is 403 with a message that names the scope;
 - allowed networks: a use from an address outside them is refused like a
-  bad token (401, the same message), with ``reason=network`` in the log.
+  bad token (401, the same message), with ``reason=network`` in the log;
+  the verifier (``not_from_here``) makes it cost what a bad token costs
+  (one argon2 verification) and counts it as a failed attempt.
 
 A token used with the secret that a rotation replaced is good until the
 grace ends (``valid_until`` is then the earlier of the two deadlines), and
@@ -102,14 +104,22 @@ def enforce(grant: Grant, method: str, client: str, *, upgrade: bool = False) ->
     """Raise ScopeRefused or NotFromHere if the token may not make this request."""
     if not grant.restricted:
         return
-    if grant.networks and not inside(client, grant.networks):
-        log.info("token %d refused from %s: reason=network", grant.record.id, client)
-        raise NotFromHere(REFUSED_MESSAGE, reason="network")
+    refused = not_from_here(grant, client)
+    if refused is not None:
+        raise refused
     if grant.read_only and (upgrade or method not in SAFE_METHODS):
         what = "a connection upgrade" if upgrade else method
         raise ScopeRefused(
             f"this token has the read scope: it allows only GET, HEAD and OPTIONS, not {what}"
         )
+
+
+def not_from_here(grant: Grant, client: str) -> NotFromHere | None:
+    """The refusal of a use from ``client`` outside the token's allowed networks, if it is."""
+    if grant.networks and not inside(client, grant.networks):
+        log.info("token %d refused from %s: reason=network", grant.record.id, client)
+        return NotFromHere(REFUSED_MESSAGE, reason="network")
+    return None
 
 
 def inside(address: str, networks: tuple[Network, ...]) -> bool:

@@ -29,7 +29,7 @@ from ..store import TokenRecord, TokenStore
 from ..store.lastaccessed import LastAccessed
 from .cache import KeyedDigest, TTLCache
 from .emails import OwnerEmails, could_be_email
-from .grant import REFUSED_MESSAGE, Grant, grant_for
+from .grant import REFUSED_MESSAGE, Grant, NotFromHere, grant_for, not_from_here
 from .hashing import SecretHasher
 from .identity import User
 from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
@@ -158,10 +158,11 @@ class TokenVerifier:
 
         ``username`` (from Basic auth) must be the owner's name or e-mail
         address (as the upstream reports it), ignoring case.
-        ``client`` is the caller's address, for throttling. Every use is
-        recorded for ``lastAccessed``, every failure counted against the
-        address and the user name; a failure while either is throttled is
-        TooManyRequests, never a good token.
+        ``client`` is the caller's address, for throttling and the token's
+        allowed networks (NotFromHere, answered like a bad token, in a bad
+        token's time). Every use is recorded for ``lastAccessed``, every
+        failure counted against the address and the user name; a failure
+        while either is throttled is TooManyRequests, never a good token.
         """
         keys = throttle_keys(client, username)
         digest = self._digest(token)
@@ -170,8 +171,17 @@ class TokenVerifier:
             if grant is None:
                 self.misses += 1
                 grant = await self._check(token, digest, username, self._throttled(keys))
+                checked = True
             else:
                 self.hits += 1
+                checked = False
+            refused = None if client is None else not_from_here(grant, client)
+            if refused is not None:
+                if not checked:
+                    # A cached token costs no argon2: spend a bad token's, so a stolen
+                    # token tried from elsewhere does not learn from the timing that it is good.
+                    await self._hasher.verify(await self._dummy(), token)
+                raise refused
             email = self._email_for(grant, username)
             if email is None:
                 assert self._emails is not None
@@ -180,7 +190,7 @@ class TokenVerifier:
             if problem is not None:
                 raise problem
             return grant
-        except InvalidToken as exc:
+        except (InvalidToken, NotFromHere) as exc:
             # Decided before this failure is counted: the attempt that reaches
             # the limit is still answered 401, the next ones 429.
             refusal = too_many(self._throttled(keys))

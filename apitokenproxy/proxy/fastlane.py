@@ -170,6 +170,7 @@ class FrontConnection(asyncio.Protocol):
         self._admitting: asyncio.Task[None] | None = None
         # Headers the admission adds to the answer (the token's expiry).
         self._extra: tuple[tuple[str, str], ...] = ()
+        self._by_token = False  # the answer then keeps no Set-Cookie (headers.for_client)
         # What the access log says of the request in flight.
         self._request_ids: list[str] = []
         self._request_id = ""
@@ -351,7 +352,7 @@ class FrontConnection(asyncio.Protocol):
                 decision = gate.decide(self._authorization)
                 self._decided_for, self._decision = self._authorization, decision
             self._decided = decision
-            admission = gate.admit_now(decision, self._method, view.address)
+            admission = gate.admit_now(decision, self._method, view.address, target=self._target)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -383,7 +384,9 @@ class FrontConnection(asyncio.Protocol):
 
     async def _admit_later(self, decision: Decision, headers: Headers, view: ClientView) -> None:
         try:
-            admission = await self._lane.gate.admit(decision, self._method, view.address)
+            admission = await self._lane.gate.admit(
+                decision, self._method, view.address, target=self._target
+            )
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -415,6 +418,7 @@ class FrontConnection(asyncio.Protocol):
         body = bytes(self._body)
         data = request_head(self._method, self._target, outgoing, len(body)) + body
         self._extra = admission.response_headers
+        self._by_token = admission.token
         self._sent_at = self._loop.time()
         self._lane.pool.send(self, self._method, data)
 
@@ -426,7 +430,7 @@ class FrontConnection(asyncio.Protocol):
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self._keep_alive or self._lane.closing
         self._upstream_seconds = self._loop.time() - self._sent_at
-        out = for_client(headers, self._request_id)
+        out = for_client(headers, self._request_id, token=self._by_token)
         if self._extra:
             out += self._extra
         head = frame_response_head(status, out, body, length, close=close)
@@ -529,6 +533,7 @@ class FrontConnection(asyncio.Protocol):
         self._upstream = None
         self.busy = False
         self._extra = ()
+        self._by_token = False
         self._method, self._target = "GET", "/"
         if not self._keep_alive or self._lane.closing:
             self.close()

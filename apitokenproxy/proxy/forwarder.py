@@ -104,7 +104,7 @@ class Forwarder:
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
             return await self._websocket(request, target, headers, admission.response_headers)
-        return await self._http(request, target, headers, admission.response_headers)
+        return await self._http(request, target, headers, admission)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
@@ -125,7 +125,7 @@ class Forwarder:
         )
 
     async def _http(
-        self, request: web.Request, target: str, headers: Headers, extra: ExtraHeaders
+        self, request: web.Request, target: str, headers: Headers, admission: Admission
     ) -> web.StreamResponse:
         method = request.method
         responder = _Responder()
@@ -157,7 +157,7 @@ class Forwarder:
             raise
         try:
             return await self._relay(
-                request, responder, status, upstream_headers, framing, declared, extra
+                request, responder, status, upstream_headers, framing, declared, admission
             )
         finally:
             responder.abandon()
@@ -201,12 +201,14 @@ class Forwarder:
         upstream_headers: Headers,
         framing: Body,
         declared: int | None,
-        extra: ExtraHeaders,
+        admission: Admission,
     ) -> web.StreamResponse:
         headers = CIMultiDict(
-            (k, v) for k, v in for_client(upstream_headers) if k.lower() not in FRAMING
+            (k, v)
+            for k, v in for_client(upstream_headers, token=admission.token)
+            if k.lower() not in FRAMING
         )
-        headers.extend(extra)
+        headers.extend(admission.response_headers)
         if framing is Body.LENGTH and declared is not None and declared <= _SMALL_BODY:
             # Most REST answers are small: read whole and answer with one write.
             small = web.Response(status=status, headers=headers)
@@ -255,6 +257,8 @@ class Forwarder:
         client_ws = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (), max_msg_size=0
         )
+        # Only the proxy's own headers: none of the upstream's handshake answer
+        # (so no Set-Cookie) reaches the client.
         client_ws.headers.extend(extra)
         try:
             await client_ws.prepare(request)
@@ -372,12 +376,17 @@ class _Responder:
 
 
 async def admit(
-    gate: Gate, request: web.Request, client: str, method: str | None = None
+    gate: Gate,
+    request: web.Request,
+    client: str,
+    method: str | None = None,
+    target: str | None = None,
 ) -> Admission:
     """The gate's answer for an aiohttp request, noted for its access-log line.
 
-    ``method`` is what a token's scope is judged by: the request's own unless
-    the caller knows better (forward auth's ``X-Forwarded-Method``)."""
+    ``method`` and ``target`` (where a password may ride in the query) are
+    the request's own unless the caller knows better (forward auth's
+    ``X-Forwarded-Method`` and ``X-Forwarded-Uri``)."""
     record = observed(request)
     decision: Decision | None = None
     try:
@@ -387,6 +396,7 @@ async def admit(
             method or request.method,
             client,
             upgrade="Upgrade" in request.headers,
+            target=request.raw_path if target is None else target,
         )
     except ProxyError as exc:
         if exc.reason is not None:

@@ -139,16 +139,25 @@ def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -
 
 # The proxy's own response headers: never the upstream's to set.
 PROXY_RESPONSE = frozenset({normalise(EXPIRY_HEADER)})
+# Never on an answer to a token: the upstream's session (Seraph puts the user
+# it was told of in the session) would let the token's holder go on as the
+# owner without the token, past its scope, allowed addresses and revocation.
+SESSION_COOKIES = frozenset({"set-cookie", "set-cookie2"})
+TOKEN_RESPONSE = PROXY_RESPONSE | SESSION_COOKIES
 _WITH_REQUEST_ID = PROXY_RESPONSE | {REQUEST_ID_NAME}
+_TOKEN_WITH_REQUEST_ID = TOKEN_RESPONSE | {REQUEST_ID_NAME}
 
 
-def for_client(headers: Sequence[tuple[str, str]], request_id: str | None = None) -> Headers:
+def for_client(
+    headers: Sequence[tuple[str, str]], request_id: str | None = None, *, token: bool = False
+) -> Headers:
     """The upstream's response headers to send on to the client, without any copy of
-    the proxy's own (the token's expiry, which the lanes add after this), and with
-    the request's id (the proxy's, replacing any the upstream sent) when one is given."""
+    the proxy's own (the token's expiry, which the lanes add after this), without
+    its cookies when the request was authenticated with a ``token``, and with the
+    request's id (the proxy's, replacing any the upstream sent) when one is given."""
     if request_id is None:
-        return end_to_end(headers, PROXY_RESPONSE)
-    kept = end_to_end(headers, _WITH_REQUEST_ID)
+        return end_to_end(headers, TOKEN_RESPONSE if token else PROXY_RESPONSE)
+    kept = end_to_end(headers, _TOKEN_WITH_REQUEST_ID if token else _WITH_REQUEST_ID)
     kept.append((REQUEST_ID, request_id))
     return kept
 

@@ -13,6 +13,7 @@ from apitokenproxy.auth.credentials import (
     MalformedCredentials,
     OtherCredentials,
     parse_authorization,
+    password_in_query,
 )
 
 
@@ -71,3 +72,30 @@ def test_refuses(values: list[str], fragment: str) -> None:
 def test_secrets_are_hidden_from_repr() -> None:
     assert "s3cr3t" not in repr(BasicCredentials("alice", "s3cr3t"))
     assert "s3cr3t" not in repr(BearerCredentials("s3cr3t"))
+
+
+@pytest.mark.parametrize(
+    ("target", "password"),
+    [
+        ("/rest/api/2/issue/X-1", False),
+        ("/rest/api/2/issue/X-1?", False),
+        ("/x?os_username=alice&os_password=pw", True),
+        ("/x?os_password=pw", True),
+        ("/x?os_password", True),
+        ("/x?a=1&os_password=", True),
+        ("/x?os%5Fpassword=pw", True),
+        ("/x?os%5fpassword=pw", True),
+        ("/x?%6F%73%5F%70%61%73%73%77%6F%72%64=pw", True),
+        ("/x?OS_PASSWORD=pw", False),  # Tomcat's parameter names are case-sensitive
+        ("/x?os_Password=pw", False),
+        ("/x?os_passwords=pw", False),
+        ("/x?xos_password=pw", False),
+        ("/x?jql=text~os_password", False),  # in a value only
+        ("/x?q=a%26os_password%3Dpw", False),  # an escaped & is not a separator
+        ("/x?a=1;os_password=pw", False),  # Tomcat splits on & only
+        ("/os_password?x=1", False),  # the path is not the query
+        ("/x?os+password=pw", False),
+    ],
+)
+def test_password_in_query(target: str, password: bool) -> None:
+    assert password_in_query(target) is password

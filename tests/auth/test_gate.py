@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+from typing import cast
 
 import pytest
 
 from apitokenproxy.auth.credentials import TokenAttempt
-from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, classify
+from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, classify
+from apitokenproxy.auth.grant import Grant, ScopeRefused, grant_for
+from apitokenproxy.auth.networks import AllowedNetworks
 from apitokenproxy.auth.tokens import format_token
-from apitokenproxy.errors import Unauthorized
+from apitokenproxy.auth.verifier import TokenVerifier
+from apitokenproxy.errors import ProxyError, Unauthorized
+
+from .test_grant import token
 
 TOKEN = format_token(5, "A" * 32)
 
@@ -67,3 +73,82 @@ def test_classify_refuses(
 
 def test_token_attempt_hides_the_token() -> None:
     assert TOKEN not in repr(TokenAttempt(TOKEN, "alice"))
+
+
+class CachedOnly:
+    """A verifier whose cache holds one grant: what ``Gate.admit_now`` may answer alone."""
+
+    def __init__(self, grant: Grant) -> None:
+        self.grant = grant
+
+    def verify_cached(self, token: str, username: str | None) -> Grant | None:
+        return self.grant
+
+
+@pytest.mark.parametrize(
+    ("scope", "networks", "method", "client", "admitted"),
+    [
+        ("write", (), "POST", "198.51.100.7", True),
+        ("write", ("10.0.0.0/8",), "POST", "10.1.2.3", True),
+        # Outside its networks: left to admit(), which refuses at a bad token's cost.
+        ("write", ("10.0.0.0/8",), "GET", "198.51.100.7", None),
+        ("read", ("10.0.0.0/8",), "POST", "198.51.100.7", None),
+        ("read", (), "GET", "198.51.100.7", True),
+        ("read", (), "POST", "198.51.100.7", ScopeRefused),
+        ("read", ("10.0.0.0/8",), "POST", "10.1.2.3", ScopeRefused),
+    ],
+)  # fmt: skip
+def test_admit_now_answers_a_cached_token_unless_its_networks_refuse(
+    scope: str,
+    networks: tuple[str, ...],
+    method: str,
+    client: str,
+    admitted: bool | type[Exception] | None,
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token(scope, networks)))), allow_password=True
+    )
+    attempt = TokenAttempt(TOKEN, None)
+    if isinstance(admitted, type):
+        with pytest.raises(admitted):
+            gate.admit_now(attempt, method, client)
+        return
+    admission = gate.admit_now(attempt, method, client)
+    if admitted is None:
+        assert admission is None
+    else:
+        assert admission is not None and admission.token and admission.user_name == "alice"
+
+
+@pytest.mark.parametrize(
+    ("allow_password", "networks", "decision", "refused"),
+    [
+        (True, (), AS_IS, None),
+        (False, (), AS_IS, "password_disabled"),
+        (True, ("10.0.0.0/8",), AS_IS, "network"),
+        (True, ("127.0.0.0/8",), AS_IS, None),
+        # With a token in the header too: the password still rides to the upstream.
+        (False, (), TokenAttempt(TOKEN, None), "password_disabled"),
+        (True, ("10.0.0.0/8",), TokenAttempt(TOKEN, None), "network"),
+    ],
+)
+def test_a_password_in_the_query_is_held_to_the_password_rules(
+    allow_password: bool,
+    networks: tuple[str, ...],
+    decision: TokenAttempt | Admission,
+    refused: str | None,
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token()))),
+        allow_password=allow_password,
+        networks=AllowedNetworks(networks),
+    )
+    target = "/rest/api/2/issue/X-1?os_username=alice&os_password=pw"
+    if refused is None:
+        assert gate.admit_now(decision, "GET", "127.0.0.1", target=target) is not None
+        return
+    with pytest.raises(ProxyError) as info:
+        gate.admit_now(decision, "GET", "127.0.0.1", target=target)
+    assert info.value.reason == refused
+    if decision is AS_IS:  # the same anonymous request without the password goes through
+        assert gate.admit_now(decision, "GET", "127.0.0.1", target=target.partition("?")[0])

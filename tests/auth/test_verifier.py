@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 
 from apitokenproxy.auth.emails import OwnerEmails
-from apitokenproxy.auth.grant import Grant, grant_for
+from apitokenproxy.auth.grant import Grant, NotFromHere, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.auth.identity import User
 from apitokenproxy.auth.throttle import FailureThrottle
@@ -86,7 +86,9 @@ class Rig:
     shared: SharedTally
     emails_asked: list[str]
 
-    async def issue(self, owner: str = "alice", valid_until: int | None = None) -> str:
+    async def issue(
+        self, owner: str = "alice", valid_until: int | None = None, networks: tuple[str, ...] = ()
+    ) -> str:
         secret = new_secret()
         record = await self.store.create(
             NewToken(
@@ -97,6 +99,7 @@ class Rig:
                 created=self.clock(),
                 valid_until=valid_until,
                 created_by_key=f"key-{owner}",
+                allowed_networks=networks,
             )
         )
         return format_token(record.id, secret)
@@ -292,6 +295,40 @@ async def test_others_are_not_slowed_by_a_throttled_address(rig: Rig) -> None:
     )
     assert [record.record.id for record in records] == [token_id(token) for token in tokens]
     assert rig.hasher.most == 5
+
+
+# A token used from outside its allowed networks: a bad token's cost and count ----
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "first-use"])
+async def test_a_use_from_outside_the_networks_costs_and_counts_as_a_bad_token(
+    rig: Rig, cached: bool
+) -> None:
+    token = await rig.issue(networks=("10.0.0.0/8",))
+    if cached:
+        await rig.verifier.verify(token, client="10.1.2.3")
+    calls = rig.hasher.calls
+    with pytest.raises(NotFromHere) as info:
+        await rig.verifier.verify(token, "alice", client=ATTACKER)
+    assert info.value.reason == "network"
+    assert rig.hasher.calls == calls + 1  # one argon2 check, as for a wrong secret
+    assert rig.shared.keys == [f"address {ATTACKER}", "user alice"]
+
+    await rig.fail(LIMIT - 1, ATTACKER)  # the LIMIT-th failure is still a 401...
+    with pytest.raises(TooManyRequests):  # ...and the next outside use a 429
+        await rig.verifier.verify(token, client=ATTACKER)
+    # From inside its networks the token still works, throttled address or not.
+    assert (await rig.verifier.verify(token, client="10.1.2.3")).record.id == token_id(token)
+
+
+async def test_a_use_from_outside_the_networks_is_not_a_use(rig: Rig) -> None:
+    token = await rig.issue(networks=("10.0.0.0/8",))
+    await rig.verifier.verify(token, client="10.1.2.3")
+    first = await rig.last_accessed(token)
+    rig.clock.advance(60_000)
+    with pytest.raises(NotFromHere):
+        await rig.verifier.verify(token, client=ATTACKER)
+    assert await rig.last_accessed(token) == first
 
 
 async def test_a_client_that_gives_up_keeps_its_turn_until_its_check_ends(rig: Rig) -> None:

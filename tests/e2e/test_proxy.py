@@ -455,6 +455,39 @@ async def test_expect_continue_is_answered_after_authentication(jira: World) -> 
     assert forwarded_requests(jira, "/rest/api/2/issue") == 1
 
 
+@pytest.mark.parametrize("who", ["token", "token-as-basic", "password", "anonymous", "other"])
+async def test_only_an_answer_to_a_token_loses_the_upstreams_cookies(jira: World, who: str) -> None:
+    """A session the upstream opens for a token's owner would outlive the token
+    (scope, allowed addresses, revocation): its Set-Cookie never reaches the
+    client. Browsers and password logins keep theirs."""
+    token = (await make_token(jira))["plainTextToken"]
+    auth = {
+        "token": bearer(token),
+        "token-as-basic": basic("alice", token),
+        "password": ALICE,
+        "anonymous": {},
+        "other": {"Authorization": "Negotiate YWJj"},
+    }[who]
+    jira.client.session.cookie_jar.clear()
+    resp = await jira.client.get("/_test/cookies", headers=auth)
+    assert resp.status == 200
+    expected = [] if who.startswith("token") else [
+        "JSESSIONID=abc; Path=/; HttpOnly",
+        "atlassian.xsrf.token=xyz; Path=/",
+    ]  # fmt: skip
+    assert resp.headers.getall("Set-Cookie", []) == expected
+
+
+async def test_a_websocket_handshake_for_a_token_sets_no_cookie(jira: World) -> None:
+    token = (await make_token(jira))["plainTextToken"]
+    jira.client.session.cookie_jar.clear()
+    async with jira.client.ws_connect(
+        "/_test/ws", headers=bearer(token), protocols=["synchrony"]
+    ) as ws:
+        assert (await ws.receive_json())["user"] == "alice"
+        assert ws._response.headers.getall("Set-Cookie", []) == []
+
+
 # WebSocket -------------------------------------------------------------------------
 
 

@@ -18,9 +18,10 @@ from apitokenproxy.reload import Reloader
 from apitokenproxy.server import start_site
 from apitokenproxy.tokenapi.validity import valid_until
 
-from ..conftest import START_MS, MakeWorld, World
+from ..conftest import START_MS, MakeLive, MakeWorld, World
 from ..fakes import basic, bearer
 from .test_api import ADMIN, ALICE, API, BOB, assert_error, create
+from .test_attacks import exchange
 
 ISSUE = "/rest/api/2/issue/TEST-1"
 # The test client is 127.0.0.1, believed as a load balancer in the network rows.
@@ -355,3 +356,37 @@ async def test_tokens_manage_tokens_by_default(jira: World) -> None:
     assert renewed["tokenCreatedByUserKey"] == "JIRAUSER10100"
     # Without group rules, no group is ever asked for.
     assert not [r for r in jira.upstream.received if "expand=groups" in r.path_qs]
+
+
+# A password in the query (Seraph's os_password): the same rules as in Basic ----------
+
+QUERY_LOGINS = [
+    ("os_username=alice&os_password=alice-pw", True),
+    ("os_username=alice&os%5Fpassword=alice-pw", True),  # Tomcat decodes names
+    ("os_username=alice&%6fs_passwor%64=alice-pw", True),
+    ("os_username=alice&os_password", True),
+    ("os_username=alice&OS_PASSWORD=alice-pw", False),  # Tomcat's names are case-sensitive
+    ("jql=summary~os_password&q=os_password%3Dx", False),  # a value, not the name
+]
+QUERY_RULES = {
+    "outside-networks": ({"auth": {"allowed_networks": ["10.0.0.0/8"]}}, 403),
+    "passwords-disabled": ({"auth": {"allow_password_basic_auth": False}}, 401),
+    "no-rule": ({}, 200),
+}
+
+
+@pytest.mark.parametrize("rule", list(QUERY_RULES))
+@pytest.mark.parametrize(("query", "password"), QUERY_LOGINS)
+async def test_a_password_in_the_query_obeys_the_password_rules(
+    make_live: MakeLive, rule: str, query: str, password: bool
+) -> None:
+    config, refused_with = QUERY_RULES[rule]
+    live = await make_live(config)  # the client, 127.0.0.1, is outside 10.0.0.0/8
+    status, _, body = await exchange(
+        live.port,
+        f"GET {ISSUE}?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+    )
+    expected = refused_with if password else 200
+    assert status == expected, body
+    reached = [r for r in live.upstream.received if r.path_qs.startswith(ISSUE)]
+    assert len(reached) == (expected == 200)

@@ -58,6 +58,37 @@ def test_hop_by_hop_and_connection_named_headers_go(
     assert for_client(headers) == kept
 
 
+UPSTREAM_ANSWER = [
+    ("Content-Type", "application/json"),
+    ("Set-Cookie", "JSESSIONID=abc; Path=/; HttpOnly"),
+    ("set-cookie2", "old=1"),
+    ("Set_Cookie", "spelled=1"),
+    ("X-Apitokenproxy-Token-Expiration", "forged"),
+    ("X-Request-Id", "upstream's"),
+]
+
+
+@pytest.mark.parametrize(
+    ("token", "request_id", "kept"),
+    [
+        (False, None, [("Content-Type", "application/json"),
+                       ("Set-Cookie", "JSESSIONID=abc; Path=/; HttpOnly"), ("set-cookie2", "old=1"),
+                       ("Set_Cookie", "spelled=1"), ("X-Request-Id", "upstream's")]),
+        (False, "r1", [("Content-Type", "application/json"),
+                       ("Set-Cookie", "JSESSIONID=abc; Path=/; HttpOnly"), ("set-cookie2", "old=1"),
+                       ("Set_Cookie", "spelled=1"), ("X-Request-Id", "r1")]),
+        (True, None, [("Content-Type", "application/json"), ("X-Request-Id", "upstream's")]),
+        (True, "r1", [("Content-Type", "application/json"), ("X-Request-Id", "r1")]),
+    ],
+)  # fmt: skip
+def test_an_answer_to_a_token_keeps_no_cookie(
+    token: bool, request_id: str | None, kept: list[tuple[str, str]]
+) -> None:
+    """Set-Cookie (and Set-Cookie2, in any spelling) go from an answer to a
+    token-authenticated request only; browser sessions keep theirs."""
+    assert for_client(UPSTREAM_ANSWER, request_id, token=token) == kept
+
+
 @pytest.mark.parametrize(
     "name", ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Expect"]
 )
