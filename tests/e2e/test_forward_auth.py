@@ -50,7 +50,7 @@ class Front:
     live: Live
 
     def seen(self) -> list[dict[str, str]]:
-        return [{k.lower(): v for k, v in r.headers} for r in self.live.upstream.received]
+        return [{k.lower(): v for k, v in r.headers} for r in self.live.upstream.for_clients()]
 
 
 @pytest.fixture

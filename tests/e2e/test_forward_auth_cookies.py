@@ -18,7 +18,7 @@ from ..conftest import Live, MakeLive
 from ..fakes import basic
 from ..peers.nginx import free_port, running_nginx
 from .test_attacks import exchange
-from .test_policy_attacks import forwarded, make_live_read_token
+from .test_policy_attacks import make_live_read_token
 
 # As docs/front-proxies.md shows it ("Sessions opened for a token").
 NGINX_COOKIELESS_SITE = """
@@ -89,7 +89,7 @@ async def test_only_a_token_answer_loses_its_cookies_behind_nginx(front: Front, 
     )
     status, headers, _ = await exchange(front.port, (request + "\r\n\r\n").encode())
     assert status == 200
-    received = forwarded(front.live.upstream)
+    received = front.live.upstream.for_clients()
     seen = [{k.lower(): v for k, v in r.headers} for r in received]
     assert [r.path_qs for r in received] == ["/_test/cookies?x=1"]
     assert seen[0].get("x-forwarded-user", "") == ("alice" if who == "token" else "")
