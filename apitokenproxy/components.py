@@ -1,8 +1,8 @@
 """Everything one worker process runs on, opened in one place and closed in reverse.
 
 ``Components.opened`` is the composition root: it builds the store, the
-argon2 pool, the one upstream pool, the verifier and gate, the token API
-and both lanes, each handed what it needs explicitly, and on the way out
+argon2 pool, the one upstream pool, the verifier and gate, the token API,
+both lanes and the audit trail's retention, each handed what it needs explicitly, and on the way out
 stops taking uses, flushes ``lastAccessed`` and the access log, and closes
 the upstream connections and the store.
 """
@@ -34,6 +34,7 @@ from .proxy.headers import Injection
 from .proxy.upstream import UpstreamPool, pool_for
 from .store import TokenStore, open_configured
 from .store.lastaccessed import LastAccessed
+from .store.retention import AuditRetention
 from .tokenapi.routes import TokenApi
 from .tokenapi.service import TokenService
 
@@ -156,6 +157,9 @@ class Components:
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
+            retention = AuditRetention(store, config.audit.retention_days, clock)
+            retention.start()
+            stack.push_async_callback(retention.stop)
             watcher = asyncio.create_task(
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )

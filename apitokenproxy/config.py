@@ -208,6 +208,12 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    # Days an audit event is kept; older ones are pruned in batches, hourly.
+    retention_days: int = field(default=365, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig
     listen: ListenConfig = ListenConfig()
@@ -216,6 +222,7 @@ class Config:
     tokens: TokensConfig = TokensConfig()
     proxy: ProxyConfig = ProxyConfig()
     logging: LoggingConfig = LoggingConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 class ConfigError(Exception):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..config import AuthConfig
 from ..errors import Unauthorized
 from ..store import TokenRecord
+from ..store.audit import Action, How
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
 from .identity import ActingAs, IdentityProvider, PasswordRejected, User
@@ -26,11 +27,26 @@ AsUser = Callable[[str], Iterable[tuple[str, str]]]
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated user of the management API."""
+    """An authenticated user of the management API, how they proved it, and
+    where the call came from (for the audit trail)."""
 
     user: User
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
+    how: How = How.PASSWORD
+    client: str = ""
+    request_id: str = ""
+
+    def action(self, at: int) -> Action:
+        """What this caller's change at ``at`` (ms) is recorded as."""
+        return Action(
+            at=at,
+            actor_key=self.user.key,
+            actor_name=self.user.name,
+            how=self.how,
+            client=self.client,
+            request_id=self.request_id,
+        )
 
 
 class Authenticator:
@@ -60,18 +76,27 @@ class Authenticator:
         """Headers that make the upstream treat a call as coming from ``user_name``."""
         return ActingAs(dict(self._as_user(user_name)))
 
-    async def caller(self, authorization: Sequence[str], client: str | None = None) -> Caller:
+    async def caller(
+        self, authorization: Sequence[str], client: str | None = None, request_id: str = ""
+    ) -> Caller:
+        """The caller, carrying ``client`` and ``request_id`` for the audit trail."""
         credentials = read_credentials(authorization)
         attempt = token_in(credentials)
         if attempt is not None:
             record = await self._verifier.verify(attempt.token, attempt.username, client=client)
-            return self._token_caller(record)
+            return self._token_caller(record, client or "", request_id)
         match credentials:
             case None:
                 raise Unauthorized("authentication required: use Basic user:password or a token")
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
-                return Caller(user, ActingAs({"Authorization": authorization[0]}))
+                return Caller(
+                    user,
+                    ActingAs({"Authorization": authorization[0]}),
+                    how=How.PASSWORD,
+                    client=client or "",
+                    request_id=request_id,
+                )
             case BearerCredentials():
                 raise Unauthorized("the Bearer token is not an apitokenproxy token")
             case _:
@@ -79,9 +104,16 @@ class Authenticator:
                     f"the {credentials.scheme} scheme is not accepted here: use Basic or Bearer"
                 )
 
-    def _token_caller(self, record: TokenRecord) -> Caller:
+    def _token_caller(self, record: TokenRecord, client: str, request_id: str) -> Caller:
         user = User(record.owner_key, record.owner_name)
-        return Caller(user, self.acting_for(record.owner_name), token_id=record.id)
+        return Caller(
+            user,
+            self.acting_for(record.owner_name),
+            token_id=record.id,
+            how=How.TOKEN,
+            client=client,
+            request_id=request_id,
+        )
 
     async def _check_password(self, username: str, password: str) -> User:
         key = self._digest(username, password)

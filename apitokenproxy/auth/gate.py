@@ -69,13 +69,13 @@ class Gate:
         """
         return classify(authorization, allow_password=self._allow_password)
 
-    def admit_now(self, decision: Decision) -> Admission | None:
+    def admit_now(self, decision: Decision, client: str) -> Admission | None:
         """Admit without awaiting if possible (no token, or one verified and cached,
         so a revoked or expired token is refused here too); None when ``admit``
-        must be awaited."""
+        must be awaited. ``client`` is the caller's address."""
         if isinstance(decision, Admission):
             return decision
-        record = self._verifier.verify_cached(decision.token, decision.username)
+        record = self._verifier.verify_cached(decision.token, decision.username, client)
         if record is None:
             return None
         return Admission(user_name=record.owner_name, strip_authorization=True)

@@ -85,12 +85,13 @@ class TokenVerifier:
     def throttle(self) -> FailureThrottle:
         return self._throttle
 
-    def verify_cached(self, token: str, username: str | None) -> TokenRecord | None:
+    def verify_cached(self, token: str, username: str | None, client: str) -> TokenRecord | None:
         """The record of a token already verified and still good, without awaiting; None when
         the caller must await verify() (not cached, expired, or not the named user's), which
-        then does the failure accounting."""
+        then does the failure accounting. ``client`` is the caller's address, kept as
+        the token's ``lastAccessedFrom``."""
         record = self._cache.get(self._digest(token))
-        if record is None or self._accepted(record, username) is not None:
+        if record is None or self._accepted(record, username, client) is not None:
             return None
         return record
 
@@ -100,10 +101,10 @@ class TokenVerifier:
         """The record of a good token; raise InvalidToken or TooManyRequests otherwise.
 
         ``username`` (from Basic auth) must match the owner, ignoring case.
-        ``client`` is the caller's address, for throttling. Every use is
-        recorded for ``lastAccessed``, every failure counted against the
-        address and the user name; a failure while either is throttled is
-        TooManyRequests, never a good token.
+        ``client`` is the caller's address, for throttling and
+        ``lastAccessedFrom``. Every use is recorded for ``lastAccessed``,
+        every failure counted against the address and the user name; a
+        failure while either is throttled is TooManyRequests, never a good token.
         """
         keys = throttle_keys(client, username)
         digest = self._digest(token)
@@ -111,7 +112,7 @@ class TokenVerifier:
             record = self._cache.get(digest)
             if record is None:
                 record = await self._check(token, digest, username, self._throttled(keys))
-            problem = self._accepted(record, username)
+            problem = self._accepted(record, username, client or "")
             if problem is not None:
                 raise InvalidToken(problem)
             return record
@@ -129,12 +130,12 @@ class TokenVerifier:
         waits = {key: self._throttle.retry_after(key) for key in keys}
         return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _accepted(self, record: TokenRecord, username: str | None) -> str | None:
+    def _accepted(self, record: TokenRecord, username: str | None, client: str) -> str | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
         problem = rejection(record, username, now)
         if problem is None:
-            self._access.record(record.id, now)
+            self._access.record(record.id, now, client)
         return problem
 
     async def _check(

@@ -321,7 +321,7 @@ class FrontConnection(asyncio.Protocol):
             else:
                 decision = gate.decide(self._authorization)
                 self._decided_for, self._decision = self._authorization, decision
-            admission = gate.admit_now(decision)
+            admission = gate.admit_now(decision, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return

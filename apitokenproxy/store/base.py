@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .audit import Action, AuditPage, AuditQuery
+
 # How often a polling store looks for revocations made by other processes.
 REVOCATION_POLL_SECONDS = 0.5
 
@@ -28,7 +30,8 @@ class TokenRecord:
     """A stored token. Times are milliseconds since the epoch, as in the seed API.
 
     ``valid_until`` None means the token never expires; ``last_accessed`` 0
-    means it was never used.
+    means it was never used, and ``last_accessed_from`` is then empty: the
+    client address of that last use.
     """
 
     id: int
@@ -40,9 +43,14 @@ class TokenRecord:
     valid_until: int | None
     last_accessed: int
     created_by_key: str
+    last_accessed_from: str = ""
 
     def expired(self, now_ms: int) -> bool:
         return self.valid_until is not None and now_ms >= self.valid_until
+
+
+# One token's latest use: (milliseconds since the epoch, client address).
+Use = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -52,9 +60,13 @@ class Page:
 
 
 class TokenStore(Protocol):
-    """Persistence for tokens. Each method is one transaction; none is half-applied."""
+    """Persistence for tokens. Each method is one transaction; none is half-applied.
 
-    async def create(self, token: NewToken) -> TokenRecord: ...
+    Every method that changes a token takes the ``Action`` behind it and
+    writes its audit event (``audit.py``) in the same transaction.
+    """
+
+    async def create(self, token: NewToken, action: Action) -> TokenRecord: ...
 
     async def get(self, token_id: int) -> TokenRecord | None: ...
 
@@ -62,16 +74,18 @@ class TokenStore(Protocol):
         """The owner's tokens, oldest first."""
         ...
 
-    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
-        """The updated record, or None if there is no such token."""
+    async def update_description(
+        self, token_id: int, description: str, action: Action
+    ) -> TokenRecord | None:
+        """The updated record, or None if there is no such token (and no event)."""
         ...
 
-    async def delete(self, token_id: int) -> bool:
+    async def delete(self, token_id: int, action: Action) -> bool:
         """True if a token was deleted. Deletions are announced through ``watch``."""
         ...
 
-    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
-        """Delete every token of one owner; return their ids."""
+    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
+        """Delete every token of one owner; return their ids (one event each)."""
         ...
 
     async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
@@ -79,8 +93,18 @@ class TokenStore(Protocol):
         ordered by valid_until (never-expiring last), then id."""
         ...
 
-    async def record_access(self, times: Mapping[int, int]) -> None:
-        """Set last_accessed for many tokens at once, never moving a time backwards."""
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        """Set last_accessed and last_accessed_from for many tokens at once, never
+        moving a time backwards (an older use leaves the address as it is)."""
+        ...
+
+    async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        """Events matching ``query``, newest first, and how many match in all."""
+        ...
+
+    async def prune_audit(self, before: int, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest events older than ``before`` (ms);
+        return how many were deleted. Callers repeat it: no giant DELETE."""
         ...
 
     async def watch(

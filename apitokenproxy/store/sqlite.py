@@ -28,7 +28,8 @@ import aiosqlite
 
 from ..errors import StoreUnavailable
 from . import schema
-from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord
+from .audit import Action, AuditPage, AuditQuery, EventKind
+from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord, Use
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,16 @@ class SQLiteStore:
                 await _rollback(self._conn)
                 raise
 
-    async def create(self, token: NewToken) -> TokenRecord:
+    async def create(self, token: NewToken, action: Action) -> TokenRecord:
         async with self._write() as conn:
             row = await _first(conn, SQL.create, schema.values(token))
-        assert row is not None
-        return schema.record(row)
+            assert row is not None
+            record = schema.record(row)
+            await conn.execute(
+                SQL.record_event,
+                schema.event_values(schema.token_event(EventKind.CREATED, action, record)),
+            )
+        return record
 
     async def get(self, token_id: int) -> TokenRecord | None:
         async with self._read() as conn:
@@ -124,23 +130,39 @@ class SQLiteStore:
             rows = await conn.execute_fetchall(SQL.list_owned, (owner_key,))
         return [schema.record(r) for r in rows]
 
-    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
+    async def update_description(
+        self, token_id: int, description: str, action: Action
+    ) -> TokenRecord | None:
         async with self._write() as conn:
             row = await _first(conn, SQL.update_description, (token_id, description))
-        return None if row is None else schema.record(row)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await conn.execute(
+                SQL.record_event,
+                schema.event_values(schema.token_event(EventKind.RENAMED, action, record)),
+            )
+        return record
 
-    async def delete(self, token_id: int) -> bool:
-        return bool(await self._delete(SQL.delete_one, token_id))
+    async def delete(self, token_id: int, action: Action) -> bool:
+        return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
 
-    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
-        return await self._delete(SQL.delete_owned, owner_key)
+    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
+        return await self._delete(SQL.delete_owned, owner_key, EventKind.REVOKED_ALL, action)
 
-    async def _delete(self, statement: str, value: object) -> list[int]:
+    async def _delete(
+        self, statement: str, value: object, kind: EventKind, action: Action
+    ) -> list[int]:
         async with self._write() as conn:
-            ids = [int(r[0]) for r in await conn.execute_fetchall(statement, (value,))]
+            rows = list(await conn.execute_fetchall(statement, (value,)))
+            ids = [int(r[0]) for r in rows]
             if ids:
                 await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
                 await conn.execute(SQL.prune_revocations)
+                await conn.executemany(
+                    SQL.record_event,
+                    [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
+                )
         return ids
 
     async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
@@ -150,11 +172,22 @@ class SQLiteStore:
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
         return Page([schema.record(r) for r in rows], int(row[0]) if row else 0)
 
-    async def record_access(self, times: Mapping[int, int]) -> None:
-        if not times:
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        if not uses:
             return
         async with self._write() as conn:
-            await conn.execute(SQL.record_access, SQL.access_args(times))
+            await conn.execute(SQL.record_access, SQL.access_args(uses))
+
+    async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        count, page, args = SQL.audit(query)
+        async with self._read() as conn:
+            row = await _first(conn, count, args)
+            rows = await conn.execute_fetchall(page, (*args, limit, offset))
+        return AuditPage([schema.audit_event(r) for r in rows], int(row[0]) if row else 0)
+
+    async def prune_audit(self, before: int, limit: int) -> int:
+        async with self._write() as conn:
+            return len(list(await conn.execute_fetchall(SQL.prune_audit, (before, limit))))
 
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         async with self._write() as conn:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..store.audit import AuditQuery
 from .paging import MAX_LIMIT
 from .service import CreateRequest
 
@@ -115,6 +116,60 @@ def parse_filter_query(query: Mapping[str, str]) -> FilterQuery:
     page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
     limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
     return FilterQuery(not_valid_after, page, min(limit, MAX_LIMIT))
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    query: AuditQuery
+    page: int
+    limit: int
+
+
+def parse_audit_query(query: Mapping[str, str]) -> AuditFilter:
+    """``userKey`` (acted or owned), ``since`` (ms, inclusive), ``page`` and ``limit``."""
+    user_key = query.get("userKey")
+    if user_key is not None and not user_key.strip():
+        raise BadRequest("userKey must not be empty when given")
+    since = query.get("since")
+    page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
+    limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
+    return AuditFilter(
+        AuditQuery(
+            user_key=user_key,
+            since=None if since is None else _query_int("since", since, minimum=0),
+        ),
+        page,
+        min(limit, MAX_LIMIT),
+    )
+
+
+EXPANSIONS = ("lastAccessedFrom",)
+
+
+def wants_origin(query: Mapping[str, str]) -> bool:
+    """Whether ``expand`` asks for ``lastAccessedFrom``; any other expansion is refused."""
+    raw = query.get("expand")
+    if raw is None:
+        return False
+    asked = {item.strip() for item in raw.split(",") if item.strip()}
+    unknown = sorted(asked - set(EXPANSIONS))
+    if unknown:
+        raise BadRequest(
+            f"expand accepts {', '.join(EXPANSIONS)}, not {', '.join(map(repr, unknown))}"
+        )
+    return "lastAccessedFrom" in asked
+
+
+# What an X-Request-Id may be to be kept: what tracing systems generate
+# (UUIDs, hex and base64 ids), short, and nothing a log could misread.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
+
+
+def sane_request_id(values: Sequence[str]) -> str:
+    """The request's ``X-Request-Id`` if it sent exactly one sane one, else empty."""
+    if len(values) == 1 and _REQUEST_ID.fullmatch(values[0]):
+        return values[0]
+    return ""
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

@@ -1,13 +1,15 @@
 """The seed's paging envelope for ``tokensByFilter``, as a pure function.
 
-Links repeat the query in the seed's order (``page``, ``limit``,
-``notValidAfter``) and are empty strings when there is no such page.
+Links repeat the query in the seed's order (``page``, ``limit``, then the
+resource's own parameters: ``notValidAfter`` for ``tokensByFilter``) and are
+empty strings when there is no such page. The audit resource pages the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 MAX_LIMIT = 50
 
@@ -24,12 +26,13 @@ def envelope(
     limit: int,
     base_url: str,
     path: str,
-    not_valid_after: int,
+    params: Sequence[tuple[str, str | int]],
 ) -> dict[str, Any]:
     total_pages = -(-total // limit)
+    rest = f"&{urlencode(params)}" if params else ""
 
     def link(target: int) -> str:
-        return f"{base_url}{path}?page={target}&limit={limit}&notValidAfter={not_valid_after}"
+        return f"{base_url}{path}?page={target}&limit={limit}{rest}"
 
     return {
         "content": list(content),

@@ -6,7 +6,7 @@ Permission rules, in one place:
 
 - anyone may create, rename, list and delete their own tokens;
 - a sysadmin may also create a token for another user key, delete anyone's
-  token, delete all tokens of a user and filter all tokens;
+  token, delete all tokens of a user, filter all tokens and read the audit trail;
 - someone else's token id is "not found" to a normal user, never "forbidden",
   so ids cannot be probed.
 """
@@ -24,6 +24,7 @@ from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
 from ..errors import Forbidden, NotFound
 from ..store import NewToken, Page, TokenRecord, TokenStore
+from ..store.audit import AuditPage, AuditQuery
 from .validity import effective_months, valid_until
 
 
@@ -88,13 +89,16 @@ class TokenService:
                 created=created,
                 valid_until=valid_until(created, months),
                 created_by_key=caller.user.key,
-            )
+            ),
+            caller.action(created),
         )
         return CreatedToken(record, format_token(record.id, secret))
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
         await self._own_token(caller, token_id)
-        record = await self._store.update_description(token_id, description)
+        record = await self._store.update_description(
+            token_id, description, caller.action(self._clock())
+        )
         if record is None:
             raise _not_found(token_id)
         return record
@@ -108,13 +112,13 @@ class TokenService:
             raise _not_found(token_id)
         if record.owner_key != caller.user.key and not await self._auth.is_sysadmin(caller):
             raise _not_found(token_id)
-        if not await self._store.delete(token_id):
+        if not await self._store.delete(token_id, caller.action(self._clock())):
             raise _not_found(token_id)
         self._verifier.forget([token_id])
 
     async def delete_all_for(self, caller: Caller, user_key: str) -> int:
         await self._require_sysadmin(caller, "delete all tokens of a user")
-        deleted = await self._store.delete_all_for(user_key)
+        deleted = await self._store.delete_all_for(user_key, caller.action(self._clock()))
         self._verifier.forget(deleted)
         return len(deleted)
 
@@ -123,6 +127,10 @@ class TokenService:
     ) -> Page:
         await self._require_sysadmin(caller, "filter all tokens")
         return await self._store.find_by_expiry(not_valid_after, offset, limit)
+
+    async def audit(self, caller: Caller, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        await self._require_sysadmin(caller, "read the audit trail")
+        return await self._store.audit_events(query, offset, limit)
 
     async def _own_token(self, caller: Caller, token_id: int) -> TokenRecord:
         record = await self._store.get(token_id)

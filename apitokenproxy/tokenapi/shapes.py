@@ -1,28 +1,71 @@
 """The JSON shapes of a token, field for field the seed's: in lists, and in filtered pages.
 
+One additive field, only when asked for (``?expand=lastAccessedFrom``, the
+Atlassian idiom), so a seed client gets exactly the seed's shapes:
+``lastAccessedFrom``, the client address of the last use (null while
+unused). The audit trail's events have a shape of their own.
+
 The command line prints the same shapes, so scripts read one format.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from ..store import TokenRecord
+from ..store.audit import AuditEvent
 
 
-def listed(record: TokenRecord) -> dict[str, Any]:
-    return {
+def listed(record: TokenRecord, *, origin: bool = False) -> dict[str, Any]:
+    """The seed's shape; with ``origin``, ``lastAccessedFrom`` too."""
+    shape = {
         "created": record.created,
         "description": record.description,
         "id": record.id,
         "lastAccessed": record.last_accessed,
         "validUntil": record.valid_until,
     }
+    if origin:
+        shape["lastAccessedFrom"] = record.last_accessed_from or None
+    return shape
 
 
-def filtered(record: TokenRecord) -> dict[str, Any]:
+def filtered(record: TokenRecord, *, origin: bool = False) -> dict[str, Any]:
     return {
-        **listed(record),
+        **listed(record, origin=origin),
         "tokenCreatedByUserKey": record.created_by_key,
         "tokenForUserKey": record.owner_key,
     }
+
+
+def audit_entry(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "actorAuthentication": event.how,
+        "actorUserKey": event.actor_key,
+        "actorUserName": event.actor_name,
+        "at": event.at,
+        "clientAddress": event.client or None,
+        "description": event.description,
+        "event": event.kind,
+        "id": event.id,
+        "requestId": event.request_id or None,
+        "tokenForUserKey": event.owner_key,
+        "tokenId": event.token_id,
+    }
+
+
+def audit_line(event: AuditEvent) -> str:
+    """One event as a line of text, for people: when, what, which token, who, how, whence."""
+    when = datetime.fromtimestamp(event.at / 1000, tz=UTC)
+    token = "" if event.token_id is None else f" token {event.token_id}"
+    described = f" {event.description!r}" if event.description else ""
+    line = (
+        f"{when:%Y-%m-%d %H:%M:%S} UTC  {event.kind}{token}{described} of {event.owner_key}"
+        f" by {event.actor_name} ({event.actor_key}, {event.how})"
+    )
+    if event.client:
+        line += f" from {event.client}"
+    if event.request_id:
+        line += f" request {event.request_id}"
+    return line

@@ -1,0 +1,75 @@
+"""The audit trail's retention: events older than ``audit.retention_days`` are deleted.
+
+Pruning runs at start-up and then every ``interval_seconds``, in batches of
+``batch`` events (oldest first), each its own short transaction, so a year
+of backlog never becomes one giant DELETE that holds the database's write
+lock. Every worker process prunes; that costs a few empty queries, and
+whichever gets there first does the work. A failure is logged and retried
+at the next interval: it never stops the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from ..errors import StoreUnavailable
+from .base import TokenStore
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+BATCH = 1000
+INTERVAL_SECONDS = 3600.0
+
+
+class AuditRetention:
+    def __init__(
+        self,
+        store: TokenStore,
+        retention_days: int,
+        clock: Callable[[], int],
+        *,
+        batch: int = BATCH,
+        interval_seconds: float = INTERVAL_SECONDS,
+    ) -> None:
+        self._store = store
+        self._retention_ms = retention_days * DAY_MS
+        self._clock = clock
+        self._batch = batch
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def prune(self) -> int:
+        """Delete every event older than the retention, a batch at a time; return how many."""
+        before = self._clock() - self._retention_ms
+        pruned = 0
+        while True:
+            deleted = await self._store.prune_audit(before, self._batch)
+            pruned += deleted
+            if deleted < self._batch:
+                return pruned
+            # Let requests waiting for the store go first.
+            await asyncio.sleep(0)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                pruned = await self.prune()
+                if pruned:
+                    log.info("audit trail: %d event(s) past retention deleted", pruned)
+            except StoreUnavailable as exc:
+                log.warning("audit trail not pruned, will retry: %s", exc.message)
+            await asyncio.sleep(self._interval)
