@@ -61,11 +61,18 @@ def audit_line(event: AuditEvent) -> str:
     token = "" if event.token_id is None else f" token {event.token_id}"
     described = f" {event.description!r}" if event.description else ""
     line = (
-        f"{when:%Y-%m-%d %H:%M:%S} UTC  {event.kind}{token}{described} of {event.owner_key}"
-        f" by {event.actor_name} ({event.actor_key}, {event.how})"
+        f"{when:%Y-%m-%d %H:%M:%S} UTC  {_plain(event.kind)}{token}{described}"
+        f" of {_plain(event.owner_key)} by {_plain(event.actor_name)}"
+        f" ({_plain(event.actor_key)}, {_plain(event.how)})"
     )
     if event.client:
-        line += f" from {event.client}"
+        line += f" from {_plain(event.client)}"
     if event.request_id:
-        line += f" request {event.request_id}"
+        line += f" request {_plain(event.request_id)}"
     return line
+
+
+def _plain(text: str) -> str:
+    # Names come from the upstream or the command line: one that could break
+    # the line or hide in it is shown quoted and escaped.
+    return text if text.isprintable() and " " not in text else repr(text)

@@ -3,6 +3,7 @@ read back through GET .../audit and ``apitokenproxy audit``; and lastAccessedFro
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any
 import pytest
 
 from apitokenproxy.app import COMPONENTS
-from apitokenproxy.cli import main
+from apitokenproxy.cli import _since, main
+from apitokenproxy.store import NewToken, opened
+from apitokenproxy.store.audit import Action, AuditQuery, How
+from apitokenproxy.store.retention import DAY_MS
 
 from ..conftest import START_MS, MakeWorld, World
 from ..fakes import basic, bearer
@@ -246,6 +250,17 @@ def test_cli_changes_are_audited_and_shown_as_text_and_json(
                           "--user-name", "alice", "--description", "CI"))  # fmt: skip
     other = json.loads(run(capsys, "tokens", "create", "-c", config, "--user-key", BOB_KEY,
                            "--user-name", "bob", "--description", "nightly"))  # fmt: skip
+
+    async def used() -> None:
+        async with opened(store_url) as store:
+            await store.record_access({other["id"]: (START_MS, "192.0.2.44")})
+
+    asyncio.run(used())
+    listing = json.loads(run(capsys, "tokens", "list", "-c", config))
+    assert {t["id"]: t["lastAccessedFrom"] for t in listing} == {
+        made["id"]: None,
+        other["id"]: "192.0.2.44",
+    }
     run(capsys, "tokens", "revoke", "-c", config, str(made["id"]))
     run(capsys, "tokens", "revoke-all", "-c", config, "--user-key", BOB_KEY)
     assert main(["tokens", "revoke", "-c", config, str(made["id"])]) == 1  # nothing to revoke
@@ -278,3 +293,37 @@ def test_cli_audit_refuses_a_bad_date(tmp_path: Path, capsys: pytest.CaptureFixt
         main(["audit", "-c", config, "--since", "last tuesday"])
     assert exit_info.value.code == 2
     assert "not a date: 'last tuesday'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-01-15", START_MS - 12 * 3_600_000),
+        ("2026-01-15T12:00", START_MS),
+        ("2026-01-15T12:00:00Z", START_MS),
+        ("2026-01-15T13:00+01:00", START_MS),
+    ],
+)
+def test_since_is_utc_unless_it_says_otherwise(text: str, ms: int) -> None:
+    assert _since(text) == ms
+
+
+# Retention ------------------------------------------------------------------------
+
+
+async def test_a_starting_proxy_prunes_events_past_retention(
+    make_world: MakeWorld, store_url: str
+) -> None:
+    token = NewToken(ALICE_KEY, "alice", "old", "$argon2id$x", START_MS, None, ALICE_KEY)
+    async with opened(store_url) as store:
+        for age_days in (40, 31, 29):
+            at = START_MS - age_days * DAY_MS
+            await store.create(token, Action(at=at, actor_key="k", actor_name="n", how=How.CLI))
+    world = await make_world(config={"audit": {"retention_days": 30}})
+    store = world.client.app[COMPONENTS].store
+    for _ in range(200):  # pruned by a task started with the proxy
+        if (await store.audit_events(AuditQuery(), 0, 10)).total == 1:
+            break
+        await asyncio.sleep(0.02)
+    [kept] = (await audit(world))["content"]
+    assert kept["at"] == START_MS - 29 * DAY_MS
