@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth.tokens import PREFIX
 from ..errors import BadRequest
 from ..store.audit import AuditQuery
 from .paging import MAX_LIMIT
@@ -166,10 +167,13 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
 
 
 def sane_request_id(values: Sequence[str]) -> str:
-    """The request's ``X-Request-Id`` if it sent exactly one sane one, else empty."""
-    if len(values) == 1 and _REQUEST_ID.fullmatch(values[0]):
-        return values[0]
-    return ""
+    """The request's ``X-Request-Id`` if it sent exactly one sane one, else empty.
+
+    One carrying our token prefix anywhere is not kept: a token pasted into
+    the wrong header must not end up in the audit trail.
+    """
+    sane = len(values) == 1 and _REQUEST_ID.fullmatch(values[0]) is not None
+    return values[0] if sane and PREFIX not in values[0].lower() else ""
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

@@ -57,6 +57,9 @@ def test_bad_audit_queries(query: dict[str, str], fragment: str) -> None:
         (["line\r\nbreak"], ""),
         (['quote"d'], ""),
         (["caf\u00e9"], ""),
+        # A token in the wrong header is not kept, whatever its case or place.
+        (["atpx_42_QvR3m9LkPz8WnT2xY7bC4dF6gH1jK5sA0a1b2c"], ""),
+        (["trace-ATPX_42_abc"], ""),
     ],
 )  # fmt: skip
 def test_only_a_sane_request_id_is_kept(values: list[str], kept: str) -> None:
