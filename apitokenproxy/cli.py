@@ -241,19 +241,24 @@ COPY_BATCH = 500
 
 
 def _copy_store(args: argparse.Namespace) -> int:
-    """Copy every token between stores, ids, hashes and times intact; safe to repeat."""
+    """Copy every token and audit event between stores, ids, hashes and times
+    intact; safe to repeat."""
 
-    async def run() -> int:
-        copied = 0
+    async def run() -> tuple[int, int]:
+        tokens = events = 0
         async with opened(args.source) as source, opened(args.target) as target:
-            while True:
-                page = await source.find_by_expiry(None, copied, COPY_BATCH)
-                if not page.items:
-                    return copied
-                copied += await target.upsert(page.items)
+            while page := (await source.find_by_expiry(None, tokens, COPY_BATCH)).items:
+                tokens += await target.upsert(page)
+            query = AuditQuery()
+            while trail := (await source.audit_events(query, events, COPY_BATCH)).items:
+                events += await target.copy_events(trail)
+        return tokens, events
 
-    count = asyncio.run(run())
-    print(f"copied {count} token(s) from {_redacted(args.source)} to {_redacted(args.target)}")
+    tokens, events = asyncio.run(run())
+    print(
+        f"copied {tokens} token(s) and {events} audit event(s) from {_redacted(args.source)}"
+        f" to {_redacted(args.target)}"
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .audit import Action, AuditPage, AuditQuery
+from .audit import Action, AuditEvent, AuditPage, AuditQuery
 
 # How often a polling store looks for revocations made by other processes.
 REVOCATION_POLL_SECONDS = 0.5
@@ -100,6 +100,10 @@ class TokenStore(Protocol):
 
     async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
         """Events matching ``query``, newest first, and how many match in all."""
+        ...
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        """Insert events with their ids (``copy-store``); one already there is left alone."""
         ...
 
     async def prune_audit(self, before: int, limit: int) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -28,7 +29,7 @@ import asyncpg
 
 from ..errors import StoreUnavailable
 from . import schema
-from .audit import Action, AuditPage, AuditQuery, EventKind
+from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
 from .base import NewToken, Page, TokenRecord, Use
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,16 @@ class PostgresStore:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)
         return AuditPage([schema.audit_event(r) for r in rows], int(total))
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        async with self._transaction() as conn:
+            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+            # As for tokens: explicit ids do not move the sequence.
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('audit_events', 'id'),"
+                " greatest((SELECT max(id) FROM audit_events), 1))"
+            )
+        return len(events)
 
     async def prune_audit(self, before: int, limit: int) -> int:
         async with self._connection() as conn:

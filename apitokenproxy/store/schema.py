@@ -235,6 +235,7 @@ class Statements:
     prune_revocations: str  # ()
     record_access: str  # access_args(uses)
     record_event: str  # event_values(event)
+    copy_event: str  # an AuditEvent's fields, id included; one already there is left alone
     prune_audit: str  # (before_ms, limit) -> ids deleted
     upsert: str  # values(TokenRecord)
     count_failure: str  # (key, now_ms, window_ms) -> (window_start, count)
@@ -336,6 +337,11 @@ def statements(d: Dialect) -> Statements:
         record_event=b(
             f"INSERT INTO audit_events ({', '.join(event_columns)})"
             f" VALUES ({', '.join(f'${i}' for i in range(1, len(event_columns) + 1))})"
+        ),
+        copy_event=b(
+            f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLUMNS) + 1))})"
+            " ON CONFLICT (id) DO NOTHING"
         ),
         # Oldest first, a bounded batch at a time: never one giant DELETE.
         prune_audit=b(

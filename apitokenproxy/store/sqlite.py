@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -28,7 +29,7 @@ import aiosqlite
 
 from ..errors import StoreUnavailable
 from . import schema
-from .audit import Action, AuditPage, AuditQuery, EventKind
+from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
 from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord, Use
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,11 @@ class SQLiteStore:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
         return AuditPage([schema.audit_event(r) for r in rows], int(row[0]) if row else 0)
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        async with self._write() as conn:
+            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+        return len(events)
 
     async def prune_audit(self, before: int, limit: int) -> int:
         async with self._write() as conn:

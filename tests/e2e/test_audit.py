@@ -327,3 +327,24 @@ async def test_a_starting_proxy_prunes_events_past_retention(
         await asyncio.sleep(0.02)
     [kept] = (await audit(world))["content"]
     assert kept["at"] == START_MS - 29 * DAY_MS
+
+
+def test_copy_store_takes_the_audit_trail_along(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    made = json.loads(run(capsys, "tokens", "create", "-c", config, "--user-key", ALICE_KEY,
+                          "--user-name", "alice", "--description", "CI"))  # fmt: skip
+    run(capsys, "tokens", "revoke", "-c", config, str(made["id"]))
+    source = f"sqlite:///{tmp_path / 'tokens.db'}"
+    for _ in range(2):  # the second run changes nothing
+        out = run(capsys, "copy-store", "--from", source, "--to", postgres_url)
+        assert "copied 0 token(s) and 2 audit event(s)" in out
+
+    async def trail(url: str) -> list[Any]:
+        async with opened(url) as store:
+            return list((await store.audit_events(AuditQuery(), 0, 10)).items)
+
+    copied = asyncio.run(trail(postgres_url))
+    assert copied == asyncio.run(trail(source))
+    assert [e.kind for e in copied] == ["revoked", "created"]

@@ -363,3 +363,16 @@ async def test_a_change_whose_event_cannot_be_written_is_not_made(
         await store.delete_all_for(BASE.owner_key, ACT)
     assert await store.list_owned(BASE.owner_key) == [kept]
     assert len(await events(store)) == 1
+
+
+async def test_copied_events_keep_their_ids_and_are_copied_once(store: TokenStore) -> None:
+    made = await store.create(BASE, ACT)
+    [original] = await events(store)
+    copied = replace(original, id=original.id + 100, kind="rotated", description="from elsewhere")
+    assert await store.copy_events([copied]) == 1
+    await store.copy_events([copied, replace(copied, description="changed")])  # a repeat
+    assert await events(store) == [copied, original]
+    # Events written afterwards never collide with copied ones.
+    await store.delete(made.id, ACT)
+    newest = (await events(store))[0]
+    assert (newest.kind, newest.id > copied.id) == ("revoked", True)
