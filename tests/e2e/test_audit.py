@@ -116,6 +116,7 @@ async def test_every_change_through_the_api_is_one_event_with_its_actor(jira: Wo
         (["two words"], None),
         (["a\u00e9"], None),
         (["a", "b"], None),
+        (["atpx_1_" + "A" * 38], None),  # a token in the wrong header stays out
     ],
 )
 async def test_only_a_sane_request_id_is_kept(
