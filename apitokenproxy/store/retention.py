@@ -6,6 +6,9 @@ of backlog never becomes one giant DELETE that holds the database's write
 lock. Every worker process prunes; that costs a few empty queries, and
 whichever gets there first does the work. A failure is logged and retried
 at the next interval: it never stops the proxy.
+
+Stopping waits for the batch under way instead of cancelling it: a query
+cancelled mid-flight can leave a PostgreSQL connection holding its locks.
 """
 
 from __future__ import annotations
@@ -41,35 +44,39 @@ class AuditRetention:
         self._batch = batch
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def prune(self) -> int:
-        """Delete every event older than the retention, a batch at a time; return how many."""
+        """Delete every event older than the retention, a batch at a time, until none
+        is left or ``stop`` is called; return how many were deleted."""
         before = self._clock() - self._retention_ms
         pruned = 0
-        while True:
+        while not self._stopping.is_set():
             deleted = await self._store.prune_audit(before, self._batch)
             pruned += deleted
             if deleted < self._batch:
-                return pruned
+                break
             # Let requests waiting for the store go first.
             await asyncio.sleep(0)
+        return pruned
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit retention")
 
     async def stop(self) -> None:
+        """Stop after the batch under way, if any."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 pruned = await self.prune()
                 if pruned:
                     log.info("audit trail: %d event(s) past retention deleted", pruned)
             except StoreUnavailable as exc:
                 log.warning("audit trail not pruned, will retry: %s", exc.message)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)

@@ -25,10 +25,15 @@ class PruneLog:
         self.fail = fail
         self.calls: list[tuple[int, int]] = []
         self.called = asyncio.Event()
+        self.release: asyncio.Event | None = None  # when set, each call waits for it
+        self.finished = 0
 
     async def prune_audit(self, before: int, limit: int) -> int:
         self.calls.append((before, limit))
         self.called.set()
+        if self.release is not None:
+            await self.release.wait()
+        self.finished += 1
         if self.fail:
             raise StoreUnavailable("the token database is locked")
         deleted = min(self.waiting, limit)
@@ -85,3 +90,19 @@ async def test_retention_on_each_store(store: TokenStore) -> None:
 async def make_events(store: TokenStore, times: list[int]) -> None:
     for at in times:
         await store.create(BASE, Action(at=at, actor_key="k", actor_name="n", how=How.CLI))
+
+
+async def test_stop_lets_the_batch_under_way_finish() -> None:
+    # A query cancelled mid-flight can leave a PostgreSQL connection holding its locks.
+    fake = PruneLog(5000)
+    fake.release = asyncio.Event()
+    retention = AuditRetention(fake, 1, FakeClock(), batch=1000)  # type: ignore[arg-type]
+    retention.start()
+    await calls(fake, 1)
+    stopping = asyncio.create_task(retention.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the batch, not cancelling it
+    fake.release.set()
+    async with asyncio.timeout(2):
+        await stopping
+    assert (len(fake.calls), fake.finished) == (1, 1)  # and no batch after it
