@@ -3,7 +3,8 @@
 Following one request: ``errors_middleware`` guarantees a JSON answer;
 ``tokenapi/`` serves the token-management paths (``auth/`` decides who
 calls, ``tokenapi/service.py`` applies the rules, ``store/`` remembers);
-every other path goes to ``proxy/forwarder.py``. Health and readiness answer
+the browser pages (``pages/``) answer under ``pages.path``; every other
+path goes to ``proxy/forwarder.py``. Health and readiness answer
 under ``/__apitokenproxy/``, a prefix no Jira or Confluence path uses. In
 production, plain requests never reach this application: the fast lane
 (``proxy/fastlane.py``) serves them with the same gate, header rules and
@@ -16,6 +17,7 @@ closed by one ``cleanup_ctx`` generator and kept under one AppKey.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -24,8 +26,10 @@ from aiohttp import web
 
 from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
-from .config import Config
-from .errors import NotFound, ProxyError, StoreUnavailable, error_response
+from .config import Config, PagesConfig
+from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
+from .ops.accesslog import observed
+from .ops.requestid import HEADER as REQUEST_ID
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,7 @@ COMPONENTS: web.AppKey[Components] = web.AppKey("components", Components)
 
 
 def served_here(path: str) -> bool:
-    """Whether the application itself may answer ``path``: the token API or health.
+    """Whether the application itself may answer ``path``: the token API, health or pages.
 
     Asked by the fast lane, which hands such requests on. Deliberately wide
     (any case, anywhere in the path): aiohttp decodes and matches paths its
@@ -48,16 +52,37 @@ def served_here(path: str) -> bool:
     return _API_MARK in lowered or _HEALTH_MARK in lowered
 
 
+def served_here_with(pages: PagesConfig) -> Callable[[str], bool]:
+    """``served_here``, and the pages' path when they are on."""
+    if not pages.enabled:
+        return served_here
+    mark = pages.path.lower()
+
+    # Asked for every request on the fast lane: one lowering, three substring tests.
+    def here(path: str) -> bool:
+        lowered = path.lower()
+        return _API_MARK in lowered or _HEALTH_MARK in lowered or mark in lowered
+
+    return here
+
+
 _API_MARK = BASE_PATH.split("/")[2].lower()
 _HEALTH_MARK = HEALTH_PREFIX.strip("/").lower()
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes the one JSON error shape; no stack trace leaves the process."""
+    """Every failure becomes the one JSON error shape; no stack trace leaves the process.
+
+    Each request first gets its id and the record its access-log line is
+    written from (``ops/accesslog.py``); a refusal's reason is noted there.
+    """
+    record = observed(request)
     try:
         return await handler(request)
     except ProxyError as exc:
+        if exc.reason is not None and record.auth != "refused":
+            record.authenticated("refused", exc.reason, None, None)
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
         return exc.to_response()
@@ -70,6 +95,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the proxy's log")
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the request's id, the proxy's errors as much as the upstream's."""
+    response.headers[REQUEST_ID] = observed(request).request_id
 
 
 def _slug(reason: str) -> str:
@@ -97,17 +127,30 @@ def create_app(
 
     async def components(app: web.Application) -> AsyncIterator[None]:
         async with Components.opened(
-            config, identity=identity, clock=clock, served_here=served_here
+            config, identity=identity, clock=clock, served_here=served_here_with(config.pages)
         ) as opened:
             app[COMPONENTS] = opened
             yield
 
     app.cleanup_ctx.append(components)
+    app.on_response_prepare.append(_add_request_id)
     app.router.add_get(HEALTH_PREFIX + "/health", health)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    # Answered here in every case, never forwarded: elsewhere (metrics.port) or off is a 404.
+    served = config.metrics.enabled and not config.metrics.port
+    app.router.add_get(METRICS_PATH, metrics if served else no_metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
-    base = urlsplit(config.upstream.url).path.rstrip("/") + BASE_PATH
+    context = urlsplit(config.upstream.url).path.rstrip("/")
+    if config.pages.enabled:
+        pages = context + config.pages.path
+        for path in (pages, pages + "/"):
+            app.router.add_get(path, _pages("mine"))
+        app.router.add_get(pages + "/manager", _pages("manager"))
+        app.router.add_get(pages + "/static/{name}", _pages("asset"))
+        # The whole path is the proxy's: nothing below it reaches the upstream.
+        app.router.add_route("*", pages + "/{tail:.*}", unknown_page)
+    base = context + BASE_PATH
     for method, path, name in ROUTES:
         app.router.add_route(method, base + path, _token_api(name))
     app.router.add_route("*", base + "/{tail:.*}", unknown_api_path)
@@ -124,6 +167,15 @@ def _token_api(name: str) -> Handler:
     return handler
 
 
+def _pages(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        method: Handler = getattr(request.app[COMPONENTS].pages, name)
+        return await method(request)
+
+    handler.__name__ = f"pages_{name}"
+    return handler
+
+
 async def forward_auth(request: web.Request) -> web.StreamResponse:
     return await request.app[COMPONENTS].forward_auth.handle(request)
 
@@ -136,6 +188,41 @@ async def expect_forward(request: web.Request) -> web.StreamResponse | None:
     return await request.app[COMPONENTS].forwarder.expect(request)
 
 
+METRICS_PATH = HEALTH_PREFIX + "/metrics"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Every worker's metrics, summed, for a peer in ``metrics.allow``."""
+    components = request.app[COMPONENTS]
+    if not metrics_allowed(request.remote, components.config.metrics.allow):
+        raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
+    body, content_type = components.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def no_metrics(request: web.Request) -> web.Response:
+    raise NotFound("the metrics are not served on this port")
+
+
+def metrics_allowed(peer: str | None, allow: tuple[str, ...]) -> bool:
+    """Whether the connecting address may read the metrics (X-Forwarded-For never counts)."""
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(item, strict=False) for item in allow)
+
+
+def create_metrics_app(components: Components) -> web.Application:
+    """The application of ``metrics.port``: the metrics and nothing else."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[COMPONENTS] = components
+    app.router.add_get(METRICS_PATH, metrics)
+    return app
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -146,6 +233,10 @@ async def ready(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return error_response(503, "not_ready", exc.message)
     return web.json_response({"status": "ready"})
+
+
+async def unknown_page(request: web.Request) -> web.Response:
+    raise NotFound(f"no page at {request.path}")
 
 
 async def unknown_api_path(request: web.Request) -> web.Response:

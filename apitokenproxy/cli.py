@@ -44,6 +44,7 @@ from .server import StartupError, install_uvloop, run_until_signalled, setup_log
 from .store import NewToken, opened
 from .store.audit import Action, AuditEvent, AuditQuery, How
 from .supervisor import serve
+from .tokenapi.inputs import parse_networks
 from .tokenapi.shapes import audit_entry, audit_line, filtered
 from .tokenapi.validity import effective_months, valid_until
 
@@ -114,6 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--user-name", required=True, help="the user's login name")
     create.add_argument("--description", required=True)
     create.add_argument("--months", type=int, help="validity in months (default: configured)")
+    create.add_argument(
+        "--scope", choices=("read", "write"), default="write", help="read: GET, HEAD, OPTIONS only"
+    )
+    create.add_argument(
+        "--allowed-address",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network the token may be used from (repeatable; default: anywhere)",
+    )
     revoke = token_command("revoke", "delete one token", _tokens_revoke)
     revoke.add_argument("token_id", type=int)
     revoke_all = token_command("revoke-all", "delete every token of a user", _tokens_revoke_all)
@@ -333,6 +344,11 @@ def _tokens_create(args: argparse.Namespace) -> int:
     if not args.description.strip():
         print("apitokenproxy: --description must not be empty", file=sys.stderr)
         return 2
+    try:
+        networks = parse_networks(args.allowed_address)
+    except ProxyError as exc:
+        print(f"apitokenproxy: --allowed-address: {exc.message}", file=sys.stderr)
+        return 2
 
     async def run() -> dict[str, Any]:
         hasher = SecretHasher(workers=1)
@@ -352,6 +368,8 @@ def _tokens_create(args: argparse.Namespace) -> int:
                 created=created,
                 valid_until=valid_until(created, months),
                 created_by_key=CLI_KEY,
+                scope=args.scope,
+                allowed_networks=networks,
             )
         finally:
             hasher.close()

@@ -2,9 +2,10 @@
 
 ``Components.opened`` is the composition root: it builds the store, the
 argon2 pool, the one upstream pool, the verifier and gate, the token API,
-both lanes and the audit trail's retention, each handed what it needs explicitly, and on the way out
-stops taking uses, flushes ``lastAccessed`` and the access log, and closes
-the upstream connections and the store.
+both lanes and the audit trail's retention, each handed what it needs
+explicitly, starts the expiry warnings when ``notify`` names a channel, and
+on the way out stops taking uses, flushes ``lastAccessed`` and the access
+log, and closes the upstream connections and the store.
 """
 
 from __future__ import annotations
@@ -14,25 +15,34 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from .auth.callers import Authenticator
+from .auth.emails import OwnerEmails
 from .auth.gate import Gate
 from .auth.hashing import SecretHasher
-from .auth.identity import IdentityProvider, UpstreamIdentity
+from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity, User
+from .auth.networks import AllowedNetworks
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
+from .notify.channel import Channel
+from .notify.mail import MailChannel
+from .notify.notifier import ExpiryNotifier
+from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
+from .ops.metrics import MeasuredStore, Metrics, Sources
+from .pages.site import Pages
 from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
 from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
 from .proxy.headers import Injection
 from .proxy.upstream import UpstreamPool, pool_for
-from .store import TokenStore, open_configured
+from .store import TokenRecord, TokenStore, open_configured
 from .store.lastaccessed import LastAccessed
 from .store.retention import AuditRetention
 from .tokenapi.routes import TokenApi
@@ -52,11 +62,15 @@ class Components:
     pool: UpstreamPool
     last_accessed: LastAccessed
     access_log: AccessLog
+    metrics: Metrics
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
     fast_lane: FastLane
     forward_auth: ForwardAuth
+    networks: AllowedNetworks
+    notifier: ExpiryNotifier | None
+    pages: Pages
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -71,8 +85,16 @@ class Components:
         """Open every resource; ``identity`` replaces the upstream's REST API (tests, demo);
         ``served_here`` says which paths the application serves itself."""
         async with contextlib.AsyncExitStack() as stack:
-            store = await open_configured(config.store)
-            stack.push_async_callback(store.close)
+            raw_store = await open_configured(config.store)
+            stack.push_async_callback(raw_store.close)
+
+            def listening() -> bool:
+                return bool(getattr(raw_store, "listening", False))
+
+            # Only PostgreSQL has a revocation listener; SQLite polls.
+            sources = Sources(listener_up=listening if hasattr(raw_store, "listening") else None)
+            metrics = Metrics(sources)
+            store = cast(TokenStore, MeasuredStore(raw_store, metrics))
             hasher = SecretHasher(
                 workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
             )
@@ -95,10 +117,28 @@ class Components:
                 verify_tls=upstream.verify_tls,
             )
             stack.callback(pool.close)
-            access_log = AccessLog(config.logging.access_log)
+            access_log = AccessLog(config.logging.access_log, format=config.logging.format)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
             throttle = config.auth.throttle
+            injection = Injection.from_config(upstream)
+            provider = identity or UpstreamIdentity(
+                pool.fetch,
+                upstream.url,
+                upstream.product,
+                admin_groups=config.auth.admin_groups,
+                timeout_seconds=upstream.identity_timeout_seconds,
+            )
+
+            async def owner_of(record: TokenRecord) -> User | None:
+                # Asked as the owner, through the trusted header, as the data path would.
+                acting = ActingAs(dict(injection.identity(record.owner_name)))
+                return await provider.find_user(record.owner_key, acting)
+
+            async def owner_email(record: TokenRecord) -> str | None:
+                found = await owner_of(record)
+                return None if found is None else found.email
+
             verifier = TokenVerifier(
                 store,
                 hasher,
@@ -112,35 +152,56 @@ class Components:
                 ),
                 cache_seconds=config.auth.token_cache_seconds,
                 cache_size=config.auth.token_cache_size,
+                emails=OwnerEmails(
+                    owner_email,
+                    ttl_seconds=config.auth.password_cache_seconds,
+                    size=config.auth.token_cache_size,
+                ),
+                owner_of=owner_of,
             )
-            injection = Injection.from_config(upstream)
-            provider = identity or UpstreamIdentity(
-                pool.fetch,
-                upstream.url,
-                upstream.product,
-                admin_groups=config.auth.admin_groups,
-                timeout_seconds=upstream.identity_timeout_seconds,
-            )
+            networks = AllowedNetworks(config.auth.allowed_networks)
             authenticator = Authenticator(
-                verifier, provider, config.auth, as_user=injection.identity
+                verifier, provider, config.auth, as_user=injection.identity, networks=networks
             )
             trusted = parse_networks(config.proxy.trusted_proxies)
-            gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth)
+            gate = Gate(
+                verifier, allow_password=config.auth.allow_password_basic_auth, networks=networks
+            )
+            service = TokenService(
+                store, hasher, authenticator, provider, verifier, config.tokens, clock
+            )
+            context_path = urlsplit(upstream.url).path.rstrip("/")
+            token_api = TokenApi(
+                service,
+                authenticator,
+                trusted,
+                context_path=context_path,
+                public_url=config.listen.public_url.rstrip("/"),
+            )
+            sources.cache_hits = lambda: verifier.hits
+            sources.cache_misses = lambda: verifier.misses
+            sources.cache_entries = lambda: verifier.cached
+            sources.argon2 = lambda: (hasher.verified, hasher.queued, hasher.seconds)
+            sources.upstream_in_use = lambda: pool.in_use
+            sources.upstream_failures = lambda: pool.failures
+            sources.flush_age = last_accessed.age
             components = cls(
                 config=config,
                 store=store,
                 pool=pool,
                 last_accessed=last_accessed,
                 access_log=access_log,
+                metrics=metrics,
                 verifier=verifier,
-                token_api=TokenApi(
-                    TokenService(
-                        store, hasher, authenticator, provider, verifier, config.tokens, clock
-                    ),
+                token_api=token_api,
+                pages=Pages(
                     authenticator,
-                    trusted,
-                    context_path=urlsplit(upstream.url).path.rstrip("/"),
-                    public_url=config.listen.public_url.rstrip("/"),
+                    config.pages,
+                    product=upstream.product,
+                    context_path=context_path,
+                    # Read at each page view: a reload changes the limits live.
+                    tokens=lambda: service.config,
+                    own_origin=token_api.own_origin,
                 ),
                 forwarder=Forwarder(pool, websockets, gate, injection, config, trusted),
                 forward_auth=ForwardAuth(gate, injection, trusted),
@@ -153,10 +214,15 @@ class Components:
                     header_timeout=config.listen.header_timeout_seconds,
                     keepalive_timeout=config.listen.keepalive_timeout_seconds,
                     access_log=access_log,
+                    metrics=metrics,
                 ),
+                networks=networks,
+                notifier=_notifier(config, store, clock, provider, authenticator),
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
+            metrics.start()
+            stack.push_async_callback(metrics.stop)
             retention = AuditRetention(store, config.audit.retention_days, clock)
             retention.start()
             stack.push_async_callback(retention.stop)
@@ -164,7 +230,31 @@ class Components:
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )
             stack.push_async_callback(_stopped, watcher)
+            if components.notifier is not None:
+                warnings = asyncio.create_task(components.notifier.run(), name="expiry warnings")
+                stack.push_async_callback(_stopped, warnings)
             yield components
+
+
+def _notifier(
+    config: Config,
+    store: TokenStore,
+    clock: Clock,
+    provider: IdentityProvider,
+    authenticator: Authenticator,
+) -> ExpiryNotifier | None:
+    """The expiry warnings, if ``notify`` names a channel."""
+    notify = config.notify
+    channels: list[Channel] = []
+    if notify.smtp.host:
+
+        async def email_of(user_name: str) -> str | None:
+            return await provider.email(authenticator.acting_for(user_name))
+
+        channels.append(MailChannel(notify.smtp, email_of))
+    if notify.webhook.url:
+        channels.append(WebhookChannel(notify.webhook, clock))
+    return ExpiryNotifier(store, notify, clock, channels) if channels else None
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:

@@ -86,6 +86,27 @@ def _networks(value: tuple[str, ...]) -> str | None:
     return f"not IP networks: {', '.join(bad)}" if bad else None
 
 
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _warn_days(value: tuple[int, ...]) -> str | None:
+    if any(day <= 0 for day in value):
+        return "every day count must be greater than 0"
+    return None if len(set(value)) == len(value) else "must not repeat a day count"
+
+
+_PAGES_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+
+
+def _pages_path(value: str) -> str | None:
+    if not _PAGES_PATH.match(value):
+        return "must be a path like /apitokens: segments of letters, digits, . _ ~ -"
+    if value.lower().startswith(("/rest/", "/__apitokenproxy", "/plugins/", "/secure/")):
+        return "must not be under a path Jira, Confluence or the proxy already uses"
+    return None
+
+
 def _log_level(value: str) -> str | None:
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"must be one of {', '.join(levels)}"
@@ -170,6 +191,9 @@ class AuthConfig:
     admin_groups: tuple[str, ...] = ("confluence-administrators",)
     # How long a password the upstream accepted, and a sysadmin answer, are reused.
     password_cache_seconds: int = field(default=60, metadata=_check(_not_negative))
+    # How long the upstream's answer about a browser session cookie is reused:
+    # logging out of Jira or Confluence ends access to the token API within it.
+    session_cache_seconds: int = field(default=30, metadata=_check(_not_negative))
     # How long a verified token is trusted without asking the store again.
     token_cache_seconds: int = field(default=300, metadata=_check(_positive))
     token_cache_size: int = field(default=10_000, metadata=_check(_positive))
@@ -177,6 +201,24 @@ class AuthConfig:
     hash_workers: int = field(default=2, metadata=_check(_positive))
     max_pending_verifications: int = field(default=64, metadata=_check(_positive))
     throttle: ThrottleConfig = ThrottleConfig()
+    # Token and password Basic logins are accepted only from these networks
+    # (the client address as proxy.trusted_proxies decides it); empty: from
+    # anywhere. Sessions and anonymous requests are not affected.
+    allowed_networks: tuple[str, ...] = field(default=(), metadata=_check(_networks))
+    # Members of these upstream groups may list every token, create tokens for
+    # others and revoke anyone's, as a sysadmin may.
+    token_manager_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupLimit:
+    """The validity a group's members may give their tokens."""
+
+    group: str = field(metadata=_check(_not_empty))
+    # Longest validity in months; 0 = no limit.
+    max_validity_months: int = field(default=0, metadata=_check(_not_negative))
+    # Whether members may hold tokens that never expire.
+    allow_never_expires: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +228,18 @@ class TokensConfig:
     # Longest validity allowed; 0 = no limit. Longer requests are capped.
     max_validity_months: int = field(default=12, metadata=_check(_not_negative))
     max_description_length: int = field(default=255, metadata=_check(_positive))
+    # Longest time a rotated token's old secret keeps working, in seconds; a
+    # rotation asks for a grace up to this (absent: one day, or this if less).
+    # 0 = the old secret stops at once.
+    max_rotation_grace_seconds: int = field(default=86_400, metadata=_check(_not_negative))
+    # Tokens one user may hold; 0 = no limit (Atlassian's personal access tokens stop at 10).
+    max_per_user: int = field(default=0, metadata=_check(_not_negative))
+    # False: a token cannot create or delete tokens, so a leaked one cannot renew itself.
+    tokens_may_manage_tokens: bool = True
+    # Only members of these upstream groups may hold tokens; empty: everyone.
+    allowed_groups: tuple[str, ...] = ()
+    # Per-group validity; a user in several listed groups gets the longest.
+    group_limits: tuple[GroupLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,9 +256,74 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class PagesConfig:
+    # The browser pages "My API tokens" and "Token manager" (docs/pages.md).
+    enabled: bool = True
+    # Where they are served, under the upstream's context path; Jira and
+    # Confluence use nothing below /apitokens.
+    path: str = field(default="/apitokens", metadata=_check(_pages_path))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="INFO", metadata=_check(_log_level))
     access_log: bool = True
+    # The access log's lines: text (key=value, fixed order) or json (one object a line).
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # GET /__apitokenproxy/metrics, in the Prometheus text format.
+    enabled: bool = True
+    # Peers (the connecting address, never X-Forwarded-For) that may read it.
+    allow: tuple[str, ...] = field(default=("127.0.0.1/32", "::1/128"), metadata=_check(_networks))
+    # Serve the metrics on this port of listen.host instead of the proxy's own
+    # (0: on the proxy's port). The allow-list applies on either.
+    port: int = field(default=0, metadata=_check(_port))
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    # Empty: no e-mail is sent.
+    host: str = ""
+    port: int = field(default=25, metadata=_check(_port))
+    # none: plain SMTP; starttls: upgrade after connecting; tls: TLS from the start.
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    # Both empty: no SMTP login. Use ${ENV_VAR} for the password.
+    user: str = ""
+    password: str = ""
+    sender: str = "apitokenproxy@localhost"
+    timeout_seconds: float = field(default=30.0, metadata=_check(_positive))
+    # A PEM bundle of the CAs to trust for the server's certificate; empty: the system's.
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    # Empty: no webhook. Each warning is POSTed here as JSON.
+    url: str = field(default="", metadata=_check(_optional_http_url))
+    # Key of the HMAC-SHA256 signature over "timestamp.body"; use ${ENV_VAR}.
+    secret: str = ""
+    timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    # Warn owners this many days before a token expires, once per token and count.
+    warn_days: tuple[int, ...] = field(default=(14, 3), metadata=_check(_warn_days))
+    # How often each process looks for tokens due a warning.
+    interval_seconds: float = field(default=3600.0, metadata=_check(_positive))
+    # A failed warning is retried after retry_seconds, doubling each time,
+    # until max_attempts have failed.
+    retry_seconds: float = field(default=60.0, metadata=_check(_positive))
+    max_attempts: int = field(default=5, metadata=_check(_positive))
+    smtp: SmtpConfig = SmtpConfig()
+    webhook: WebhookConfig = WebhookConfig()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.smtp.host or self.webhook.url)
 
 
 @dataclass(frozen=True)
@@ -221,7 +340,10 @@ class Config:
     auth: AuthConfig = AuthConfig()
     tokens: TokensConfig = TokensConfig()
     proxy: ProxyConfig = ProxyConfig()
+    pages: PagesConfig = PagesConfig()
     logging: LoggingConfig = LoggingConfig()
+    notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
     audit: AuditConfig = AuditConfig()
 
 
@@ -301,6 +423,14 @@ def _cross_checks(config: Config) -> list[str]:
         )
     if up.user_header.lower() in ("authorization", "host", "cookie", "connection"):
         problems.append(f"upstream.user_header: {up.user_header} cannot carry the user name")
+    smtp = config.notify.smtp
+    if bool(smtp.user) != bool(smtp.password):
+        problems.append("notify.smtp: user and password must be set together")
+    webhook = config.notify.webhook
+    if webhook.url and not webhook.secret:
+        problems.append("notify.webhook.secret: is required with notify.webhook.url")
+    if config.metrics.port and config.metrics.port == config.listen.port:
+        problems.append("metrics.port: must differ from listen.port (or be 0 to share it)")
     tls = config.listen.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         problems.append("listen.tls: cert_file and key_file must be set together")
@@ -308,6 +438,7 @@ def _cross_checks(config: Config) -> list[str]:
         ("listen.tls.cert_file", tls.cert_file),
         ("listen.tls.key_file", tls.key_file),
         ("upstream.ca_file", up.ca_file),
+        ("notify.smtp.ca_file", smtp.ca_file),
     ):
         if path and not os.access(path, os.R_OK):
             problems.append(f"{key}: cannot read {path}")
@@ -386,16 +517,20 @@ def _convert(hint: Any, value: Any, path: str, problems: list[str], env: Mapping
         problems.append(f"{path}: must be one of {', '.join(map(str, choices))}, not {value!r}")
         return _INVALID
     if origin is tuple:
-        items = [value] if isinstance(value, str) else value
+        item_hint = typing.get_args(hint)[0]
+        items = [value] if isinstance(value, str | int | dict) else value
         if not isinstance(items, list):
-            problems.append(f"{path}: must be a list of strings, not {_describe(value)}")
+            problems.append(f"{path}: must be a list, not {_describe(value)}")
             return _INVALID
         out = []
         for i, item in enumerate(items):
-            if not isinstance(item, str):
+            if item_hint is str and not isinstance(item, str):
                 problems.append(f"{path}[{i}]: must be a string, not {_describe(item)}")
                 return _INVALID
-            out.append(_interpolate(item, f"{path}[{i}]", problems, env))
+            converted = _convert(item_hint, item, f"{path}[{i}]", problems, env)
+            if converted is _INVALID:
+                return _INVALID
+            out.append(converted)
         return tuple(out)
     if hint is bool:
         if isinstance(value, bool):
@@ -426,13 +561,18 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "GroupLimit",
     "ListenConfig",
     "LoggingConfig",
+    "MetricsConfig",
+    "NotifyConfig",
     "ProxyConfig",
+    "SmtpConfig",
     "StoreConfig",
     "ThrottleConfig",
     "TokensConfig",
     "UpstreamConfig",
+    "WebhookConfig",
     "config_from_dict",
     "load_config",
     "parse_config",

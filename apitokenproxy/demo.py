@@ -4,13 +4,17 @@ It answers the REST calls the proxy makes (``myself``, ``mypermissions``,
 ``user?key=``) and one ordinary endpoint, ``/rest/api/2/issue/{key}``, that
 shows who the upstream believes is calling, so a newcomer can watch a token
 turn into the trusted user header. Like a Jira with a header authenticator, it
-accepts Basic passwords, or the user header from the proxy.
+accepts Basic passwords, or the user header from the proxy; and like Jira it
+has a login page (``/login.jsp``) that starts a ``JSESSIONID`` session, so the
+browser pages can be clicked through (``/logout`` ends it).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import html
+import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,6 +36,8 @@ DEMO_USERS = (
 )
 
 USER_HEADER: web.AppKey[str] = web.AppKey("user_header", str)
+SESSIONS: web.AppKey[dict[str, str]] = web.AppKey("sessions", dict)
+SESSION_COOKIE = "JSESSIONID"
 
 
 def _by_name(name: str) -> DemoUser | None:
@@ -43,6 +49,9 @@ def _current(request: web.Request) -> DemoUser | None:
     if header_user:
         return _by_name(header_user)
     auth = request.headers.get("Authorization", "")
+    if not auth:
+        session = request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE, ""))
+        return None if session is None else _by_name(session)
     scheme, _, encoded = auth.partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -114,9 +123,65 @@ async def issue(request: web.Request) -> web.Response:
     )
 
 
+_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Log in - Demo Jira</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; background: #f4f5f7; color: #172b4d">
+<main style="max-width: 360px; margin: 10vh auto; background: #fff; padding: 32px;
+ border-radius: 4px; box-shadow: 0 1px 2px rgba(9,30,66,.25)">
+<h1 style="font-size: 20px">Log in to the demo Jira</h1>{problem}
+<form method="post" action="/login.jsp">
+<input type="hidden" name="os_destination" value="{destination}">
+<p><label for="u">Username</label><br><input id="u" name="os_username" autofocus></p>
+<p><label for="p">Password</label><br><input id="p" name="os_password" type="password"></p>
+<p><button type="submit">Log in</button></p></form>
+<p style="color: #5e6c84">Try alice/alice, bob/bob or admin/admin.</p></main></body></html>
+"""
+
+
+async def login_page(request: web.Request) -> web.Response:
+    problem = (
+        '<p role="alert">Sorry, your username and password are incorrect.</p>'
+        if "failed" in request.query
+        else ""
+    )
+    destination = html.escape(request.query.get("os_destination", "/"))
+    return web.Response(
+        text=_LOGIN_PAGE.format(problem=problem, destination=destination),
+        content_type="text/html",
+    )
+
+
+async def log_in(request: web.Request) -> web.Response:
+    form = await request.post()
+    user = _by_name(str(form.get("os_username", "")))
+    if user is None or user.password != str(form.get("os_password", "")):
+        raise web.HTTPFound("/login.jsp?failed=1")
+    destination = str(form.get("os_destination", "/"))
+    # Like Jira: back to a path on this site only, never to another site.
+    if not destination.startswith("/") or destination.startswith("//"):
+        destination = "/"
+    session = secrets.token_urlsafe(24)
+    request.app[SESSIONS][session] = user.name
+    response = web.HTTPFound(destination)
+    response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
+    raise response
+
+
+async def log_out(request: web.Request) -> web.Response:
+    request.app[SESSIONS].pop(request.cookies.get(SESSION_COOKIE, ""), None)
+    response = web.HTTPFound("/login.jsp")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
 def create_demo_upstream(user_header: str = "X-Forwarded-User") -> web.Application:
     app = web.Application()
     app[USER_HEADER] = user_header
+    app[SESSIONS] = {}
+    app.router.add_get("/login.jsp", login_page)
+    app.router.add_post("/login.jsp", log_in)
+    app.router.add_get("/logout", log_out)
     app.router.add_get("/rest/api/2/myself", myself)
     app.router.add_get("/rest/api/2/mypermissions", mypermissions)
     app.router.add_get("/rest/api/2/user", user_lookup)
@@ -124,12 +189,18 @@ def create_demo_upstream(user_header: str = "X-Forwarded-User") -> web.Applicati
     return app
 
 
-def seed_commands(base: str, demo_user_key: str = "JIRAUSER10105") -> str:
-    """The seed guide's curl calls, ready to paste against ``base``."""
+def seed_commands(
+    base: str, demo_user_key: str = "JIRAUSER10105", pages: str = "/apitokens"
+) -> str:
+    """The seed guide's curl calls, ready to paste against ``base``, after the pages' address."""
     api = f"{base}/rest/de.resolution.apitokenauth/latest"
     json_header = '--header "Content-Type: application/json"'
     return "\n".join(
         [
+            "# In a browser: sign in as alice/alice (or admin/admin for the Token manager):",
+            f"#   {base}{pages}/",
+            f"#   {base}{pages}/manager",
+            "",
             "# Create a token (the answer's plainTextToken is shown only once):",
             f'curl -v -u alice:alice -d \'{{"tokenDescription":"Automation token"}}\' '
             f"-X POST {api}/user/token {json_header}",

@@ -18,6 +18,10 @@ Exceptions from other libraries (aiohttp client errors, sqlite errors) are
 translated into these once, where they enter: ``identity.py`` for the
 upstream's REST API, ``store/`` for the database, ``proxy.py`` for forwarding.
 
+An error that refuses a request's credentials carries a ``reason``, one word
+from ``REASONS``, for the access log and the metrics: why, without parsing
+the message.
+
 The body is ``{"status", "error", "message", "errorMessages"}``. The
 ``errorMessages`` list is Jira's own error field, so Jira-aware clients
 (``jira``, ``atlassian-python-api``) show our message as they would show Jira's.
@@ -30,12 +34,34 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+# Why authentication refused a request (the access log's ``reason``, the
+# metrics' ``reason`` label). Never more than these: they are label values.
+REASONS = (
+    "missing",  # the token API needs credentials and got none
+    "malformed",  # an Authorization header the proxy cannot read, or a token of the wrong shape
+    "checksum",  # a token whose checksum does not match (mistyped, cut short)
+    "unknown",  # no such token, or the wrong secret for its id
+    "revoked",  # a token this worker saw revoked
+    "expired",  # past its validity
+    "wrong_owner",  # Basic user:TOKEN where the token is not that user's (name or e-mail)
+    "rotated",  # the secret a rotation replaced, after its grace
+    "network",  # a token used from outside its allowed addresses, or auth.allowed_networks
+    "scope",  # a read-only token asked to write
+    "password_rejected",  # the upstream refused a password (token API)
+    "password_disabled",  # a password on the data path while auth.allow_password_basic_auth is off
+    "scheme",  # a scheme the token API does not accept
+    "throttled",  # 429: too many failures from this address or for this user name
+    "busy",  # 503: too many argon2 checks already queued
+)
+
 
 class ProxyError(Exception):
     """A failure with an HTTP status, a stable machine-readable code and a message for people."""
 
     status = 500
     code = "internal_error"
+    # Set when the failure refuses the request's credentials (one of REASONS).
+    reason: str | None = None
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -59,12 +85,15 @@ class Unauthorized(ProxyError):
     status = 401
     code = "unauthorized"
 
-    def __init__(self, message: str, *, realm: str = "apitokenproxy") -> None:
+    def __init__(
+        self, message: str, *, reason: str = "malformed", realm: str = "apitokenproxy"
+    ) -> None:
         # Both schemes are offered: curl -u sends Basic, integrations often Bearer.
         super().__init__(
             message,
             headers={"WWW-Authenticate": f'Basic realm="{realm}", Bearer realm="{realm}"'},
         )
+        self.reason = reason
 
 
 class Forbidden(ProxyError):
@@ -99,6 +128,7 @@ class TooManyRequests(ProxyError):
 
     status = 429
     code = "too_many_requests"
+    reason = "throttled"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
@@ -117,6 +147,7 @@ class Busy(ProxyError):
 
     status = 503
     code = "busy"
+    reason = "busy"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
@@ -127,16 +158,26 @@ class UpstreamBusy(ProxyError):
 
     status = 503
     code = "upstream_busy"
+    kind = "pool_exhausted"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
 
 
 class UpstreamUnavailable(ProxyError):
-    """Jira/Confluence could not be reached or answered something unusable."""
+    """Jira/Confluence could not be reached or answered something unusable.
+
+    ``kind`` (the metrics' label): ``refused`` (no connection), ``reset`` (the
+    connection ended before an answer) or ``invalid`` (an answer that is not
+    usable HTTP).
+    """
 
     status = 502
     code = "upstream_unavailable"
+
+    def __init__(self, message: str, *, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UpstreamTimeout(ProxyError):
@@ -144,6 +185,7 @@ class UpstreamTimeout(ProxyError):
 
     status = 504
     code = "upstream_timeout"
+    kind = "timeout"
 
 
 def error_body(status: int, code: str, message: str) -> bytes:

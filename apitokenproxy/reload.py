@@ -6,8 +6,9 @@ invalid one is refused with its problems logged, and the old configuration
 stays), applies the live changes to the running components, and names in a
 log line every change that needs a restart. No connection is dropped.
 
-Live: the log level and the access log, throttling, token validity limits,
-trusted proxies, the client and upstream timeouts, and the TLS certificate
+Live: the log level, the access log and its format, throttling, the token rules
+(validity limits, per-group rules, the per-user cap), the allowed networks
+and token managers, trusted proxies, the client and upstream timeouts, and the TLS certificate
 (re-read from its files, for renewals; new connections get it).
 """
 
@@ -29,7 +30,10 @@ log = logging.getLogger("apitokenproxy")
 LIVE = (
     "logging.level",
     "logging.access_log",
+    "logging.format",
     "auth.throttle.",
+    "auth.allowed_networks",
+    "auth.token_manager_groups",
     "tokens.",
     "proxy.trusted_proxies",
     "listen.header_timeout_seconds",
@@ -105,11 +109,14 @@ class Reloader:
             self._tls.load_cert_chain(tls.cert_file, tls.key_file)
         logging.getLogger().setLevel(new.logging.level.upper())
         c.access_log.enabled = new.logging.access_log
+        c.access_log.format = new.logging.format
         throttle = new.auth.throttle
         c.verifier.throttle.retune(
             throttle.max_failures, throttle.window_seconds, throttle.max_tracked
         )
         c.token_api.service.config = new.tokens
+        c.networks.update(new.auth.allowed_networks)
+        c.token_api.authenticator.manager_groups = frozenset(new.auth.token_manager_groups)
         trusted = parse_networks(new.proxy.trusted_proxies)
         c.token_api.trusted = c.forwarder.trusted = c.fast_lane.trusted = trusted
         c.forward_auth.trusted = trusted

@@ -23,10 +23,14 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from .app import COMPONENTS
+from .app import COMPONENTS, create_metrics_app
+from .components import Components
 from .config import TlsConfig
 from .errors import ProxyError, error_response
-from .ops.accesslog import AccessLog
+from .ops.accesslog import OBSERVED, Observed
+from .ops.requestid import HEADER as REQUEST_ID
+from .ops.requestid import new_request_id
+from .proxy.client import client_of
 from .proxy.fastlane import FastLane, FastSite
 from .proxy.framing import MALFORMED
 from .reload import Reloader
@@ -119,6 +123,9 @@ class GatewayRequestHandler(RequestHandler):
             # token or a password: neither the answer nor the log repeats it.
             log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
             response = error_response(status, "malformed_request", MALFORMED)
+        observed = Observed(new_request_id())
+        request[OBSERVED] = observed
+        response.headers[REQUEST_ID] = observed.request_id
         response.force_close()
         # Said out loud, as the fast lane says it: this answer ends the connection.
         response.headers["Connection"] = "close"
@@ -144,6 +151,13 @@ class GatewayRunner(web.AppRunner):
         self._header_timeout = header_timeout
         self.fast: FastLane | None = None
         self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
+        self.metrics: web.AppRunner | None = None  # metrics.port's, if set
+
+    async def cleanup(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.cleanup()
+            self.metrics = None
+        await super().cleanup()
 
     async def shutdown(self) -> None:
         # Sites are closed already; let fast-lane requests in flight finish
@@ -155,7 +169,7 @@ class GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         kwargs = dict(server._kwargs)
-        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS].access_log)
+        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS])
         gateway = GatewayServer(
             server.request_handler,
             request_factory=server.request_factory,
@@ -166,17 +180,38 @@ class GatewayRunner(web.AppRunner):
         return gateway
 
 
-def _access_logger(requests: AccessLog) -> type[AbstractAccessLogger]:
+def _access_logger(components: Components) -> type[AbstractAccessLogger]:
     """aiohttp's access-log hook, writing the same lines as the fast lane."""
+    requests = components.access_log
+    metrics = components.metrics
 
     class RequestLogAdapter(AbstractAccessLogger):
         def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+            observed = request.get(OBSERVED) or Observed(new_request_id())
             requests.record(
-                request.remote or "unknown",
+                client_of(cast(web.Request, request), components.forwarder.trusted).address,
                 request.method,
                 request.raw_path,
                 response.status,
                 "aiohttp",
+                request.content.total_bytes,
+                response.body_length,
+                time,
+                observed.upstream_seconds,
+                observed.auth,
+                observed.reason,
+                observed.user,
+                observed.token_id,
+                observed.request_id,
+            )
+            metrics.request(
+                "aiohttp",
+                request.method,
+                response.status,
+                time,
+                observed.upstream_seconds,
+                observed.auth,
+                observed.reason,
             )
 
     return RequestLogAdapter
@@ -198,7 +233,9 @@ async def start_site(
         header_timeout=header_timeout,
         shutdown_timeout=SHUTDOWN_SECONDS,
         keepalive_timeout=keepalive_timeout,
-        access_log=logging.getLogger("apitokenproxy.access") if access_log else None,
+        # Always given: the hook feeds the metrics too (components.access_log says
+        # whether lines are written).
+        access_log=logging.getLogger("apitokenproxy.access"),
     )
     await runner.setup()
     components = app[COMPONENTS]
@@ -221,6 +258,12 @@ async def start_site(
         else:
             site = web.TCPSite(runner, host, port, **options)
         await site.start()
+        if config.metrics.enabled and config.metrics.port:
+            runner.metrics = web.AppRunner(create_metrics_app(components), access_log=None)
+            await runner.metrics.setup()
+            await web.TCPSite(
+                runner.metrics, host, config.metrics.port, reuse_port=reuse_port or None
+            ).start()
     except BaseException:
         await runner.cleanup()
         raise

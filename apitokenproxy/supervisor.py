@@ -9,7 +9,9 @@ start (a port in use, a store it cannot open) stops them all; and if
 workers keep dying (more than ``MAX_RESTARTS`` in ``RESTART_WINDOW``
 seconds) the parent gives up. Either way the parent then exits non-zero,
 with the reason on one line. SIGTERM and SIGINT are passed on to every
-worker, which then shut down cleanly; SIGHUP stops nothing.
+worker, which then shut down cleanly; SIGHUP stops nothing. The workers'
+Prometheus metrics meet in a directory made for the run and removed at its
+end; a worker that ends is marked dead there, so its gauges leave the sum.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from multiprocessing.process import BaseProcess
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from .app import create_app
 from .auth.identity import IdentityProvider
 from .config import Config, ConfigError, load_config
+from .ops.metrics import MULTIPROCESS_ENV
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
 
 log = logging.getLogger("apitokenproxy")
@@ -78,8 +85,21 @@ class Supervisor:
         self._deaths: deque[float] = deque()
         self._stopping = False
         self._failure: str | None = None
+        self._metrics_dir = ""
 
     def run(self) -> None:
+        # The workers' metrics meet in one directory for this run (ops/metrics.py):
+        # any worker answering a scrape sums them all.
+        self._metrics_dir = tempfile.mkdtemp(prefix="apitokenproxy-metrics-")
+        os.environ[MULTIPROCESS_ENV] = self._metrics_dir
+        try:
+            self._supervise()
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+        self.run_finished()
+
+    def _supervise(self) -> None:
         setup_logging(self._config.logging.level)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
@@ -94,8 +114,9 @@ class Supervisor:
             for slot, process in list(self._workers.items()):
                 if not process.is_alive():
                     del self._workers[slot]
+                    # Its counters stay in the sum; its gauges leave it.
+                    mark_process_dead(process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
                     self._ended(slot, process)
-        self.run_finished()
 
     def run_finished(self) -> None:
         """Raise StartupError if the supervisor gave up."""

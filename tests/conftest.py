@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from apitokenproxy.app import create_app
+from apitokenproxy.app import HEALTH_PREFIX, create_app
 from apitokenproxy.config import Config, config_from_dict
 
 from .fakes import CONFLUENCE_USERS, JIRA_USERS, FakeUpstream
 
-# An embedded Tomcat 10, the server Jira and Confluence run on (tests/peers).
-pytest_plugins = ["tests.peers.tomcat"]
+# An embedded Tomcat 10, the server Jira and Confluence run on, and Debian's
+# Chromium for the pages (tests/peers).
+pytest_plugins = ["tests.peers.tomcat", "tests.peers.chromium"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -153,10 +155,26 @@ class GatewayTestServer(TestServer):
 
         if self.runner:
             return
-        self.runner = await start_site(self.app, self.host, 0, access_log=False)
+        self.runner = await start_site(self.app, self.host, 0)
         self.port = self.runner.addresses[0][1]
         self.scheme = "http"
         self._root = URL(f"http://{self.host}:{self.port}")
+
+
+# Served by the proxy itself, not forwarded: the token API, the pages, health.
+OWN_PATHS = ("/rest/de.resolution.apitokenauth/", "/apitokens", HEALTH_PREFIX)
+
+
+async def own_calls_close(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    """Close the connection after each call the proxy serves itself.
+
+    The fast lane hands a connection to aiohttp for good at its first request
+    for the proxy's own paths; without this, the data-path requests a test
+    makes after creating a token would all be served by the aiohttp lane,
+    whatever lane the test is parametrised with."""
+    if request.url.path.startswith(OWN_PATHS):
+        request.headers["Connection"] = "close"
+    return await handler(request)
 
 
 @pytest.fixture
@@ -173,7 +191,9 @@ def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: s
         )
         cfg = config_from_dict(raw)
         clock = FakeClock()
-        client = await aiohttp_client(GatewayTestServer(create_app(cfg, clock=clock)))
+        client = await aiohttp_client(
+            GatewayTestServer(create_app(cfg, clock=clock)), middlewares=(own_calls_close,)
+        )
         return World(upstream, server, client, clock, cfg)
 
     return make

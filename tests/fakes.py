@@ -1,8 +1,9 @@
 """Fake Jira and Confluence: small aiohttp apps that answer like the real ones.
 
-They know a few users, accept Basic passwords or (like an upstream with a
-header authenticator behind the proxy) the trusted user header, and record
-every request they receive so tests can assert what reached the upstream.
+They know a few users, accept Basic passwords, a session cookie from their
+login form (``JSESSIONID``, like Tomcat's) or (like an upstream with a header
+authenticator behind the proxy) the trusted user header, and record every
+request they receive so tests can assert what reached the upstream.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import base64
 import binascii
 import gzip
 import hashlib
+import html
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 USER_HEADER = "X-Forwarded-User"
+SESSION_COOKIE = "JSESSIONID"
+LOGIN_PATHS = {"jira": "/login.jsp", "confluence": "/login.action"}
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,17 @@ class FakeUser:
     password: str
     sysadmin: bool = False
     groups: tuple[str, ...] = ()
+    email: str = ""  # empty: f"{name}@example.com"
+
+    def __post_init__(self) -> None:
+        if not self.email:
+            object.__setattr__(self, "email", f"{self.name}@example.com")
 
 
 JIRA_USERS = (
-    FakeUser("admin", "admin", "admin-pw", sysadmin=True),
-    FakeUser("JIRAUSER10100", "alice", "alice-pw"),
-    FakeUser("JIRAUSER10105", "bob", "bob-pw"),
+    FakeUser("admin", "admin", "admin-pw", sysadmin=True, groups=("jira-administrators",)),
+    FakeUser("JIRAUSER10100", "alice", "alice-pw", groups=("jira-users", "developers")),
+    FakeUser("JIRAUSER10105", "bob", "bob-pw", groups=("jira-users",)),
 )
 CONFLUENCE_USERS = (
     FakeUser("8a7f808a7c1d", "admin", "admin-pw", groups=("confluence-administrators", "staff")),
@@ -54,11 +65,19 @@ class FakeUpstream:
     users: tuple[FakeUser, ...]
     received: list[Received] = field(default_factory=list)
     captcha_for: set[str] = field(default_factory=set)
+    # Like a Confluence whose e-mail visibility setting hides every address.
+    hide_emails: bool = False
+    sessions: dict[str, str] = field(default_factory=dict)  # session id -> user name
+    failing: set[str] = field(default_factory=set)  # paths that answer 500, for fault tests
 
     def current(self, request: web.Request) -> FakeUser | None:
         header_user = request.headers.get(USER_HEADER)
         if header_user:
             return self.by_name(header_user)
+        session = request.cookies.get(SESSION_COOKIE)
+        if session is not None and "Authorization" not in request.headers:
+            name = self.sessions.get(session)
+            return None if name is None else self.by_name(name)
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Basic":
             return None
@@ -69,6 +88,12 @@ class FakeUpstream:
         user = self.by_name(name)
         return user if user is not None and user.password == password else None
 
+    def sign_in(self, name: str) -> str:
+        """A new session for ``name``, as the login form makes: its cookie value."""
+        session = secrets.token_hex(16)
+        self.sessions[session] = name
+        return session
+
     def by_name(self, name: str) -> FakeUser | None:
         return next((u for u in self.users if u.name.lower() == name.lower()), None)
 
@@ -76,9 +101,14 @@ class FakeUpstream:
         return next((u for u in self.users if u.key == key), None)
 
     def user_json(self, user: FakeUser) -> dict[str, object]:
+        data: dict[str, object]
         if self.product == "jira":
-            return {"key": user.key, "name": user.name, "displayName": user.name.title()}
-        return {"type": "known", "userKey": user.key, "username": user.name}
+            data = {"key": user.key, "name": user.name, "displayName": user.name.title()}
+        else:
+            data = {"type": "known", "userKey": user.key, "username": user.name}
+        if not self.hide_emails:
+            data["emailAddress" if self.product == "jira" else "email"] = user.email
+        return data
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
@@ -90,6 +120,10 @@ class FakeUpstream:
             app.router.add_get("/rest/api/user/current", self._myself)
             app.router.add_get("/rest/api/user/memberof", self._memberof)
             app.router.add_get("/rest/api/user", self._user)
+        login = LOGIN_PATHS[self.product]
+        app.router.add_get(login, self._login_form)
+        app.router.add_post(login, self._log_in)
+        app.router.add_get("/logout", self._log_out)
         add_test_routes(app)
         return app
 
@@ -104,6 +138,8 @@ class FakeUpstream:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             )
         )
+        if request.path in self.failing:
+            return web.json_response({"message": "internal error"}, status=500)
         return await handler(request)
 
     async def _myself(self, request: web.Request) -> web.Response:
@@ -120,7 +156,45 @@ class FakeUpstream:
             if self.product == "confluence" and "Authorization" not in request.headers:
                 return web.json_response({"type": "anonymous"})
             return web.json_response({"message": "not authenticated"}, status=401)
-        return web.json_response(self.user_json(user))
+        data = self.user_json(user)
+        if self.product == "jira" and request.query.get("expand") == "groups":
+            items = [{"name": g, "self": f"/rest/api/2/group?groupname={g}"} for g in user.groups]
+            data["groups"] = {"size": len(items), "items": items}
+        return web.json_response(data)
+
+    async def _login_form(self, request: web.Request) -> web.Response:
+        destination = html.escape(request.query.get("os_destination", "/"))
+        failed = '<p role="alert">Sorry, your username and password are incorrect.</p>'
+        return web.Response(
+            content_type="text/html",
+            text=f"""<!doctype html><html lang="en"><head><title>Log in</title></head><body>
+<h1>Log in to {self.product.title()}</h1>{failed if "failed" in request.query else ""}
+<form method="post"><input type="hidden" name="os_destination" value="{destination}">
+<label>Username <input name="os_username" autocomplete="username"></label>
+<label>Password <input name="os_password" type="password"></label>
+<button type="submit" id="login-submit">Log in</button></form></body></html>""",
+        )
+
+    async def _log_in(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        name, password = str(form.get("os_username", "")), str(form.get("os_password", ""))
+        destination = str(form.get("os_destination", "")) or "/"
+        user = self.by_name(name)
+        if user is None or user.password != password:
+            raise web.HTTPFound(f"{request.path}?failed=1")
+        # Like Jira, only a path on this site: never an open redirect.
+        parts = urlsplit(destination)
+        if parts.scheme or parts.netloc or not destination.startswith("/"):
+            destination = "/"
+        response = web.HTTPFound(destination)
+        response.set_cookie(SESSION_COOKIE, self.sign_in(user.name), path="/", httponly=True)
+        raise response
+
+    async def _log_out(self, request: web.Request) -> web.Response:
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        response = web.Response(text="You are now logged out.")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
     async def _mypermissions(self, request: web.Request) -> web.Response:
         user = self.current(request)
@@ -146,7 +220,10 @@ class FakeUpstream:
     async def _user(self, request: web.Request) -> web.Response:
         if self.current(request) is None:
             return web.json_response({}, status=401)
-        user = self.by_key(request.query.get("key", ""))
+        if "username" in request.query:
+            user = self.by_name(request.query["username"])
+        else:
+            user = self.by_key(request.query.get("key", ""))
         if user is None:
             return web.json_response({"errorMessages": ["The user does not exist"]}, status=404)
         return web.json_response(self.user_json(user))
@@ -240,6 +317,11 @@ async def _gzip(request: web.Request) -> web.Response:
     )
 
 
+async def _header(request: web.Request) -> web.Response:
+    """An answer carrying the header named in the query, e.g. one only the proxy may set."""
+    return web.Response(text="ok", headers={request.query["name"]: request.query["value"]})
+
+
 async def _slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("seconds", 5)))
     return web.Response(text="late")
@@ -278,6 +360,7 @@ def add_test_routes(app: web.Application) -> None:
     app.router.add_get("/_test/cookies", _cookies)
     app.router.add_get("/_test/gzip", _gzip)
     app.router.add_get("/_test/slow", _slow)
+    app.router.add_get("/_test/header", _header)
     app.router.add_get("/_test/reset", _reset)
     app.router.add_get("/_test/ws", _websocket)
     app.router.add_route("*", "/{tail:.*}", _echo)

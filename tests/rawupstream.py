@@ -375,10 +375,19 @@ class KnownPasswords:
                 return User(user.key, user.name)
         raise PasswordRejected("wrong user name or password")
 
+    async def session_user(self, cookie: str) -> User | None:
+        return None  # no sessions without a REST API
+
     async def is_sysadmin(self, user: User, acting: ActingAs) -> bool:
         return False
 
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
+        return next((User(u.key, u.name) for u in JIRA_USERS if u.key == key), None)
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        return frozenset()
+
+    async def email(self, acting: ActingAs) -> str | None:
         return None
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from apitokenproxy.app import served_here
+from apitokenproxy.app import served_here, served_here_with
 from apitokenproxy.components import Components
-from apitokenproxy.config import config_from_dict
+from apitokenproxy.config import PagesConfig, config_from_dict
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,21 @@ async def test_the_proxys_own_rest_calls_share_the_data_paths_upstream_pool(
         assert fetch.__self__ is components.pool  # one budget of upstream connections
         assert components.forwarder._pool is components.pool
         assert components.fast_lane.pool is components.pool
+
+
+@pytest.mark.parametrize(
+    ("path", "enabled", "here"),
+    [
+        ("/apitokens/", True, True),
+        ("/APITOKENS/manager", True, True),
+        ("/jira/apitokens/static/pages.js", True, True),
+        ("/apitokens/", False, False),
+        ("/rest/api/2/myself", True, False),
+        ("/rest/de.resolution.apitokenauth/latest/user/token", False, True),
+        ("/__apitokenproxy/health", True, True),
+    ],
+)
+def test_the_pages_are_handed_on_by_the_fast_lane_when_on(
+    path: str, enabled: bool, here: bool
+) -> None:
+    assert served_here_with(PagesConfig(enabled=enabled))(path) is here

@@ -13,6 +13,7 @@ import pytest
 from apitokenproxy.config import (
     Config,
     ConfigError,
+    GroupLimit,
     UpstreamConfig,
     config_from_dict,
     load_config,
@@ -39,6 +40,36 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     assert config.tokens.max_validity_months == 12
     assert config.store.url == "sqlite:////var/lib/apitokenproxy/tokens.db"
     assert config.audit.retention_days == 365
+
+
+def test_policy_and_notify_settings_parse() -> None:
+    config = config_from_dict(
+        {
+            **MINIMAL,
+            "auth": {"allowed_networks": "10.0.0.0/8", "token_manager_groups": ["token-admins"]},
+            "tokens": {
+                "max_per_user": 10,
+                "group_limits": [{"group": "ci", "max_validity_months": 24}],
+            },
+            "notify": {
+                "warn_days": 7,
+                "smtp": {"host": "mail", "user": "m", "password": "${SMTP_PASSWORD}"},
+            },
+        },
+        {"SMTP_PASSWORD": "pw"},
+    )
+    assert config.auth.allowed_networks == ("10.0.0.0/8",)
+    assert config.auth.token_manager_groups == ("token-admins",)
+    assert config.tokens.group_limits == (GroupLimit("ci", 24, allow_never_expires=False),)
+    assert config.tokens.max_per_user == 10
+    assert config.notify.warn_days == (7,)
+    assert config.notify.smtp.password == "pw"
+    assert config.notify.enabled
+    # The defaults keep the seed's behaviour: no cap, tokens manage tokens, no warnings.
+    default = config_from_dict(MINIMAL, {})
+    assert (default.tokens.max_per_user, default.tokens.tokens_may_manage_tokens) == (0, True)
+    assert default.notify.warn_days == (14, 3)
+    assert not default.notify.enabled
 
 
 def test_config_is_frozen() -> None:
@@ -80,6 +111,19 @@ def test_config_is_frozen() -> None:
         ({**MINIMAL, "proxy": {"trusted_proxies": ["10.0.0.0/8", "nope"]}}, ["proxy.trusted_proxies: not IP networks: nope"]),
         ({**MINIMAL, "logging": {"level": "LOUD"}}, ["logging.level: must be one of"]),
         ({**MINIMAL, "audit": {"retention_days": 0}}, ["audit.retention_days: must be greater than 0"]),
+        ({**MINIMAL, "auth": {"allowed_networks": ["10.0.0.0/33"]}}, ["auth.allowed_networks: not IP networks: 10.0.0.0/33"]),
+        ({**MINIMAL, "tokens": {"max_per_user": -1}}, ["tokens.max_per_user: must be 0 or greater"]),
+        ({**MINIMAL, "tokens": {"group_limits": [{"max_validity_months": 3}]}}, ["tokens.group_limits[0].group: is required"]),
+        ({**MINIMAL, "tokens": {"group_limits": [{"group": "a", "colour": 1}]}}, ["tokens.group_limits[0].colour: unknown key"]),
+        ({**MINIMAL, "tokens": {"group_limits": [{"group": " "}]}}, ["tokens.group_limits[0].group: must not be empty"]),
+        ({**MINIMAL, "tokens": {"group_limits": ["ci"]}}, ["tokens.group_limits[0]: must be a mapping, not str"]),
+        ({**MINIMAL, "notify": {"warn_days": [14, 0]}}, ["notify.warn_days: every day count must be greater than 0"]),
+        ({**MINIMAL, "notify": {"warn_days": [3, 3]}}, ["notify.warn_days: must not repeat"]),
+        ({**MINIMAL, "notify": {"warn_days": ["14"]}}, ["notify.warn_days[0]: must be a whole number"]),
+        ({**MINIMAL, "notify": {"smtp": {"security": "ssl"}}}, ["notify.smtp.security: must be one of none, starttls, tls"]),
+        ({**MINIMAL, "notify": {"smtp": {"user": "mailer"}}}, ["notify.smtp: user and password must be set together"]),
+        ({**MINIMAL, "notify": {"webhook": {"url": "http://hooks"}}}, ["notify.webhook.secret: is required"]),
+        ({**MINIMAL, "notify": {"smtp": {"user": "m", "password": "${SMTP_PASSWORD}"}}}, ["notify.smtp.password: environment variable SMTP_PASSWORD is not set"]),
         ({"upstream": {"url": "http://j", "shared_secret_header": "X-S", "shared_secret": "${SECRET}"}}, ["upstream.shared_secret: environment variable SECRET is not set"]),
     ],
 )  # fmt: skip

@@ -24,7 +24,14 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
         (with_(auth={"throttle": {"max_failures": 3}}), ["auth.throttle.max_failures"], []),
         (with_(tokens={"max_validity_months": 6, "default_validity_months": 3}),
          ["tokens.default_validity_months", "tokens.max_validity_months"], []),
+        (with_(tokens={"max_rotation_grace_seconds": 60}), ["tokens.max_rotation_grace_seconds"],
+         []),
         (with_(proxy={"trusted_proxies": ["10.0.0.0/8"]}), ["proxy.trusted_proxies"], []),
+        (with_(auth={"allowed_networks": ["10.0.0.0/8"], "token_manager_groups": ["x"]}),
+         ["auth.allowed_networks", "auth.token_manager_groups"], []),
+        (with_(tokens={"max_per_user": 3, "group_limits": [{"group": "ci"}]}),
+         ["tokens.group_limits", "tokens.max_per_user"], []),
+        (with_(notify={"warn_days": [7]}), [], ["notify.warn_days"]),
         (with_(listen={"keepalive_timeout_seconds": 5}), ["listen.keepalive_timeout_seconds"], []),
         (with_(upstream={"url": "http://jira:8080", "read_timeout_seconds": 9}),
          ["upstream.read_timeout_seconds"], []),
@@ -34,6 +41,8 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
         (with_(audit={"retention_days": 30}), [], ["audit.retention_days"]),
         (with_(proxy={"fast_path": False}, logging={"access_log": False}),
          ["logging.access_log"], ["proxy.fast_path"]),
+        (with_(logging={"format": "json"}, metrics={"allow": ["10.0.0.0/8"]}),
+         ["logging.format"], ["metrics.allow"]),
     ],
 )  # fmt: skip
 def test_what_a_reload_applies(new: dict[str, Any], live: list[str], restart: list[str]) -> None:

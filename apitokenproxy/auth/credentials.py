@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import Unauthorized
-from .tokens import PREFIX, looks_like_token
+from .tokens import PREFIX, MalformedToken, looks_like_token, parse_token
 
 # Far above any real user name plus token, far below what could hurt.
 MAX_HEADER_LENGTH = 4096
@@ -106,6 +106,14 @@ class TokenAttempt:
 
     def __repr__(self) -> str:
         return f"TokenAttempt(username={self.username!r}, token=<hidden>)"
+
+    @property
+    def token_id(self) -> int | None:
+        """The id the token names, if it is well formed (for the log: never secret)."""
+        try:
+            return parse_token(self.token).token_id
+        except MalformedToken:
+            return None
 
 
 def token_in(credentials: Credentials | None) -> TokenAttempt | None:

@@ -1,8 +1,11 @@
 """Who a user is, as Jira or Confluence says: the upstream's own REST API.
 
-The proxy keeps no user directory. Passwords are checked by the upstream
-(``/rest/api/2/myself`` or ``/rest/api/user/current`` with the caller's
-credentials), user keys are resolved there, and so are sysadmin rights.
+The proxy keeps no user directory. Passwords and browser sessions are
+checked by the upstream (``/rest/api/2/myself`` or ``/rest/api/user/current``
+with the caller's credentials, or with only the session's ``Cookie``), user
+keys are resolved there, and so are sysadmin rights, group memberships (Jira
+``/rest/api/2/myself?expand=groups``, Confluence ``/rest/api/user/memberof``)
+and e-mail addresses.
 
 Calls "as" a user carry either that user's Basic credentials (a password
 caller) or the trusted user header (a token caller: the upstream's header
@@ -40,6 +43,7 @@ class Fetch(Protocol):
 class User:
     key: str
     name: str
+    email: str | None = None  # as the upstream reports it; None when it shows none
 
 
 @dataclass(frozen=True, repr=False)
@@ -65,10 +69,22 @@ class IdentityProvider(Protocol):
         """The user the upstream knows by these credentials; raise PasswordRejected if none."""
         ...
 
+    async def session_user(self, cookie: str) -> User | None:
+        """The user signed in with this ``Cookie`` header, or None for no one."""
+        ...
+
     async def is_sysadmin(self, user: User, acting: ActingAs) -> bool: ...
 
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         """The user with this user key, or None if the upstream knows none."""
+        ...
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        """The groups ``user`` belongs to; ``acting`` must be that user."""
+        ...
+
+    async def email(self, acting: ActingAs) -> str | None:
+        """The e-mail address of the user ``acting`` stands for, if the upstream shows one."""
         ...
 
 
@@ -78,11 +94,14 @@ class _Product:
     user_by_key: str
     key_field: str
     name_field: str
+    email_field: str
 
 
 _PRODUCTS = {
-    "jira": _Product("/rest/api/2/myself", "/rest/api/2/user?key=", "key", "name"),
-    "confluence": _Product("/rest/api/user/current", "/rest/api/user?key=", "userKey", "username"),
+    "jira": _Product("/rest/api/2/myself", "/rest/api/2/user?key=", "key", "name", "emailAddress"),
+    "confluence": _Product(
+        "/rest/api/user/current", "/rest/api/user?key=", "userKey", "username", "email"
+    ),
 }
 
 # Jira says why it refused a login in this header; CAPTCHA needs a browser visit.
@@ -129,6 +148,13 @@ class UpstreamIdentity:
             raise PasswordRejected("wrong user name or password")
         return user
 
+    async def session_user(self, cookie: str) -> User | None:
+        # Only the cookie travels: the upstream decides from the session alone.
+        status, _, body = await self._get(self._product.myself, {"Cookie": cookie})
+        if status in (401, 403):
+            return None
+        return self._user_from(status, body, "the session's user")
+
     async def find_user(self, key: str, acting: ActingAs) -> User | None:
         status, _, body = await self._get(
             self._product.user_by_key + quote(key, safe=""), acting.headers
@@ -146,6 +172,29 @@ class UpstreamIdentity:
             permission = data.get("permissions", {}).get("SYSTEM_ADMIN", {})
             return isinstance(permission, dict) and permission.get("havePermission") is True
         return bool(await self._confluence_groups(user, acting) & self._admin_groups)
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        if self._product_name == "confluence":
+            return frozenset(await self._confluence_groups(user, acting))
+        status, _, body = await self._get(self._product.myself + "?expand=groups", acting.headers)
+        data = self._json_object(status, body, "the current user's groups")
+        groups = data.get("groups")
+        items = groups.get("items", []) if isinstance(groups, dict) else []
+        if not isinstance(items, list):
+            raise UpstreamUnavailable("jira answered the current user's groups unexpectedly")
+        return frozenset(
+            g["name"] for g in items if isinstance(g, dict) and isinstance(g.get("name"), str)
+        )
+
+    async def email(self, acting: ActingAs) -> str | None:
+        status, _, body = await self._get(self._product.myself, acting.headers)
+        data = self._json_object(status, body, "the current user")
+        # Jira says emailAddress, Confluence email (when the viewer may see it).
+        for field in ("emailAddress", "email"):
+            value = data.get(field)
+            if isinstance(value, str) and "@" in value:
+                return value
+        return None
 
     async def _confluence_groups(self, user: User, acting: ActingAs) -> set[str]:
         groups: set[str] = set()
@@ -170,7 +219,8 @@ class UpstreamIdentity:
         key, name = data.get(self._product.key_field), data.get(self._product.name_field)
         if not isinstance(key, str) or not isinstance(name, str) or not key:
             return None  # e.g. Confluence's anonymous user
-        return User(key=key, name=name)
+        email = data.get(self._product.email_field)
+        return User(key=key, name=name, email=email if isinstance(email, str) and email else None)
 
     def _json_object(self, status: int, body: bytes, what: str) -> dict[str, Any]:
         if status != 200:

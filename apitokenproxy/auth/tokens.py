@@ -36,6 +36,10 @@ _SHAPE = re.compile(
 class MalformedToken(ValueError):
     """A string that claims to be a token (it has the prefix) but is not a valid one."""
 
+    def __init__(self, message: str, *, checksum: bool = False) -> None:
+        super().__init__(message)
+        self.checksum = checksum  # the shape held, the checksum did not
+
 
 @dataclass(frozen=True, repr=False)
 class ParsedToken:
@@ -75,7 +79,9 @@ def parse_token(value: str) -> ParsedToken:
         raise MalformedToken("the token is not in the expected format")
     body_end = len(value) - CHECKSUM_LENGTH
     if not secrets.compare_digest(_checksum(value[:body_end]), match.group(3)):
-        raise MalformedToken("the token's checksum does not match; it was mistyped or cut short")
+        raise MalformedToken(
+            "the token's checksum does not match; it was mistyped or cut short", checksum=True
+        )
     return ParsedToken(int(match.group(1)), match.group(2))
 
 

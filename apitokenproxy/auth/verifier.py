@@ -4,25 +4,42 @@
 tokens so that a token already seen costs neither a query nor argon2, and
 one check shared by every concurrent first use of a token. Cache keys are
 keyed BLAKE2b digests (``cache.KeyedDigest``), never a plaintext token.
+What is cached is a ``Grant`` (``grant.py``): the record with what each
+request needs precomputed, and when the secret presented stops working.
+
+After a rotation, the replaced secret is checked too, and accepted until the
+grace ends. The cache never stretches that: a cached grant carries its own
+deadline, checked against the clock on every use, and a rotation drops the
+token's grants here at once and in every other process within a second
+(``TokenStore.watch``), so the new secret is checked against the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from ..errors import Unauthorized
+from ..errors import ProxyError, Unauthorized
 from ..store import TokenRecord, TokenStore
 from ..store.lastaccessed import LastAccessed
 from .cache import KeyedDigest, TTLCache
+from .emails import OwnerEmails, could_be_email
+from .grant import REFUSED_MESSAGE, Grant, grant_for
 from .hashing import SecretHasher
+from .identity import User
 from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
 from .tokens import MalformedToken, parse_token
 
 Clock = Callable[[], int]
+# The token owner as the upstream knows the owner's key now; None when it knows no such key.
+OwnerOf = Callable[[TokenRecord], Awaitable[User | None]]
+
+log = logging.getLogger(__name__)
 
 
 class InvalidToken(Unauthorized):
@@ -31,14 +48,37 @@ class InvalidToken(Unauthorized):
     code = "invalid_token"
 
 
-def rejection(record: TokenRecord, username: str | None, now_ms: int) -> str | None:
-    """Why a verified token is refused now (expired, or not the named user's); None if it is not."""
-    if record.expired(now_ms):
-        expired_at = datetime.fromtimestamp((record.valid_until or 0) / 1000, tz=UTC)
-        return f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; create a new one"
-    if username is not None and username.casefold() != record.owner_name.casefold():
-        return "the token does not belong to the user name given with it"
+def rejection(
+    grant: Grant, username: str | None, now_ms: int, email: str = ""
+) -> InvalidToken | None:
+    """Why a verified token is refused now (expired, its grace over, or not the named user's:
+    neither the owner's name nor ``email``, the owner's address); None if it is not."""
+    if grant.valid_until is not None and now_ms >= grant.valid_until:
+        at = datetime.fromtimestamp(grant.valid_until / 1000, tz=UTC)
+        if grant.rotated:
+            return InvalidToken(
+                "this secret was replaced by a rotation and stopped working on "
+                f"{at:%Y-%m-%d %H:%M} UTC; use the new one",
+                reason="rotated",
+            )
+        return InvalidToken(
+            f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one", reason="expired"
+        )
+    if username is not None:
+        named = username.casefold()
+        if named != grant.record.owner_name.casefold() and (not email or named != email):
+            return InvalidToken(
+                "the token does not belong to the user name given with it", reason="wrong_owner"
+            )
     return None
+
+
+def malformed(exc: MalformedToken) -> InvalidToken:
+    return InvalidToken(str(exc), reason="checksum" if exc.checksum else "malformed")
+
+
+# Token ids seen revoked, remembered so a refusal can say "revoked", not "unknown".
+REVOKED_REMEMBERED = 10_000
 
 
 class TokenVerifier:
@@ -66,41 +106,59 @@ class TokenVerifier:
         *,
         cache_seconds: float,
         cache_size: int,
+        emails: OwnerEmails | None = None,
+        owner_of: OwnerOf | None = None,
     ) -> None:
         self._throttle = throttle
+        self._emails = emails
+        self._owner_of = owner_of
         self._store = store
         self._hasher = hasher
         self._access = access
         self._clock = clock
         self._digest = KeyedDigest()
-        self._cache: TTLCache[bytes, TokenRecord] = TTLCache(cache_size, cache_seconds)
+        self._cache: TTLCache[bytes, Grant] = TTLCache(cache_size, cache_seconds)
         self._turns = Turns()
-        self._flights: dict[bytes, asyncio.Task[TokenRecord]] = {}
+        self._flights: dict[bytes, asyncio.Task[Grant]] = {}
         # Bumped by every revocation: a check that began before one may have
         # read a token since deleted, so its answer is not cached.
         self._epoch = 0
         self._dummy_hash: str | None = None
+        self._revoked_ids: dict[int, None] = {}  # insertion-ordered: the oldest go first
+        # Verified-cache lookups answered, and those that had to ask the store (metrics).
+        self.hits = 0
+        self.misses = 0
 
     @property
     def throttle(self) -> FailureThrottle:
         return self._throttle
 
-    def verify_cached(self, token: str, username: str | None, client: str) -> TokenRecord | None:
-        """The record of a token already verified and still good, without awaiting; None when
-        the caller must await verify() (not cached, expired, or not the named user's), which
-        then does the failure accounting. ``client`` is the caller's address, kept as
-        the token's ``lastAccessedFrom``."""
-        record = self._cache.get(self._digest(token))
-        if record is None or self._accepted(record, username, client) is not None:
+    def verify_cached(self, token: str, username: str | None, client: str) -> Grant | None:
+        """The grant of a token already verified and still good, without awaiting; None when
+        the caller must await verify() (not cached, expired, not the named user's, or named
+        by an e-mail address not yet known), which then does the failure accounting.
+        ``client`` is the caller's address, kept as the token's ``lastAccessedFrom``."""
+        grant = self._cache.get(self._digest(token))
+        if grant is None:
             return None
-        return record
+        email = self._email_for(grant, username)
+        if email is None or self._accepted(grant, username, email, client) is not None:
+            return None
+        self.hits += 1
+        return grant
+
+    @property
+    def cached(self) -> int:
+        """Tokens in the verified cache."""
+        return len(self._cache)
 
     async def verify(
         self, token: str, username: str | None = None, *, client: str | None = None
-    ) -> TokenRecord:
-        """The record of a good token; raise InvalidToken or TooManyRequests otherwise.
+    ) -> Grant:
+        """The grant of a good token; raise InvalidToken or TooManyRequests otherwise.
 
-        ``username`` (from Basic auth) must match the owner, ignoring case.
+        ``username`` (from Basic auth) must be the owner's name or e-mail
+        address (as the upstream reports it), ignoring case.
         ``client`` is the caller's address, for throttling and
         ``lastAccessedFrom``. Every use is recorded for ``lastAccessed``,
         every failure counted against the address and the user name; a
@@ -109,13 +167,20 @@ class TokenVerifier:
         keys = throttle_keys(client, username)
         digest = self._digest(token)
         try:
-            record = self._cache.get(digest)
-            if record is None:
-                record = await self._check(token, digest, username, self._throttled(keys))
-            problem = self._accepted(record, username, client or "")
+            grant = self._cache.get(digest)
+            if grant is None:
+                self.misses += 1
+                grant = await self._check(token, digest, username, self._throttled(keys))
+            else:
+                self.hits += 1
+            email = self._email_for(grant, username)
+            if email is None:
+                assert self._emails is not None
+                email = await self._emails.of(grant.record)
+            problem = self._accepted(grant, username, email, client or "")
             if problem is not None:
-                raise InvalidToken(problem)
-            return record
+                raise problem
+            return grant
         except InvalidToken as exc:
             # Decided before this failure is counted: the attempt that reaches
             # the limit is still answered 401, the next ones 429.
@@ -130,17 +195,29 @@ class TokenVerifier:
         waits = {key: self._throttle.retry_after(key) for key in keys}
         return {key: wait for key, wait in waits.items() if wait is not None}
 
-    def _accepted(self, record: TokenRecord, username: str | None, client: str) -> str | None:
+    def _email_for(self, grant: Grant, username: str | None) -> str | None:
+        """The owner's address to accept ``username`` as: "" when none is needed (no name,
+        the owner's name, no ``@``), None when it must first be asked for."""
+        # The common case first, in as few steps as possible: this runs on every request.
+        if username is None or "@" not in username or self._emails is None:
+            return ""
+        if not could_be_email(username, grant.record.owner_name):
+            return ""
+        return self._emails.known(grant.record.owner_key)
+
+    def _accepted(
+        self, grant: Grant, username: str | None, email: str, client: str
+    ) -> InvalidToken | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
-        problem = rejection(record, username, now)
+        problem = rejection(grant, username, now, email)
         if problem is None:
-            self._access.record(record.id, now, client)
+            self._access.record(grant.record.id, now, client)
         return problem
 
     async def _check(
         self, token: str, digest: bytes, username: str | None, throttled: Mapping[str, int]
-    ) -> TokenRecord:
+    ) -> Grant:
         """Verify a token that is not in the cache.
 
         A check of the same token already under way is joined: it costs
@@ -152,10 +229,10 @@ class TokenVerifier:
         flight = self._flights.get(digest)
         if flight is None:
             end_turns = await self._turns.take(throttled)
-            record = self._cache.get(digest)  # verified by a check that had the turn before
-            if record is not None:
+            grant = self._cache.get(digest)  # verified by a check that had the turn before
+            if grant is not None:
                 end_turns()
-                return record
+                return grant
             flight = self._flights.get(digest) or self._launch(token, digest)
             # The turn lasts as long as the check, even if this request stops
             # waiting for it (a client that hangs up cannot start a second).
@@ -167,45 +244,106 @@ class TokenVerifier:
         """While ``username`` is throttled, only a token of that user's is worth
         argon2's time: refuse anything else at once (it is counted as a failure)."""
         try:
-            record = await self._store.get(parse_token(token).token_id)
+            token_id = parse_token(token).token_id
         except MalformedToken as exc:
-            raise InvalidToken(str(exc)) from exc
-        if record is None or record.owner_name.casefold() != username.casefold():
-            raise InvalidToken("the token is unknown or not the named user's")
+            raise malformed(exc) from exc
+        record = await self._store.get(token_id)
+        if record is None:
+            raise self._unknown(token_id)
+        if record.owner_name.casefold() == username.casefold():
+            return
+        if (
+            self._emails is not None
+            and could_be_email(username, record.owner_name)
+            and await self._emails.of(record) == username.casefold()
+        ):
+            return  # the owner's e-mail address, as the upstream reports it
+        raise InvalidToken("the token is unknown or not the named user's", reason="wrong_owner")
 
-    def _launch(self, token: str, digest: bytes) -> asyncio.Task[TokenRecord]:
+    def _launch(self, token: str, digest: bytes) -> asyncio.Task[Grant]:
         flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
         self._flights[digest] = flight
         flight.add_done_callback(functools.partial(self._landed, digest))
         return flight
 
-    def _landed(self, digest: bytes, flight: asyncio.Task[TokenRecord]) -> None:
+    def _landed(self, digest: bytes, flight: asyncio.Task[Grant]) -> None:
         if self._flights.get(digest) is flight:
             del self._flights[digest]
         if not flight.cancelled():
             # Every waiter may have given up; the outcome is theirs, not the loop's to report.
             flight.exception()
 
-    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> TokenRecord:
-        """Check a token against the store, and cache it if it is good."""
+    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> Grant:
+        """Check a token against the store, and cache its grant if it is good."""
         try:
             parsed = parse_token(token)
         except MalformedToken as exc:
             # Same argon2 time as any other refusal: the answer's timing tells
             # nothing, not even whether the checksum held.
             await self._hasher.verify(await self._dummy(), token)
-            raise InvalidToken(str(exc)) from exc
+            raise malformed(exc) from exc
         record = await self._store.get(parsed.token_id)
         if record is None:
             # Spend the same argon2 time as for a real id, so response times
             # do not tell which token ids exist.
             await self._hasher.verify(await self._dummy(), parsed.secret)
-            raise InvalidToken("the token is unknown or has been revoked")
-        if not await self._hasher.verify(record.secret_hash, parsed.secret):
-            raise InvalidToken("the token is unknown or has been revoked")
+            raise self._unknown(parsed.token_id)
+        if await self._hasher.verify(record.secret_hash, parsed.secret):
+            grant = grant_for(record)
+        elif (
+            record.previous_hash is not None
+            and record.previous_until is not None
+            and self._clock() < record.previous_until
+            and await self._hasher.verify(record.previous_hash, parsed.secret)
+        ):
+            grant = grant_for(record, rotated=True)
+        else:
+            raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
+        owner = await self._current_owner(record)
+        if owner is not record:
+            grant = grant_for(owner, rotated=grant.rotated)
         if epoch == self._epoch:
-            self._cache.put(digest, record)
-        return record
+            self._cache.put(digest, grant)
+        return grant
+
+    async def _current_owner(self, record: TokenRecord) -> TokenRecord:
+        """The record under the name the upstream gives its owner's key now.
+
+        The trusted header carries a name, and names move: an admin renames a
+        user, a newcomer later takes the old name. Asked once per verification
+        (the verified cache holds the answer), never per request."""
+        if self._owner_of is None:
+            return record
+        try:
+            owner = await self._owner_of(record)
+        except ProxyError as exc:
+            # Nobody answers for the stored name (renamed, and not taken), or
+            # the upstream is down: the name is asserted as before, and the
+            # upstream, which knows no such user, refuses it.
+            log.debug("owner of token %d not confirmed: %s", record.id, exc)
+            return record
+        if owner is None:
+            log.warning(
+                "token %d refused: its owner's user key %s no longer exists upstream",
+                record.id,
+                record.owner_key,
+            )
+            raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
+        if owner.name.casefold() == record.owner_name.casefold():
+            return record
+        log.warning(
+            "token %d: its owner %s is now called %s upstream; the token speaks for that name",
+            record.id,
+            record.owner_key,
+            owner.name,
+        )
+        return dataclasses.replace(record, owner_name=owner.name)
+
+    def _unknown(self, token_id: int) -> InvalidToken:
+        # The client hears the same either way; the log and metrics say which.
+        return InvalidToken(
+            REFUSED_MESSAGE, reason="revoked" if token_id in self._revoked_ids else "unknown"
+        )
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -213,11 +351,17 @@ class TokenVerifier:
         return self._dummy_hash
 
     def forget(self, token_ids: Iterable[int]) -> None:
-        """Drop revoked tokens from the cache at once."""
+        """Drop revoked, rotated or changed tokens from the cache at once.
+
+        Their pending ``lastAccessed`` times stay: a rotated or narrowed token
+        still exists, and for a deleted one the write finds no row."""
         doomed = set(token_ids)
+        for token_id in doomed:
+            self._revoked_ids[token_id] = None
+        while len(self._revoked_ids) > REVOKED_REMEMBERED:
+            del self._revoked_ids[next(iter(self._revoked_ids))]
         if doomed:
-            self._cache.discard_where(lambda record: record.id in doomed)
-            self._access.forget(doomed)
+            self._cache.discard_where(lambda grant: grant.record.id in doomed)
             self._revoked()
 
     def forget_all(self) -> None:

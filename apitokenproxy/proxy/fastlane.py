@@ -34,9 +34,13 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..auth.gate import AS_IS, Admission, Decision, Gate
+from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
 from ..ops.accesslog import AccessLog
+from ..ops.metrics import Metrics
+from ..ops.requestid import HEADER as REQUEST_ID
+from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
+from ..ops.requestid import new_request_id, request_id
 from .client import ClientView, Network, client_view
 from .framing import (
     LAST_CHUNK,
@@ -85,6 +89,7 @@ class FastLane:
         header_timeout: float,
         keepalive_timeout: float,
         access_log: AccessLog,
+        metrics: Metrics,
     ) -> None:
         self.gate = gate
         self.injection = injection
@@ -95,6 +100,7 @@ class FastLane:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.access_log = access_log
+        self.metrics = metrics
         self.connections: set[FrontConnection] = set()
         self.closing = False
         # Requests answered here, and connections handed to aiohttp.
@@ -162,6 +168,19 @@ class FrontConnection(asyncio.Protocol):
         self._status = 0
         self._out: list[bytes] = []
         self._admitting: asyncio.Task[None] | None = None
+        # Headers the admission adds to the answer (the token's expiry).
+        self._extra: tuple[tuple[str, str], ...] = ()
+        # What the access log says of the request in flight.
+        self._request_ids: list[str] = []
+        self._request_id = ""
+        self._client = ""
+        self._begun = 0.0
+        self._sent_at = 0.0
+        self._upstream_seconds: float | None = None
+        self._bytes_out = 0
+        self._decided: Decision | None = None
+        self._admission: Admission | None = None
+        self._refusal: str | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -252,6 +271,12 @@ class FrontConnection(asyncio.Protocol):
         self._host = ""
         self._body.clear()
         self._head_done = False
+        self._begun = self._loop.time()
+        self._request_ids = []
+        self._request_id = self._client = ""
+        self._upstream_seconds = None
+        self._bytes_out = 0
+        self._decided = self._admission = self._refusal = None
         self._arm(self._lane.header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -293,6 +318,8 @@ class FrontConnection(asyncio.Protocol):
             elif key == "content-length":
                 if int(value) > FAST_BODY_MAX:
                     raise _HandOff
+            elif key == REQUEST_ID_NAME:
+                self._request_ids.append(value)
             elif key in _HAND_OFF_HEADERS:
                 raise _HandOff
         if hosts != 1:
@@ -314,6 +341,8 @@ class FrontConnection(asyncio.Protocol):
         self._disarm()
         headers = self._headers
         view = self._view(headers)
+        self._client = view.address
+        self._request_id = request_id(self._request_ids)
         gate = self._lane.gate
         try:
             if self._authorization == self._decided_for:
@@ -321,7 +350,8 @@ class FrontConnection(asyncio.Protocol):
             else:
                 decision = gate.decide(self._authorization)
                 self._decided_for, self._decision = self._authorization, decision
-            admission = gate.admit_now(decision, view.address)
+            self._decided = decision
+            admission = gate.admit_now(decision, self._method, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -353,7 +383,7 @@ class FrontConnection(asyncio.Protocol):
 
     async def _admit_later(self, decision: Decision, headers: Headers, view: ClientView) -> None:
         try:
-            admission = await self._lane.gate.admit(decision, view.address)
+            admission = await self._lane.gate.admit(decision, self._method, view.address)
         except ProxyError as exc:
             self._refuse(exc)
             return
@@ -370,18 +400,22 @@ class FrontConnection(asyncio.Protocol):
         self._forward(admission, headers, view)
 
     def _forward(self, admission: Admission, headers: Headers, view: ClientView) -> None:
+        self._admission = admission
         try:
             outgoing = self._lane.injection.rewrite(
                 headers,
                 view,
                 user_name=admission.user_name,
                 strip_authorization=admission.strip_authorization,
+                request_id=self._request_id,
             )
         except ProxyError as exc:
             self._refuse(exc)
             return
         body = bytes(self._body)
         data = request_head(self._method, self._target, outgoing, len(body)) + body
+        self._extra = admission.response_headers
+        self._sent_at = self._loop.time()
         self._lane.pool.send(self, self._method, data)
 
     # -- the upstream's answer (ResponseSink) ------------------------------------
@@ -391,7 +425,11 @@ class FrontConnection(asyncio.Protocol):
 
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self._keep_alive or self._lane.closing
-        head = frame_response_head(status, for_client(headers), body, length, close=close)
+        self._upstream_seconds = self._loop.time() - self._sent_at
+        out = for_client(headers, self._request_id)
+        if self._extra:
+            out += self._extra
+        head = frame_response_head(status, out, body, length, close=close)
         self._status = status
         self._chunked = body in (Body.CHUNKED, Body.CLOSE)
         # Held until the upstream's read is handled: head and body then leave
@@ -420,6 +458,7 @@ class FrontConnection(asyncio.Protocol):
             self._upstream = None
             self.abort()
             return
+        self._upstream_seconds = self._loop.time() - self._sent_at
         self._refuse(error)
 
     # -- answering ----------------------------------------------------------
@@ -427,6 +466,7 @@ class FrontConnection(asyncio.Protocol):
     def _refuse(self, exc: ProxyError, *, close: bool = False) -> None:
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", self._method, self._target, exc.status, exc.message)
+        self._refusal = exc.reason
         self._reply(exc.status, exc.code, exc.message, list(exc.headers.items()), close=close)
 
     def _reply(
@@ -439,9 +479,16 @@ class FrontConnection(asyncio.Protocol):
         close: bool = False,
     ) -> None:
         close = close or not self._keep_alive or self._lane.closing
+        if not self._request_id:
+            self._request_id = new_request_id()  # refused before it was read
         self._write(
             error(
-                status, code, message, headers or (), head_only=self._method == "HEAD", close=close
+                status,
+                code,
+                message,
+                [*(headers or ()), (REQUEST_ID, self._request_id)],
+                head_only=self._method == "HEAD",
+                close=close,
             )
         )
         if close:
@@ -449,10 +496,39 @@ class FrontConnection(asyncio.Protocol):
         self._done(status)
 
     def _done(self, status: int) -> None:
-        self._lane.access_log.record(self._peer, self._method, self._target, status, "fast")
-        self._lane.served += 1
+        lane = self._lane
+        seconds = self._loop.time() - self._begun
+        if self._refusal is None and self._admission is not None:
+            admission = self._admission  # the common case, without a tuple
+            auth: str | None = admission.outcome
+            reason = None
+            user = admission.user_name or admission.claimed_user
+            token_id = admission.token_id
+        else:
+            auth, reason, user, token_id = account(self._decided, self._admission, self._refusal)
+        lane.access_log.record(
+            self._client or self._peer,
+            self._method,
+            self._target,
+            status,
+            "fast",
+            len(self._body),
+            self._bytes_out,
+            seconds,
+            self._upstream_seconds,
+            auth,
+            reason,
+            user,
+            token_id,
+            self._request_id,
+        )
+        lane.metrics.request(
+            "fast", self._method, status, seconds, self._upstream_seconds, auth, reason
+        )
+        lane.served += 1
         self._upstream = None
         self.busy = False
+        self._extra = ()
         self._method, self._target = "GET", "/"
         if not self._keep_alive or self._lane.closing:
             self.close()
@@ -468,6 +544,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._bytes_out += len(data)
             self.transport.write(data)
 
     # -- the connection -----------------------------------------------------

@@ -14,7 +14,14 @@ back. On a 200:
   set the header from it in every case, so a client's own copy never passes;
 - ``X-Apitokenproxy-Authorization`` carries the ``Authorization`` value to
   forward: empty for a token (it must not reach the upstream's logs), the
-  client's own for a password or a scheme the proxy does not handle.
+  client's own for a password or a scheme the proxy does not handle;
+- ``X-Apitokenproxy-Token-Expiration``, for a token that expires, says when
+  (``auth/grant.py``), for the front proxy to copy onto its answer.
+
+A token's scope and allowed networks apply as on the data path. The scope
+needs the client's method in ``X-Forwarded-Method`` and a WebSocket handshake's
+``Upgrade`` header passed on (nginx sends neither by itself: see
+docs/front-proxies.md); a read token is refused when the method is not said.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth.gate import Gate
+from ..auth.grant import SAFE_METHODS
 from .client import Network, client_of
+from .forwarder import admit
 from .headers import Injection
 
 FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
@@ -37,12 +46,32 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
-        admission = await self._gate.admit(
-            self._gate.decide(authorization), client_of(request, self.trusted).address
+        admission = await admit(
+            self._gate, request, client_of(request, self.trusted).address, _method(request)
         )
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:
             headers.update(self._injection.identity(admission.user_name))
+        headers.update(admission.response_headers)
         if not admission.strip_authorization and authorization:
             headers[FORWARD_AUTHORIZATION] = authorization[0]
         return web.Response(status=200, headers=headers)
+
+
+# Said of a request whose method the front proxy did not pass on: never a read.
+UNKNOWN_METHOD = "a request whose method the front proxy did not say (set X-Forwarded-Method)"
+
+
+def _method(request: web.Request) -> str:
+    """The method a read-scoped token is judged by: the strictest of ``X-Forwarded-Method``
+    (Traefik and Caddy send it; nginx and Envoy must be told to) and the subrequest's own.
+
+    nginx's auth subrequest is always a GET, so a subrequest's own method proves
+    nothing: without ``X-Forwarded-Method`` a read token is refused, whatever the
+    client asked for. A client's own copy of the header cannot turn a write into a
+    read either, since the strictest method counts."""
+    claimed = [method.upper() for method in request.headers.getall("X-Forwarded-Method", [])]
+    for method in (*claimed, request.method):
+        if method not in SAFE_METHODS:
+            return method
+    return claimed[0] if claimed else UNKNOWN_METHOD

@@ -32,9 +32,10 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..auth.gate import Admission, Gate
+from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
+from ..ops.accesslog import observed
 from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
@@ -43,6 +44,8 @@ from .upstream import UpstreamConnection, UpstreamPool, translate
 log = logging.getLogger(__name__)
 
 _ADMISSION: web.RequestKey[Admission] = web.RequestKey("admission", Admission)
+# The admission's own response headers, added after the upstream's are filtered.
+ExtraHeaders = tuple[tuple[str, str], ...]
 _CHUNK = 64 * 1024
 # Bodies up to this size with a declared length are relayed in one piece.
 _SMALL_BODY = 256 * 1024
@@ -100,15 +103,12 @@ class Forwarder:
             admission = await self._admit(request, view)
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
-            return await self._websocket(request, target, headers)
-        return await self._http(request, target, headers)
+            return await self._websocket(request, target, headers, admission.response_headers)
+        return await self._http(request, target, headers, admission.response_headers)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
-        gate = self._gate
-        admission = await gate.admit(
-            gate.decide(request.headers.getall("Authorization", [])), view.address
-        )
+        admission = await admit(self._gate, request, view.address)
         length = request.content_length
         if self._max_body and length is not None and length > self._max_body:
             raise _too_large(self._max_body)
@@ -121,13 +121,15 @@ class Forwarder:
             view,
             user_name=admission.user_name,
             strip_authorization=admission.strip_authorization,
+            request_id=observed(request).request_id,
         )
 
     async def _http(
-        self, request: web.Request, target: str, headers: Headers
+        self, request: web.Request, target: str, headers: Headers, extra: ExtraHeaders
     ) -> web.StreamResponse:
         method = request.method
         responder = _Responder()
+        record = observed(request)
         length = request.content_length if request.body_exists else 0
         try:
             # A body is read before an upstream connection is taken, up to
@@ -145,13 +147,17 @@ class Forwarder:
                 )
             else:
                 await self._stream(request, target, headers, length, responder, body)
-            status, upstream_headers, framing, declared = await responder.head
+            sent_at = asyncio.get_running_loop().time()
+            try:
+                status, upstream_headers, framing, declared = await responder.head
+            finally:
+                record.upstream_seconds = asyncio.get_running_loop().time() - sent_at
         except BaseException:
             responder.abandon()
             raise
         try:
             return await self._relay(
-                request, responder, status, upstream_headers, framing, declared
+                request, responder, status, upstream_headers, framing, declared, extra
             )
         finally:
             responder.abandon()
@@ -195,10 +201,12 @@ class Forwarder:
         upstream_headers: Headers,
         framing: Body,
         declared: int | None,
+        extra: ExtraHeaders,
     ) -> web.StreamResponse:
         headers = CIMultiDict(
             (k, v) for k, v in for_client(upstream_headers) if k.lower() not in FRAMING
         )
+        headers.extend(extra)
         if framing is Body.LENGTH and declared is not None and declared <= _SMALL_BODY:
             # Most REST answers are small: read whole and answer with one write.
             small = web.Response(status=status, headers=headers)
@@ -223,7 +231,7 @@ class Forwarder:
         return response
 
     async def _websocket(
-        self, request: web.Request, target: str, headers: Headers
+        self, request: web.Request, target: str, headers: Headers, extra: ExtraHeaders
     ) -> web.StreamResponse:
         forward = [(k, v) for k, v in headers if normalise(k) not in _WS_HANDSHAKE]
         protocols = list_items(request.headers.getall("Sec-WebSocket-Protocol", []))
@@ -247,6 +255,7 @@ class Forwarder:
         client_ws = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (), max_msg_size=0
         )
+        client_ws.headers.extend(extra)
         try:
             await client_ws.prepare(request)
             await _relay_websocket(client_ws, upstream_ws)
@@ -360,6 +369,31 @@ class _Responder:
         upstream, self._upstream = self._upstream, None
         if upstream is not None and not self._ended:
             upstream.abandon()
+
+
+async def admit(
+    gate: Gate, request: web.Request, client: str, method: str | None = None
+) -> Admission:
+    """The gate's answer for an aiohttp request, noted for its access-log line.
+
+    ``method`` is what a token's scope is judged by: the request's own unless
+    the caller knows better (forward auth's ``X-Forwarded-Method``)."""
+    record = observed(request)
+    decision: Decision | None = None
+    try:
+        decision = gate.decide(request.headers.getall("Authorization", []))
+        admission = await gate.admit(
+            decision,
+            method or request.method,
+            client,
+            upgrade="Upgrade" in request.headers,
+        )
+    except ProxyError as exc:
+        if exc.reason is not None:
+            record.authenticated(*account(decision, None, exc.reason))
+        raise
+    record.authenticated(*account(decision, admission, None))
+    return admission
 
 
 async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:

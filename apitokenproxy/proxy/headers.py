@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from ..auth.grant import EXPIRY_HEADER
 from ..config import UpstreamConfig
 from ..errors import UnsendableUserName
+from ..ops.requestid import HEADER as REQUEST_ID
+from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 
 if TYPE_CHECKING:
     from .client import ClientView
@@ -115,7 +118,8 @@ def for_upstream(
     Every client-sent copy of an identity header (the user header, the shared
     secret header) goes, in any spelling, whatever the request turns out to
     be; so do the client's forwarding headers, which the proxy recomputes
-    (see ``forwarding.py``); then ``inject`` adds the proxy's own. ``Expect``
+    (see ``forwarding.py``), and its ``X-Request-Id`` (the proxy sends the
+    id it logs, ``ops/requestid.py``); then ``inject`` adds the proxy's own. ``Expect``
     is answered by the proxy itself, after authentication, so it is not
     passed on; nor is ``Content-Length``: the proxy frames the request itself
     (``proxy/framing.py``). ``Host`` stays the client's, as Jira's proxy
@@ -126,15 +130,27 @@ def for_upstream(
 
 def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -> frozenset[str]:
     """The names ``for_upstream`` removes besides the hop-by-hop ones (normalised)."""
-    drop = {normalise(h) for h in identity_headers} | FORWARDING | {"expect", "content-length"}
+    drop = {normalise(h) for h in identity_headers} | FORWARDING
+    drop |= {"expect", "content-length", REQUEST_ID_NAME}
     if strip_authorization:
         drop.add("authorization")
     return frozenset(drop)
 
 
-def for_client(headers: Sequence[tuple[str, str]]) -> Headers:
-    """The upstream's response headers to send on to the client."""
-    return end_to_end(headers)
+# The proxy's own response headers: never the upstream's to set.
+PROXY_RESPONSE = frozenset({normalise(EXPIRY_HEADER)})
+_WITH_REQUEST_ID = PROXY_RESPONSE | {REQUEST_ID_NAME}
+
+
+def for_client(headers: Sequence[tuple[str, str]], request_id: str | None = None) -> Headers:
+    """The upstream's response headers to send on to the client, without any copy of
+    the proxy's own (the token's expiry, which the lanes add after this), and with
+    the request's id (the proxy's, replacing any the upstream sent) when one is given."""
+    if request_id is None:
+        return end_to_end(headers, PROXY_RESPONSE)
+    kept = end_to_end(headers, _WITH_REQUEST_ID)
+    kept.append((REQUEST_ID, request_id))
+    return kept
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -196,12 +212,14 @@ class Injection:
         *,
         user_name: str | None,
         strip_authorization: bool,
+        request_id: str,
     ) -> Headers:
         """The request headers for the upstream: stripped, then the proxy's own added."""
         inject: Headers = [
             ("X-Forwarded-For", client.forwarded_for),
             ("X-Forwarded-Proto", client.proto),
             ("X-Forwarded-Host", client.host),
+            (REQUEST_ID, request_id),
         ]
         inject += self.identity(user_name) if user_name is not None else self.secret
         # for_upstream, with the two possible drop sets made once.

@@ -49,13 +49,13 @@ def translate(exc: BaseException) -> ProxyError:
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(SLOW_ANSWER)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(REFUSED)
+        return UpstreamUnavailable(REFUSED, kind="refused")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return UpstreamUnavailable(NO_ANSWER)
+        return UpstreamUnavailable(NO_ANSWER, kind="reset")
     if isinstance(exc, aiohttp.ClientError):
         return UpstreamUnavailable(f"{INVALID} ({type(exc).__name__})")
     if isinstance(exc, OSError | ssl.SSLError):
-        return UpstreamUnavailable(REFUSED)
+        return UpstreamUnavailable(REFUSED, kind="refused")
     if isinstance(exc, ProxyError):
         return exc
     raise exc
@@ -269,6 +269,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_end()
 
     def _fail(self, error: ProxyError) -> None:
+        self._pool.failed(error)
         sink, self._sink = self._sink, None
         self._stop_timer()
         self._pool.discard(self)
@@ -294,7 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._pool.discard(self)
             self._pool.resend(sink, self._method, data)
             return
-        self._fail(UpstreamUnavailable(NO_ANSWER))
+        self._fail(UpstreamUnavailable(NO_ANSWER, kind="reset"))
 
     def _check_timeout(self) -> None:
         self._timer = None
@@ -343,6 +344,7 @@ class UpstreamPool:
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closing = False
+        self.failures: dict[str, int] = {}  # by kind, since the start (metrics)
 
     @property
     def in_use(self) -> int:
@@ -375,10 +377,12 @@ class UpstreamPool:
             try:
                 await waiter
             except TimeoutError as exc:
-                raise UpstreamBusy(
+                busy = UpstreamBusy(
                     f"all {self._limit} upstream connections stayed in use for "
                     f"{self.connect_timeout:g} s; retry shortly"
-                ) from exc
+                )
+                self.failed(busy)
+                raise busy from exc
             finally:
                 timer.cancel()
                 if not waiter.done():
@@ -396,10 +400,21 @@ class UpstreamPool:
         except BaseException as exc:
             self._open -= 1
             self._wake()
+            error: ProxyError | None = None
             if isinstance(exc, TimeoutError):
-                raise UpstreamTimeout(SLOW_CONNECT) from exc
-            raise translate(exc) from exc
+                error = UpstreamTimeout(SLOW_CONNECT)
+            elif isinstance(exc, Exception):
+                error = translate(exc)
+            if error is None:
+                raise  # cancelled
+            self.failed(error)
+            raise error from exc
         return fresh
+
+    def failed(self, error: ProxyError) -> None:
+        """Count an upstream failure by kind (refused, reset, timeout, invalid, pool_exhausted)."""
+        kind = getattr(error, "kind", "invalid")
+        self.failures[kind] = self.failures.get(kind, 0) + 1
 
     def send(self, sink: ResponseSink, method: str, data: bytes) -> None:
         """Send a whole request; the answer goes to ``sink``, in callbacks."""

@@ -25,6 +25,10 @@ class EventKind(StrEnum):
     REVOKED = "revoked"
     # One event per token deleted by a "delete all tokens of this user".
     REVOKED_ALL = "revoked-all"
+    # A new secret for the same token (the old one may stay good for a grace).
+    ROTATED = "rotated"
+    # The token's scope or allowed addresses changed.
+    POLICY_CHANGED = "policy_changed"
 
 
 class How(StrEnum):

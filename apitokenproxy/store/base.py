@@ -23,6 +23,12 @@ class NewToken:
     created: int
     valid_until: int | None
     created_by_key: str
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+
+
+# Scopes, narrowest first: a token's scope may move left, never right.
+SCOPES = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,10 @@ class TokenRecord:
 
     ``valid_until`` None means the token never expires; ``last_accessed`` 0
     means it was never used, and ``last_accessed_from`` is then empty: the
-    client address of that last use.
+    client address of that last use. ``scope`` is one of ``SCOPES``;
+    ``allowed_networks`` are canonical CIDR strings, empty for anywhere. After
+    a rotation, ``previous_hash`` is the replaced secret's hash, still good
+    until ``previous_until`` (both None when there is none).
     """
 
     id: int
@@ -44,9 +53,32 @@ class TokenRecord:
     last_accessed: int
     created_by_key: str
     last_accessed_from: str = ""
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+    previous_hash: str | None = None
+    previous_until: int | None = None
 
-    def expired(self, now_ms: int) -> bool:
-        return self.valid_until is not None and now_ms >= self.valid_until
+
+class OwnerAtLimit(Exception):
+    """A new token would take its owner past the limit; ``count`` tokens exist."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"the owner already has {count} tokens")
+        self.count = count
+
+
+@dataclass(frozen=True)
+class WarningKey:
+    """One expiry warning: sent at most once, whichever process or instance sends it.
+
+    ``valid_until`` is part of the key, so a token whose expiry moves is
+    warned about its new expiry afresh.
+    """
+
+    token_id: int
+    days: int
+    valid_until: int
+    channel: str  # "email" or "webhook"
 
 
 # One token's latest use: (milliseconds since the epoch, client address).
@@ -66,7 +98,11 @@ class TokenStore(Protocol):
     writes its audit event (``audit.py``) in the same transaction.
     """
 
-    async def create(self, token: NewToken, action: Action) -> TokenRecord: ...
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
+        """Store a new token; with ``limit`` > 0, raise OwnerAtLimit instead if its owner
+        already holds that many. Counting and inserting are one step for every
+        process and instance on the store, so concurrent creations cannot pass the limit."""
+        ...
 
     async def get(self, token_id: int) -> TokenRecord | None: ...
 
@@ -80,6 +116,31 @@ class TokenStore(Protocol):
         """The updated record, or None if there is no such token (and no event)."""
         ...
 
+    async def update_policy(
+        self,
+        token_id: int,
+        action: Action,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        """Change what is given (None: keep) in one transaction; the updated record,
+        or None if there is no such token (and no event). Announced through
+        ``watch``, so other processes stop trusting the old policy. A changed
+        description is a "renamed" event, a changed scope or address list a
+        "policy_changed" one."""
+        ...
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
+    ) -> TokenRecord | None:
+        """Give the token a new secret; the current one stays good until
+        ``previous_until`` (None: not at all), replacing any earlier previous
+        secret. Announced through ``watch``, audited as "rotated". None if
+        there is no such token (and no event)."""
+        ...
+
     async def delete(self, token_id: int, action: Action) -> bool:
         """True if a token was deleted. Deletions are announced through ``watch``."""
         ...
@@ -88,9 +149,45 @@ class TokenStore(Protocol):
         """Delete every token of one owner; return their ids (one event each)."""
         ...
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
         """Tokens with ``valid_until <= not_valid_after`` (None: all tokens),
-        ordered by valid_until (never-expiring last), then id."""
+        ordered by valid_until (never-expiring last), then id. ``owner_key``
+        keeps one user's tokens; ``description`` keeps those whose description
+        contains it, ignoring case."""
+        ...
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        """Tokens with ``after < valid_until <= not_after``, soonest first."""
+        ...
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        """Take the right to send one warning; return its failed attempts so far, or None.
+
+        None: it was sent, another process holds it (until ``now_ms + lease_ms``)
+        or waits to retry it, or it failed ``max_attempts`` times. Atomic across
+        every process on the store.
+        """
+        ...
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None: ...
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        """Count a failed attempt, not to be claimed again before ``retry_at``;
+        return the attempts failed so far."""
+        ...
+
+    async def prune_warnings(self, before: int) -> None:
+        """Forget warnings for tokens that expired before ``before``."""
         ...
 
     async def record_access(self, uses: Mapping[int, Use]) -> None:
@@ -114,11 +211,11 @@ class TokenStore(Protocol):
     async def watch(
         self, revoked: Callable[[Sequence[int]], None], reset: Callable[[], None]
     ) -> None:
-        """Report tokens revoked by other processes or instances, until cancelled.
+        """Report tokens revoked or changed by other processes or instances, until cancelled.
 
-        ``revoked`` gets their ids, within a second. ``reset`` is called when
-        revocations may have been missed (a lost connection), so the caller
-        must forget every verified token.
+        ``revoked`` gets their ids, within a second, so their verified copies
+        are dropped. ``reset`` is called when revocations may have been missed
+        (a lost connection), so the caller must forget every verified token.
         """
         ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
 
 from ..errors import StoreUnavailable
 from . import TokenStore
@@ -31,17 +31,13 @@ class LastAccessed:
         # Kept apart from the times, so recording a use builds no tuple.
         self._from: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
+        self._written_at = time.monotonic()  # the last successful write (or the start)
 
     def record(self, token_id: int, at_ms: int, client: str) -> None:
         """A use of a token at ``at_ms`` from address ``client``."""
         if self._pending.get(token_id, 0) < at_ms:
             self._pending[token_id] = at_ms
             self._from[token_id] = client
-
-    def forget(self, token_ids: Iterable[int]) -> None:
-        for token_id in token_ids:
-            self._pending.pop(token_id, None)
-            self._from.pop(token_id, None)
 
     def pending(self) -> dict[int, Use]:
         """The uses not yet written, by token id."""
@@ -52,10 +48,15 @@ class LastAccessed:
         self._pending, self._from = {}, {}
         try:
             await self._store.record_access(batch)
+            self._written_at = time.monotonic()
         except StoreUnavailable as exc:
             for token_id, (at, client) in batch.items():
                 self.record(token_id, at, client)
             log.warning("lastAccessed not written, will retry: %s", exc.message)
+
+    def age(self) -> float:
+        """Seconds since lastAccessed times were last written (the metrics' flush lag)."""
+        return time.monotonic() - self._written_at
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lastAccessed flusher")

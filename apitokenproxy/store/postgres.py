@@ -4,10 +4,11 @@
   connections by itself, so the store recovers when the database returns.
 - Migrations run under a transaction-scoped advisory lock, so instances
   starting together apply each one exactly once.
-- Deletions announce themselves with ``NOTIFY`` in the same transaction
-  (delivered only if it commits). Each instance ``LISTEN``s on a dedicated
-  connection; when that connection drops it reconnects and asks its owner to
-  forget every verified token, since notifications sent meanwhile are lost.
+- Deletions, rotations and policy changes announce themselves with
+  ``NOTIFY`` in the same transaction (delivered only if it commits). Each
+  instance ``LISTEN``s on a dedicated connection; when that connection drops
+  it reconnects and asks its owner to forget every verified token, since
+  notifications sent meanwhile are lost.
 - ``lastAccessed`` batches are one ``UPDATE ... FROM unnest(...)`` with
   ``GREATEST``, so two instances flushing the same token keep the later time.
 
@@ -24,13 +25,14 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
 from ..errors import StoreUnavailable
 from . import schema
 from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import NewToken, Page, TokenRecord, Use
+from .base import NewToken, OwnerAtLimit, Page, TokenRecord, Use, WarningKey
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ MIGRATIONS = schema.migrations(schema.POSTGRES)
 # pg_advisory_xact_lock key: "apitokenproxy migrations", any fixed 64-bit number.
 MIGRATION_LOCK = 0x61707470_6D696772
 CHANNEL = "apitokenproxy_revocations"
+# pg_advisory_xact_lock(class, hashtext(owner_key)): one owner's creations queue
+# behind each other while the per-user limit is counted. "ownr" in ASCII.
+OWNER_LOCK_CLASS = 0x6F776E72
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 _CONNECTION_ERRORS = (
@@ -59,6 +64,8 @@ class PostgresStore:
         self._pool = pool
         self._url = url
         self._schema = schema
+        # Whether the revocation listener is connected now (the metrics' listener gauge).
+        self.listening = False
 
     @classmethod
     async def open(
@@ -117,8 +124,18 @@ class PostgresStore:
                 ),
             )
 
-    async def create(self, token: NewToken, action: Action) -> TokenRecord:
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
         async with self._transaction() as conn:
+            if limit:
+                # Read committed alone would let two instances both count below the limit.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    OWNER_LOCK_CLASS,
+                    token.owner_key,
+                )
+                count = int(await conn.fetchval(SQL.count_owned, token.owner_key))
+                if count >= limit:
+                    raise OwnerAtLimit(count)
             record = schema.record(await conn.fetchrow(SQL.create, *schema.values(token)))
             await conn.execute(
                 SQL.record_event,
@@ -150,6 +167,49 @@ class PostgresStore:
             )
         return record
 
+    async def update_policy(
+        self,
+        token_id: int,
+        action: Action,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
+        kinds = schema.policy_events(description, scope, allowed_networks)
+        return await self._change(
+            SQL.update_policy, (token_id, description, scope, networks), kinds, action
+        )
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
+    ) -> TokenRecord | None:
+        return await self._change(
+            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
+        )
+
+    async def _change(
+        self,
+        statement: str,
+        args: tuple[Any, ...],
+        kinds: Sequence[EventKind],
+        action: Action,
+    ) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
+        write its events, all in one transaction."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(statement, *args)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await self._announce(conn, [record.id])
+            await conn.executemany(
+                SQL.record_event,
+                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
+            )
+        return record
+
     async def delete(self, token_id: int, action: Action) -> bool:
         return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
 
@@ -163,26 +223,67 @@ class PostgresStore:
             rows = await conn.fetch(statement, value)
             ids = [int(r[0]) for r in rows]
             if ids:
-                await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
-                await conn.execute(SQL.prune_revocations)
+                await self._announce(conn, ids)
                 await conn.executemany(
                     SQL.record_event,
                     [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
                 )
-                # Delivered at commit, and only if the transaction commits.
-                await conn.execute(
-                    "SELECT pg_notify($1, $2)",
-                    CHANNEL,
-                    f"{self._schema}:{','.join(map(str, ids))}",
-                )
         return ids
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
-        count, page, args = SQL.expiring(not_valid_after)
+    async def _announce(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        """Tell every instance to drop these tokens' verified copies."""
+        await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
+        await conn.execute(SQL.prune_revocations)
+        # Delivered at commit, and only if the transaction commits.
+        await conn.execute(
+            "SELECT pg_notify($1, $2)", CHANNEL, f"{self._schema}:{','.join(map(str, ids))}"
+        )
+
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
+        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
         async with self._connection() as conn:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)
         return Page([schema.record(r) for r in rows], int(total))
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(SQL.expiring_between, after, not_after)
+        return [schema.record(r) for r in rows]
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        async with self._connection() as conn:
+            attempts = await conn.fetchval(
+                SQL.claim_warning,
+                *SQL.warning_args(key),
+                now_ms,
+                now_ms + lease_ms,
+                max_attempts,
+            )
+        return None if attempts is None else int(attempts)
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(SQL.warning_sent, *SQL.warning_args(key), now_ms)
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        async with self._connection() as conn:
+            attempts = await conn.fetchval(SQL.warning_failed, *SQL.warning_args(key), retry_at)
+        return 0 if attempts is None else int(attempts)
+
+    async def prune_warnings(self, before: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(SQL.prune_warnings, before)
 
     async def record_access(self, uses: Mapping[int, Use]) -> None:
         if not uses:
@@ -255,6 +356,7 @@ class PostgresStore:
                 lost.clear()
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANNEL, on_notify)
+                self.listening = True
                 if connected_before:
                     # Revocations sent while we were away are lost: forget everything.
                     reset()
@@ -264,6 +366,7 @@ class PostgresStore:
             except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("revocation listener lost its connection: %s", exc)
             finally:
+                self.listening = False
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=1))
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import StoreUnavailable
 from .audit import Action, AuditEvent, AuditQuery, EventKind, event
-from .base import NewToken, TokenRecord, Use
+from .base import NewToken, TokenRecord, Use, WarningKey
 
 # Revocation rows only need to outlive the slowest poller by a wide margin.
 REVOCATION_RETENTION_MS = 3_600_000
@@ -41,12 +41,27 @@ Migrations = tuple[tuple[str, ...], ...]
 
 def record(row: Iterable[Any]) -> TokenRecord:
     """The record in a row selected as ``COLUMNS``, in that order."""
-    return TokenRecord(**dict(zip(COLUMNS, row, strict=True)))
+    fields = dict(zip(COLUMNS, row, strict=True))
+    fields["allowed_networks"] = decode_networks(fields["allowed_networks"])
+    return TokenRecord(**fields)
 
 
 def values(token: TokenRecord | NewToken) -> tuple[Any, ...]:
     """The token's fields in column order: ``COLUMNS`` or ``NEW_COLUMNS``."""
-    return tuple(getattr(token, f.name) for f in dataclasses.fields(token))
+    return tuple(
+        encode_networks(token.allowed_networks) if f.name == "allowed_networks"
+        else getattr(token, f.name)
+        for f in dataclasses.fields(token)
+    )  # fmt: skip
+
+
+def encode_networks(networks: tuple[str, ...]) -> str:
+    """The ``allowed_networks`` column: canonical CIDRs separated by spaces, "" for none."""
+    return " ".join(networks)
+
+
+def decode_networks(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
 
 
 def audit_event(row: Iterable[Any]) -> AuditEvent:
@@ -64,6 +79,16 @@ def token_event(kind: EventKind, action: Action, record: TokenRecord) -> AuditEv
     return event(
         kind, action, owner_key=record.owner_key, token_id=record.id, description=record.description
     )
+
+
+def policy_events(
+    description: str | None, scope: str | None, allowed_networks: tuple[str, ...] | None
+) -> tuple[EventKind, ...]:
+    """The events of an ``update_policy``: one for each kind of thing it was given."""
+    kinds: tuple[EventKind, ...] = () if description is None else (EventKind.RENAMED,)
+    if scope is not None or allowed_networks is not None:
+        kinds += (EventKind.POLICY_CHANGED,)
+    return kinds
 
 
 def deleted_event(kind: EventKind, action: Action, row: Iterable[Any]) -> AuditEvent:
@@ -161,7 +186,26 @@ def migrations(d: Dialect) -> Migrations:
                     count INTEGER NOT NULL
                 )""",
             ),
-            (  # 3: the audit trail, and where each token was last used from
+            (  # 3: per-token policy: scope, allowed networks, the secret a rotation replaced
+                "ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'write'",
+                "ALTER TABLE tokens ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE tokens ADD COLUMN previous_hash TEXT",
+                f"ALTER TABLE tokens ADD COLUMN previous_until {d.integer}",
+            ),
+            (  # 4: expiry warnings, each claimed by one process and sent once
+                f"""CREATE TABLE expiry_warnings (
+                    token_id {d.integer} NOT NULL,
+                    days INTEGER NOT NULL,
+                    valid_until {d.integer} NOT NULL,
+                    channel TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt {d.integer} NOT NULL,
+                    sent_at {d.integer},
+                    PRIMARY KEY (token_id, days, valid_until, channel)
+                )""",
+                "CREATE INDEX tokens_valid_until ON tokens (valid_until)",
+            ),
+            (  # 5: the audit trail, and where each token was last used from
                 "ALTER TABLE tokens ADD COLUMN last_accessed_from TEXT NOT NULL DEFAULT ''",
                 f"""CREATE TABLE audit_events (
                     id {d.serial_key},
@@ -217,10 +261,11 @@ _BY_EXPIRY = "ORDER BY (valid_until IS NULL), valid_until, id"
 class Statements:
     """Every statement both stores run, bound to one dialect.
 
-    Rows of ``create``, ``get``, ``list_owned``, ``update_description`` and
+    Rows of ``create``, ``get``, ``list_owned``, ``update_*``, ``rotate`` and
     the pages of ``expiring`` are ``COLUMNS``; the ``delete_*`` statements
     return (id, owner_key, description) of each deleted token: the ids to be
-    passed one by one to ``record_revocation``, the rest for its audit event.
+    passed one by one to ``record_revocation``, as are the ids that
+    ``update_policy`` and ``rotate`` changed; the rest is for the audit event.
     Rows of ``audit``'s pages are ``EVENT_COLUMNS``.
     """
 
@@ -229,6 +274,8 @@ class Statements:
     get: str  # (id,)
     list_owned: str  # (owner_key,)
     update_description: str  # (id, description)
+    update_policy: str  # (id, description, scope, allowed_networks), None keeps a column
+    rotate: str  # (id, secret_hash, previous_until)
     delete_one: str  # (id,)
     delete_owned: str  # (owner_key,)
     record_revocation: str  # (token_id,)
@@ -240,14 +287,34 @@ class Statements:
     upsert: str  # values(TokenRecord)
     count_failure: str  # (key, now_ms, window_ms) -> (window_start, count)
     prune_failures: str  # (now_ms,)
+    count_owned: str  # (owner_key,) -> (count,)
+    expiring_between: str  # (after, not_after)
+    # warning_args(key) + (now_ms, lease_until, max_attempts) -> (attempts,) if claimed
+    claim_warning: str
+    warning_sent: str  # warning_args(key) + (now_ms,)
+    warning_failed: str  # warning_args(key) + (retry_at,) -> (attempts,)
+    prune_warnings: str  # (before,)
 
-    def expiring(self, not_valid_after: int | None) -> tuple[str, str, tuple[Any, ...]]:
+    def expiring(
+        self,
+        not_valid_after: int | None,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> tuple[str, str, tuple[Any, ...]]:
         """Count and page statements for ``find_by_expiry``, and the arguments
         both take; the page statement takes limit and offset after them."""
-        condition = ""
-        args: tuple[Any, ...] = ()
+        conditions: list[str] = []
+        args: list[Any] = []
         if not_valid_after is not None:
-            condition, args = " WHERE valid_until <= $1", (not_valid_after,)
+            args.append(not_valid_after)
+            conditions.append(f"valid_until <= ${len(args)}")
+        if owner_key is not None:
+            args.append(owner_key)
+            conditions.append(f"owner_key = ${len(args)}")
+        if description is not None:
+            args.append(f"%{_like_escaped(description.lower())}%")
+            conditions.append(f"lower(description) LIKE ${len(args)} ESCAPE '!'")
+        condition = (" WHERE " + " AND ".join(conditions)) if conditions else ""
         n = len(args)
         return (
             _bind(self.dialect, f"SELECT count(*) FROM tokens{condition}"),
@@ -256,7 +323,7 @@ class Statements:
                 f"SELECT {_SELECTED} FROM tokens{condition} {_BY_EXPIRY}"
                 f" LIMIT ${n + 1} OFFSET ${n + 2}",
             ),
-            args,
+            tuple(args),
         )
 
     def audit(self, query: AuditQuery) -> tuple[str, str, tuple[Any, ...]]:
@@ -282,6 +349,11 @@ class Statements:
             ),
             tuple(args),
         )
+
+    @staticmethod
+    def warning_args(key: WarningKey) -> tuple[Any, ...]:
+        """The first arguments of every warning statement."""
+        return (key.token_id, key.days, key.valid_until, key.channel)
 
     def access_args(self, uses: Mapping[int, Use]) -> tuple[Any, ...]:
         """The arguments of ``record_access`` for one batch of uses."""
@@ -317,6 +389,17 @@ def statements(d: Dialect) -> Statements:
         list_owned=b(f"SELECT {_SELECTED} FROM tokens WHERE owner_key = $1 ORDER BY id"),
         update_description=b(
             f"UPDATE tokens SET description = $2 WHERE id = $1 RETURNING {_SELECTED}"
+        ),
+        update_policy=b(
+            "UPDATE tokens SET description = coalesce($2, description),"
+            " scope = coalesce($3, scope), allowed_networks = coalesce($4, allowed_networks)"
+            f" WHERE id = $1 RETURNING {_SELECTED}"
+        ),
+        # The current secret becomes the previous one, unless it is to die at once.
+        rotate=b(
+            f"UPDATE tokens SET previous_hash = CASE WHEN CAST($3 AS {d.integer}) IS NULL"
+            " THEN NULL ELSE secret_hash END, previous_until = $3, secret_hash = $2"
+            f" WHERE id = $1 RETURNING {_SELECTED}"
         ),
         delete_one=b("DELETE FROM tokens WHERE id = $1 RETURNING id, owner_key, description"),
         delete_owned=b(
@@ -363,7 +446,41 @@ def statements(d: Dialect) -> Statements:
             RETURNING window_start, count
         """),
         prune_failures=b("DELETE FROM failures WHERE window_start < $1"),
+        count_owned=b("SELECT count(*) FROM tokens WHERE owner_key = $1"),
+        expiring_between=b(
+            f"SELECT {_SELECTED} FROM tokens WHERE valid_until > $1 AND valid_until <= $2"
+            " ORDER BY valid_until, id"
+        ),
+        # A new row is claimed at once; an existing one only if unsent, its lease
+        # or back-off over, and attempts left. Concurrent claims of one row wait
+        # for each other, and the loser finds the winner's lease: no row is sent twice.
+        claim_warning=b("""
+            INSERT INTO expiry_warnings
+                (token_id, days, valid_until, channel, attempts, next_attempt)
+            VALUES ($1, $2, $3, $4, 0, $6)
+            ON CONFLICT (token_id, days, valid_until, channel) DO UPDATE
+                SET next_attempt = excluded.next_attempt
+                WHERE expiry_warnings.sent_at IS NULL
+                AND expiry_warnings.next_attempt <= $5
+                AND expiry_warnings.attempts < $7
+            RETURNING attempts
+        """),
+        warning_sent=b(
+            "UPDATE expiry_warnings SET sent_at = $5 WHERE token_id = $1 AND days = $2"
+            " AND valid_until = $3 AND channel = $4"
+        ),
+        warning_failed=b(
+            "UPDATE expiry_warnings SET attempts = attempts + 1, next_attempt = $5"
+            " WHERE token_id = $1 AND days = $2 AND valid_until = $3 AND channel = $4"
+            " RETURNING attempts"
+        ),
+        prune_warnings=b("DELETE FROM expiry_warnings WHERE valid_until < $1"),
     )
+
+
+def _like_escaped(text: str) -> str:
+    # "!" rather than backslash: the same ESCAPE spelling works in both dialects.
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _bind(d: Dialect, text: str) -> str:

@@ -8,7 +8,7 @@ connection. Writes use ``BEGIN IMMEDIATE`` so two processes never deadlock
 upgrading a read lock, and roll back on any error: nothing is half-written.
 ``synchronous=FULL`` makes a reported creation or deletion survive a crash or
 power loss. The schema version is ``PRAGMA user_version``; other processes
-learn of deletions by polling the revocations table.
+learn of deletions and changes by polling the revocations table.
 
 The statements are ``schema``'s; sqlite3 errors become ``StoreUnavailable`` here.
 """
@@ -30,7 +30,15 @@ import aiosqlite
 from ..errors import StoreUnavailable
 from . import schema
 from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord, Use
+from .base import (
+    REVOCATION_POLL_SECONDS,
+    NewToken,
+    OwnerAtLimit,
+    Page,
+    TokenRecord,
+    Use,
+    WarningKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +118,14 @@ class SQLiteStore:
                 await _rollback(self._conn)
                 raise
 
-    async def create(self, token: NewToken, action: Action) -> TokenRecord:
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
+        # BEGIN IMMEDIATE holds the write lock from the count to the insert.
         async with self._write() as conn:
+            if limit:
+                counted = await _first(conn, SQL.count_owned, (token.owner_key,))
+                count = int(counted[0]) if counted else 0
+                if count >= limit:
+                    raise OwnerAtLimit(count)
             row = await _first(conn, SQL.create, schema.values(token))
             assert row is not None
             record = schema.record(row)
@@ -145,6 +159,49 @@ class SQLiteStore:
             )
         return record
 
+    async def update_policy(
+        self,
+        token_id: int,
+        action: Action,
+        *,
+        description: str | None = None,
+        scope: str | None = None,
+        allowed_networks: tuple[str, ...] | None = None,
+    ) -> TokenRecord | None:
+        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
+        kinds = schema.policy_events(description, scope, allowed_networks)
+        return await self._change(
+            SQL.update_policy, (token_id, description, scope, networks), kinds, action
+        )
+
+    async def rotate(
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
+    ) -> TokenRecord | None:
+        return await self._change(
+            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
+        )
+
+    async def _change(
+        self,
+        statement: str,
+        args: tuple[Any, ...],
+        kinds: Sequence[EventKind],
+        action: Action,
+    ) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
+        write its events, all in one transaction."""
+        async with self._write() as conn:
+            row = await _first(conn, statement, args)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await conn.execute(SQL.record_revocation, (args[0],))
+            await conn.executemany(
+                SQL.record_event,
+                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
+            )
+        return record
+
     async def delete(self, token_id: int, action: Action) -> bool:
         return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
 
@@ -166,12 +223,46 @@ class SQLiteStore:
                 )
         return ids
 
-    async def find_by_expiry(self, not_valid_after: int | None, offset: int, limit: int) -> Page:
-        count, page, args = SQL.expiring(not_valid_after)
+    async def find_by_expiry(
+        self,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
+    ) -> Page:
+        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
         async with self._read() as conn:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
         return Page([schema.record(r) for r in rows], int(row[0]) if row else 0)
+
+    async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(SQL.expiring_between, (after, not_after))
+        return [schema.record(r) for r in rows]
+
+    async def claim_warning(
+        self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
+    ) -> int | None:
+        args = (*SQL.warning_args(key), now_ms, now_ms + lease_ms, max_attempts)
+        async with self._write() as conn:
+            row = await _first(conn, SQL.claim_warning, args)
+        return None if row is None else int(row[0])
+
+    async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
+        async with self._write() as conn:
+            await conn.execute(SQL.warning_sent, (*SQL.warning_args(key), now_ms))
+
+    async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
+        async with self._write() as conn:
+            row = await _first(conn, SQL.warning_failed, (*SQL.warning_args(key), retry_at))
+        return 0 if row is None else int(row[0])
+
+    async def prune_warnings(self, before: int) -> None:
+        async with self._write() as conn:
+            await conn.execute(SQL.prune_warnings, (before,))
 
     async def record_access(self, uses: Mapping[int, Use]) -> None:
         if not uses:

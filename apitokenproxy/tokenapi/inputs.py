@@ -7,21 +7,29 @@ are ignored, and whole numbers may come as strings (``"12"``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..auth.tokens import PREFIX
 from ..errors import BadRequest
 from ..store.audit import AuditQuery
+from ..store.base import SCOPES
 from .paging import MAX_LIMIT
-from .service import CreateRequest
+from .service import CreateRequest, PolicyChange
 
 MAX_MONTHS = 1200  # a century; beyond that dates stop meaning anything
 MAX_ID = 2**63 - 1
 MAX_PAGE = 2**31 - 1
+# Far more than any build network needs; keeps a token's row and its checks small.
+MAX_NETWORKS = 64
+MAX_GRACE_SECONDS = 10 * 365 * 86_400
+# The extension fields a PATCH may carry besides (or instead of) the seed's tokenDescription.
+POLICY_FIELDS = ("scope", "allowedAddresses")
+MAX_USER_KEY = 255  # also the longest description filter
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,16 @@ class FilterQuery:
     not_valid_after: int
     page: int
     limit: int
+    # Extensions (the pages' filters); absent, the answer is the seed's.
+    user_key: str | None = None
+    description: str | None = None
+
+    def params(self) -> list[tuple[str, str | int]]:
+        """The query parameters, as pagination links repeat them (extensions last)."""
+        extra = {"userKey": self.user_key, "description": self.description}
+        return [("notValidAfter", self.not_valid_after)] + [
+            (k, v) for k, v in extra.items() if v is not None
+        ]
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -70,11 +88,68 @@ def parse_create(data: Mapping[str, Any], max_description_length: int) -> Create
     if user_key is not None and (not isinstance(user_key, str) or not user_key.strip()):
         raise BadRequest("tokenForUserKey must be a non-empty string")
     months = data.get("tokenValidityTimeInMonths")
+    scope = data.get("scope")
+    networks = data.get("allowedAddresses")
     return CreateRequest(
         description=description,
         for_user_key=user_key,
         months=None if months is None else _months(months),
+        scope="write" if scope is None else parse_scope(scope),
+        allowed_networks=() if networks is None else parse_networks(networks),
     )
+
+
+def parse_patch(data: Mapping[str, Any], max_description_length: int) -> PolicyChange:
+    """A PATCH: the seed's ``tokenDescription``, required unless a policy field is given."""
+    if not any(data.get(name) is not None for name in POLICY_FIELDS):
+        return PolicyChange(description=parse_description(data, max_description_length))
+    has_description = data.get("tokenDescription") is not None
+    scope, networks = data.get("scope"), data.get("allowedAddresses")
+    return PolicyChange(
+        description=parse_description(data, max_description_length) if has_description else None,
+        scope=None if scope is None else parse_scope(scope),
+        allowed_networks=None if networks is None else parse_networks(networks),
+    )
+
+
+def parse_scope(value: Any) -> str:
+    if value not in SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(map(repr, SCOPES))}, not {value!r}")
+    return str(value)
+
+
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """``allowedAddresses``: IPv4 and IPv6 networks in CIDR notation (a bare address is a
+    network of one), canonical and without repeats; an empty list means anywhere."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BadRequest('allowedAddresses must be a list of IP networks such as "10.1.0.0/16"')
+    if len(value) > MAX_NETWORKS:
+        raise BadRequest(f"allowedAddresses may list at most {MAX_NETWORKS} networks")
+    networks: list[str] = []
+    for item in value:
+        try:
+            network = str(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError as exc:
+            raise BadRequest(f"allowedAddresses: {item!r} is not an IP network") from exc
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def parse_rotate(body: bytes) -> int | None:
+    """A rotation's optional ``{"gracePeriodSeconds": n}``; an empty body asks for the default."""
+    if not body.strip():
+        return None
+    value = parse_json_object(body).get("gracePeriodSeconds")
+    if value is None:
+        return None
+    number = _whole_number(value)
+    if number is None or not 0 <= number <= MAX_GRACE_SECONDS:
+        raise BadRequest(
+            f"gracePeriodSeconds must be a whole number from 0 to {MAX_GRACE_SECONDS}, "
+            f"not {value!r}"
+        )
+    return number
 
 
 def _months(value: Any) -> int:
@@ -116,7 +191,22 @@ def parse_filter_query(query: Mapping[str, str]) -> FilterQuery:
     not_valid_after = _query_int("notValidAfter", raw, minimum=-1)
     page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
     limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
-    return FilterQuery(not_valid_after, page, min(limit, MAX_LIMIT))
+    return FilterQuery(
+        not_valid_after,
+        page,
+        min(limit, MAX_LIMIT),
+        user_key=_query_text(query, "userKey", MAX_USER_KEY),
+        description=_query_text(query, "description", MAX_USER_KEY),
+    )
+
+
+def _query_text(query: Mapping[str, str], name: str, max_length: int) -> str | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > max_length or "\x00" in value:
+        raise BadRequest(f"{name} must be non-empty text of at most {max_length} characters")
+    return value
 
 
 @dataclass(frozen=True)
@@ -161,19 +251,14 @@ def wants_origin(query: Mapping[str, str]) -> bool:
     return "lastAccessedFrom" in asked
 
 
-# What an X-Request-Id may be to be kept: what tracing systems generate
-# (UUIDs, hex and base64 ids), short, and nothing a log could misread.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
-
-
-def sane_request_id(values: Sequence[str]) -> str:
-    """The request's ``X-Request-Id`` if it sent exactly one sane one, else empty.
+def audit_request_id(request_id: str) -> str:
+    """The request's id (``ops/requestid.py``: the client's sane ``X-Request-Id``
+    or one made here) as the audit trail keeps it.
 
     One carrying our token prefix anywhere is not kept: a token pasted into
     the wrong header must not end up in the audit trail.
     """
-    sane = len(values) == 1 and _REQUEST_ID.fullmatch(values[0]) is not None
-    return values[0] if sane and PREFIX not in values[0].lower() else ""
+    return "" if PREFIX in request_id.lower() else request_id
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

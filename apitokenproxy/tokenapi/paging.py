@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 MAX_LIMIT = 50
 
@@ -28,8 +28,9 @@ def envelope(
     path: str,
     params: Sequence[tuple[str, str | int]],
 ) -> dict[str, Any]:
+    """``params``: the resource's own query parameters, which the links carry encoded."""
     total_pages = -(-total // limit)
-    rest = f"&{urlencode(params)}" if params else ""
+    rest = f"&{urlencode(params, safe='', quote_via=quote)}" if params else ""
 
     def link(target: int) -> str:
         return f"{base_url}{path}?page={target}&limit={limit}{rest}"

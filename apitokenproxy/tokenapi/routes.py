@@ -14,24 +14,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
+from ..auth.csrf import XSRF_HEADER, csrf_refusal
+from ..errors import Forbidden
+from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
 from .inputs import (
+    audit_request_id,
     parse_audit_query,
     parse_create,
-    parse_description,
     parse_filter_query,
     parse_json_object,
+    parse_patch,
+    parse_rotate,
     parse_token_id,
-    sane_request_id,
     wants_origin,
 )
 from .paging import envelope, offset
 from .service import TokenService
-from .shapes import audit_entry, filtered, listed
+from .shapes import audit_entry, current, filtered, listed, rotated
 
 BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
 MAX_BODY_BYTES = 64 * 1024
@@ -41,7 +46,9 @@ ROUTES = (
     ("POST", "/user/token", "create_token"),
     ("GET", "/user/token", "list_tokens"),
     ("GET", "/user/token/", "list_tokens"),
+    ("GET", "/user/token/current", "current_token"),
     ("PATCH", "/user/token/{id}", "rename_token"),
+    ("POST", "/user/token/{id}/rotate", "rotate_token"),
     ("DELETE", "/user/token/{id}", "delete_token"),
     ("DELETE", "/user/token/deleteAllFor/{userKey}", "delete_all_for"),
     ("GET", "/user/tokensByFilter", "tokens_by_filter"),
@@ -67,11 +74,33 @@ class TokenApi:
     public_url: str  # empty: taken from each request
 
     async def _caller(self, request: web.Request) -> Caller:
-        return await self.authenticator.caller(
+        view = client_of(request, self.trusted)
+        caller = await self.authenticator.caller(
             request.headers.getall("Authorization", []),
-            client_of(request, self.trusted).address,
-            sane_request_id(request.headers.getall("X-Request-Id", [])),
+            view.address,
+            request.method,
+            cookie="; ".join(request.headers.getall("Cookie", [])) or None,
+            request_id=audit_request_id(observed(request).request_id),
         )
+        if caller.method == "session":
+            refusal = csrf_refusal(
+                request.method,
+                request.headers.get(XSRF_HEADER),
+                request.headers.get("Origin"),
+                self.own_origin(request),
+            )
+            if refusal is not None:
+                raise Forbidden(refusal)
+        observed(request).authenticated(caller.method, None, caller.user.name, caller.token_id)
+        return caller
+
+    def own_origin(self, request: web.Request) -> str:
+        """``scheme://host[:port]`` as clients reach the proxy."""
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        view = client_of(request, self.trusted)
+        return f"{view.proto}://{view.host}"
 
     async def create_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -84,10 +113,20 @@ class TokenApi:
     async def rename_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         token_id = parse_token_id(request.match_info["id"])
-        description = parse_description(
+        change = parse_patch(
             parse_json_object(await request.read()), self.service.max_description_length
         )
-        return json_response(listed(await self.service.rename(caller, token_id, description)))
+        return json_response(listed(await self.service.change(caller, token_id, change)))
+
+    async def rotate_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        token_id = parse_token_id(request.match_info["id"])
+        done = await self.service.rotate(caller, token_id, parse_rotate(await request.read()))
+        return json_response({**rotated(done.record), "plainTextToken": done.plaintext})
+
+    async def current_token(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        return json_response(current(*await self.service.current(caller)))
 
     async def list_tokens(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -115,6 +154,8 @@ class TokenApi:
             None if query.not_valid_after == -1 else query.not_valid_after,
             offset(query.page, query.limit),
             query.limit,
+            owner_key=query.user_key,
+            description=query.description,
         )
         return json_response(
             envelope(
@@ -124,7 +165,7 @@ class TokenApi:
                 limit=query.limit,
                 base_url=self.public_url or self._request_base_url(request),
                 path=BASE_PATH + "/user/tokensByFilter",
-                params=[("notValidAfter", query.not_valid_after)],
+                params=query.params(),
             )
         )
 

@@ -4,28 +4,46 @@ Each method takes an authenticated ``Caller`` and inputs that ``api.py`` has
 already checked, and either returns records or raises a ``ProxyError``.
 Permission rules, in one place:
 
-- anyone may create, rename, list and delete their own tokens;
-- a sysadmin may also create a token for another user key, delete anyone's
-  token, delete all tokens of a user, filter all tokens and read the audit trail;
+- anyone may create, rename, list and delete their own tokens, narrow their
+  scope (never widen it), change their allowed networks, rotate them, and a
+  token may ask about itself;
+- a sysadmin, or a member of ``auth.token_manager_groups``, may also create
+  a token for another user key, delete anyone's token, delete all tokens of
+  a user and filter all tokens;
+- only a sysadmin may read the audit trail;
 - someone else's token id is "not found" to a normal user, never "forbidden",
-  so ids cannot be probed.
+  so ids cannot be probed;
+- with ``tokens.tokens_may_manage_tokens`` false, a caller who logged in with
+  a token may not create or delete tokens (so a leaked token cannot renew
+  itself); renaming and listing stay allowed;
+- who may own a token and for how long is ``policy.py``; a new token past
+  ``tokens.max_per_user`` is refused with the number its owner holds.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..auth.callers import Authenticator, Caller
+from ..auth.grant import Grant
 from ..auth.hashing import SecretHasher
 from ..auth.identity import IdentityProvider
 from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
-from ..errors import Forbidden, NotFound
-from ..store import NewToken, Page, TokenRecord, TokenStore
+from ..errors import BadRequest, Forbidden, NotFound
+from ..store import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore
 from ..store.audit import AuditPage, AuditQuery
-from .validity import effective_months, valid_until
+from ..store.base import SCOPES
+from .policy import check_may_hold, granted_months, needs_groups
+from .validity import valid_until
+
+log = logging.getLogger(__name__)
+
+# A rotation's grace when the caller names none (capped by the admin's maximum).
+DEFAULT_GRACE_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,17 @@ class CreateRequest:
     description: str
     for_user_key: str | None = None
     months: int | None = None
+    scope: str = "write"
+    allowed_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A PATCH: each field None keeps what the token has."""
+
+    description: str | None = None
+    scope: str | None = None
+    allowed_networks: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,6 +71,16 @@ class CreatedToken:
 
     def __repr__(self) -> str:
         return f"CreatedToken(record={self.record!r}, plaintext=<hidden>)"
+
+
+def grace_seconds(requested: int | None, maximum: int) -> int:
+    """The grace a rotation gets: as asked (absent: one day), never beyond the maximum."""
+    return min(DEFAULT_GRACE_SECONDS if requested is None else requested, maximum)
+
+
+def widens(current: str, requested: str) -> bool:
+    """Whether moving from scope ``current`` to ``requested`` would widen it."""
+    return SCOPES.index(requested) > SCOPES.index(current)
 
 
 class TokenService:
@@ -68,30 +107,50 @@ class TokenService:
         return self.config.max_description_length
 
     async def create(self, caller: Caller, request: CreateRequest) -> CreatedToken:
+        config = self.config
+        self._require_not_token(caller, "create tokens")
         owner = caller.user
         if request.for_user_key is not None and request.for_user_key != caller.user.key:
-            await self._require_sysadmin(caller, "create tokens for other users")
+            await self._require_manager(caller, "create tokens for other users")
             found = await self._identity.find_user(request.for_user_key, caller.acting)
             if found is None:
                 raise NotFound(f"no user has the user key {request.for_user_key!r}")
             owner = found
-        months = effective_months(
-            request.months, self.config.default_validity_months, self.config.max_validity_months
-        )
+            if not await self._auth.is_sysadmin(caller) and await self._auth.user_is_sysadmin(
+                owner
+            ):
+                # The creator sees the secret: a token manager must not become a sysadmin.
+                raise Forbidden(
+                    f"{owner.name} is a system administrator: only system administrators "
+                    "may create tokens for them"
+                )
+        groups: frozenset[str] = frozenset()
+        if needs_groups(config):
+            groups = await self._auth.groups(owner)
+            check_may_hold(owner.name, groups, config)
+        months = granted_months(request.months, groups, config)
         secret = new_secret()
         created = self._clock()
-        record = await self._store.create(
-            NewToken(
-                owner_key=owner.key,
-                owner_name=owner.name,
-                description=request.description,
-                secret_hash=await self._hasher.hash(secret),
-                created=created,
-                valid_until=valid_until(created, months),
-                created_by_key=caller.user.key,
-            ),
-            caller.action(created),
+        token = NewToken(
+            owner_key=owner.key,
+            owner_name=owner.name,
+            description=request.description,
+            secret_hash=await self._hasher.hash(secret),
+            created=created,
+            valid_until=valid_until(created, months),
+            created_by_key=caller.user.key,
+            scope=request.scope,
+            allowed_networks=request.allowed_networks,
         )
+        try:
+            record = await self._store.create(
+                token, caller.action(created), limit=config.max_per_user
+            )
+        except OwnerAtLimit as exc:
+            raise BadRequest(
+                f"{owner.name} already has {exc.count} API tokens and may hold at most "
+                f"{config.max_per_user}: delete one before creating another"
+            ) from exc
         return CreatedToken(record, format_token(record.id, secret))
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
@@ -103,30 +162,107 @@ class TokenService:
             raise _not_found(token_id)
         return record
 
+    async def change(self, caller: Caller, token_id: int, change: PolicyChange) -> TokenRecord:
+        """A PATCH: the description alone is the seed's rename; a scope may only narrow."""
+        if change.scope is None and change.allowed_networks is None:
+            assert change.description is not None
+            return await self.rename(caller, token_id, change.description)
+        if change.allowed_networks is not None:
+            # A leaked token must not lift the address limit that contains it.
+            self._require_not_token(caller, "change where tokens may be used from")
+        current = await self._own_token(caller, token_id)
+        if change.scope is not None and widens(current.scope, change.scope):
+            raise BadRequest(
+                f"a token's scope can be narrowed, never widened: token {token_id} has the "
+                f"{current.scope} scope; create a new token for {change.scope} access"
+            )
+        record = await self._store.update_policy(
+            token_id,
+            caller.action(self._clock()),
+            description=change.description,
+            scope=change.scope,
+            allowed_networks=change.allowed_networks,
+        )
+        if record is None:
+            raise _not_found(token_id)
+        # This process at once; the others when the store announces it.
+        self._verifier.forget([token_id])
+        return record
+
+    async def rotate(
+        self, caller: Caller, token_id: int, requested_grace: int | None
+    ) -> CreatedToken:
+        """A new secret for the same token; the current one keeps working for the grace."""
+        self._require_not_token(caller, "rotate tokens")
+        await self._own_token(caller, token_id)
+        grace = grace_seconds(requested_grace, self.config.max_rotation_grace_seconds)
+        secret = new_secret()
+        now = self._clock()
+        record = await self._store.rotate(
+            token_id,
+            await self._hasher.hash(secret),
+            now + grace * 1000 if grace else None,
+            caller.action(now),
+        )
+        if record is None:
+            raise _not_found(token_id)
+        self._verifier.forget([token_id])
+        log.info(
+            "token %d of %s rotated by %s; the replaced secret works for %d s more",
+            token_id,
+            record.owner_key,
+            caller.user.key,
+            grace,
+        )
+        return CreatedToken(record, format_token(record.id, secret))
+
+    async def current(self, caller: Caller) -> tuple[TokenRecord, Grant]:
+        """The token the caller authenticated with, as the store has it now, and its grant."""
+        if caller.grant is None:
+            raise BadRequest(
+                "GET .../user/token/current describes the token that calls it: "
+                "authenticate with that token, not a password"
+            )
+        record = await self._store.get(caller.grant.record.id)
+        if record is None:
+            raise _not_found(caller.grant.record.id)
+        return record, caller.grant
+
     async def list_own(self, caller: Caller) -> Sequence[TokenRecord]:
         return await self._store.list_owned(caller.user.key)
 
     async def delete(self, caller: Caller, token_id: int) -> None:
+        self._require_not_token(caller, "delete tokens")
         record = await self._store.get(token_id)
         if record is None:
             raise _not_found(token_id)
-        if record.owner_key != caller.user.key and not await self._auth.is_sysadmin(caller):
+        if record.owner_key != caller.user.key and not await self._auth.may_manage(caller):
             raise _not_found(token_id)
         if not await self._store.delete(token_id, caller.action(self._clock())):
             raise _not_found(token_id)
         self._verifier.forget([token_id])
 
     async def delete_all_for(self, caller: Caller, user_key: str) -> int:
-        await self._require_sysadmin(caller, "delete all tokens of a user")
+        self._require_not_token(caller, "delete tokens")
+        await self._require_manager(caller, "delete all tokens of a user")
         deleted = await self._store.delete_all_for(user_key, caller.action(self._clock()))
         self._verifier.forget(deleted)
         return len(deleted)
 
     async def find_by_expiry(
-        self, caller: Caller, not_valid_after: int | None, offset: int, limit: int
+        self,
+        caller: Caller,
+        not_valid_after: int | None,
+        offset: int,
+        limit: int,
+        *,
+        owner_key: str | None = None,
+        description: str | None = None,
     ) -> Page:
-        await self._require_sysadmin(caller, "filter all tokens")
-        return await self._store.find_by_expiry(not_valid_after, offset, limit)
+        await self._require_manager(caller, "filter all tokens")
+        return await self._store.find_by_expiry(
+            not_valid_after, offset, limit, owner_key=owner_key, description=description
+        )
 
     async def audit(self, caller: Caller, query: AuditQuery, offset: int, limit: int) -> AuditPage:
         await self._require_sysadmin(caller, "read the audit trail")
@@ -141,6 +277,23 @@ class TokenService:
     async def _require_sysadmin(self, caller: Caller, action: str) -> None:
         if not await self._auth.is_sysadmin(caller):
             raise Forbidden(f"only system administrators may {action}")
+
+    async def _require_manager(self, caller: Caller, action: str) -> None:
+        if not await self._auth.may_manage(caller):
+            raise Forbidden(f"only system administrators and token managers may {action}")
+
+    def _require_not_token(self, caller: Caller, action: str) -> None:
+        if caller.grant is not None and caller.grant.rotated:
+            # The grace is for updating where the secret is used, not for its
+            # holder to rotate the owner's new secret away or mint a spare.
+            raise Forbidden(
+                f"this secret was replaced by a rotation: it may still be used until its grace "
+                f"ends, but not to {action}; use the new secret"
+            )
+        if caller.token_id is not None and not self.config.tokens_may_manage_tokens:
+            raise Forbidden(
+                f"API tokens may not {action} on this site: log in with your password to do it"
+            )
 
 
 def _not_found(token_id: int) -> NotFound:

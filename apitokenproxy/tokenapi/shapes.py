@@ -1,11 +1,14 @@
 """The JSON shapes of a token, field for field the seed's: in lists, and in filtered pages.
 
-One additive field, only when asked for (``?expand=lastAccessedFrom``, the
-Atlassian idiom), so a seed client gets exactly the seed's shapes:
-``lastAccessedFrom``, the client address of the last use (null while
-unused). The audit trail's events have a shape of their own.
+The command line prints the same shapes, so scripts read one format. The
+policy fields (``scope``, ``allowedAddresses``) are added only for a token
+whose policy is not the default (write, from anywhere), so a site that uses
+none of them gets exactly the seed's answers. ``current`` (introspection)
+always has every policy field.
 
-The command line prints the same shapes, so scripts read one format.
+One more additive field, only when asked for (``?expand=lastAccessedFrom``,
+the Atlassian idiom): ``lastAccessedFrom``, the client address of the last
+use (null while unused). The audit trail's events have a shape of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from ..auth.grant import Grant
 from ..store import TokenRecord
 from ..store.audit import AuditEvent
 
@@ -26,9 +30,31 @@ def listed(record: TokenRecord, *, origin: bool = False) -> dict[str, Any]:
         "lastAccessed": record.last_accessed,
         "validUntil": record.valid_until,
     }
+    if record.scope != "write" or record.allowed_networks:
+        shape.update(policy(record))
     if origin:
         shape["lastAccessedFrom"] = record.last_accessed_from or None
     return shape
+
+
+def policy(record: TokenRecord) -> dict[str, Any]:
+    return {"scope": record.scope, "allowedAddresses": list(record.allowed_networks)}
+
+
+def rotated(record: TokenRecord) -> dict[str, Any]:
+    """A rotation's answer besides the new ``plainTextToken``: when the old secret stops."""
+    return {**filtered(record), "previousTokenValidUntil": record.previous_until}
+
+
+def current(record: TokenRecord, grant: Grant) -> dict[str, Any]:
+    """Introspection: the token, its owner, its policy, and when the secret used stops working
+    (``validUntil``, or the end of a rotation's grace for the replaced secret)."""
+    return {
+        **filtered(record),
+        **policy(record),
+        "tokenForUserName": record.owner_name,
+        "secretValidUntil": grant.valid_until,
+    }
 
 
 def filtered(record: TokenRecord, *, origin: bool = False) -> dict[str, Any]:

@@ -52,13 +52,27 @@ async def test_password_check_and_lookups(
     identity, fake = await provider(aiohttp_server, identity_for, product)
     users = fake.users
     admin, alice = users[0], users[1]
-    assert await identity.check_password("alice", "alice-pw") == User(alice.key, "alice")
+    expected = User(alice.key, "alice", "alice@example.com")  # the e-mail as the upstream says
+    assert await identity.check_password("alice", "alice-pw") == expected
     with pytest.raises(PasswordRejected, match="wrong user name or password"):
         await identity.check_password("alice", "nope")
-    assert await identity.find_user(alice.key, as_user("admin")) == User(alice.key, "alice")
+    assert await identity.find_user(alice.key, as_user("admin")) == expected
     assert await identity.find_user("no-such-key", as_user("admin")) is None
     assert await identity.is_sysadmin(User(admin.key, "admin"), as_user("admin")) is True
     assert await identity.is_sysadmin(User(alice.key, "alice"), as_user("alice")) is False
+
+
+@pytest.mark.parametrize("product", ["jira", "confluence"])
+async def test_groups_and_email(
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
+) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, product)
+    bob = fake.users[2]
+    assert bob.groups
+    assert await identity.groups(User(bob.key, "bob"), as_user("bob")) == frozenset(bob.groups)
+    # Both fakes show users their own address (Confluence does when its
+    # e-mail visibility setting lets the viewer see it).
+    assert await identity.email(as_user("bob")) == "bob@example.com"
 
 
 async def test_user_keys_are_quoted(aiohttp_server: Any, identity_for: Identity) -> None:
@@ -116,3 +130,22 @@ async def test_refused_connection_is_502(identity_for: Identity) -> None:
     identity = identity_for("http://127.0.0.1:9", "confluence")
     with pytest.raises(UpstreamUnavailable, match="cannot be reached"):
         await identity.check_password("alice", "pw")
+
+
+@pytest.mark.parametrize("product", ["jira", "confluence"])
+async def test_session_user_forwards_only_the_cookie(
+    aiohttp_server: Any, identity_for: Identity, product: Literal["jira", "confluence"]
+) -> None:
+    identity, fake = await provider(aiohttp_server, identity_for, product)
+    alice = fake.users[1]
+    session = fake.sign_in("alice")
+    cookie = f"atlassian.xsrf.token=x; JSESSIONID={session}"
+    assert await identity.session_user(cookie) == User(alice.key, "alice", alice.email)
+    asked = fake.received[-1]
+    names = {name.lower() for name, _ in asked.headers}
+    assert ("cookie", cookie) in [(n.lower(), v) for n, v in asked.headers]
+    assert "authorization" not in names and USER_HEADER.lower() not in names
+    # Unknown sessions: Jira answers 401, Confluence the anonymous user.
+    assert await identity.session_user("JSESSIONID=forged") is None
+    fake.sessions.clear()
+    assert await identity.session_user(cookie) is None

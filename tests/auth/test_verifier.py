@@ -14,11 +14,14 @@ from typing import cast
 
 import pytest
 
+from apitokenproxy.auth.emails import OwnerEmails
+from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
+from apitokenproxy.auth.identity import User
 from apitokenproxy.auth.throttle import FailureThrottle
 from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
 from apitokenproxy.auth.verifier import InvalidToken, TokenVerifier, rejection
-from apitokenproxy.errors import TooManyRequests
+from apitokenproxy.errors import TooManyRequests, UpstreamUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
 from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.lastaccessed import LastAccessed
@@ -83,6 +86,7 @@ class Rig:
     clock: FakeClock
     throttle: FailureThrottle
     shared: SharedTally
+    emails_asked: list[str]
 
     async def issue(self, owner: str = "alice", valid_until: int | None = None) -> str:
         secret = new_secret()
@@ -142,6 +146,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         clock = FakeClock()
         shared = SharedTally()
         throttle = FailureThrottle(LIMIT, 60, 1000, shared=shared)
+        asked: list[str] = []
+
+        async def lookup(record: TokenRecord) -> str | None:
+            asked.append(record.owner_key)  # as the upstream would say
+            return f"{record.owner_name}@Example.com"
+
         verifier = TokenVerifier(
             store,
             cast(SecretHasher, hasher),
@@ -150,8 +160,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             throttle,
             cache_seconds=300,
             cache_size=100,
+            emails=OwnerEmails(lookup, ttl_seconds=60, size=100),
         )
-        yield Rig(verifier, store, hasher, access, clock, throttle, shared)
+        yield Rig(verifier, store, hasher, access, clock, throttle, shared, asked)
 
 
 # Throttling never refuses a correct token -------------------------------------
@@ -165,10 +176,10 @@ async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
     assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
 
     calls = rig.hasher.calls
-    assert (await rig.verifier.verify(cached, client=ATTACKER)).id == token_id(cached)
+    assert (await rig.verifier.verify(cached, client=ATTACKER)).record.id == token_id(cached)
     assert rig.hasher.calls == calls  # the cache vouched for it: no argon2, no throttle
-    assert (await rig.verifier.verify(fresh, client=ATTACKER)).id == token_id(fresh)
-    assert (await rig.verifier.verify(fresh, "alice", client=ATTACKER)).owner_name == "alice"
+    assert (await rig.verifier.verify(fresh, client=ATTACKER)).record.id == token_id(fresh)
+    assert (await rig.verifier.verify(fresh, "alice", client=ATTACKER)).record.owner_name == "alice"
 
     for refused in (wrong_secret(fresh), format_token(777, WRONG), "atpx_garbage"):
         with pytest.raises(TooManyRequests) as caught:
@@ -179,6 +190,32 @@ async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
     # A good token under the wrong user name is a failure like any other.
     with pytest.raises(TooManyRequests):
         await rig.verifier.verify(fresh, "bob", client=ATTACKER)
+
+
+async def test_an_email_user_name_is_the_owners_address_asked_once(rig: Rig) -> None:
+    token = await rig.issue("alice")
+    # Not verified yet.
+    assert rig.verifier.verify_cached(token, "alice@example.com", "192.0.2.1") is None
+    grant = await rig.verifier.verify(token, "ALICE@example.com", client="192.0.2.1")
+    assert grant.record.owner_name == "alice"
+    assert rig.verifier.verify_cached(token, "alice@example.com", "192.0.2.1") is grant
+    assert rig.verifier.verify_cached(token, "bob@example.com", "192.0.2.1") is None
+    with pytest.raises(InvalidToken, match="does not belong"):
+        await rig.verifier.verify(token, "bob@example.com", client="192.0.2.1")
+    assert rig.emails_asked == ["key-alice"]
+    # Names without "@" never ask.
+    await rig.verifier.verify(await rig.issue("bob"), "bob", client="192.0.2.1")
+    assert rig.emails_asked == ["key-alice"]
+
+
+async def test_a_throttled_email_name_still_accepts_that_users_token(rig: Rig) -> None:
+    alices = await rig.issue("alice")
+    for i in range(LIMIT):  # from many addresses, so only the name is throttled
+        await rig.fail(1, f"198.51.100.{i}", "alice@example.com")
+    grant = await rig.verifier.verify(alices, "alice@example.com", client="192.0.2.1")
+    assert grant.record.id == token_id(alices)
+    with pytest.raises(TooManyRequests):
+        await rig.verifier.verify(await rig.issue("bob"), "alice@example.com", client="192.0.2.2")
 
 
 async def test_failures_of_a_throttled_key_are_still_counted(rig: Rig) -> None:
@@ -196,7 +233,9 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(rig: Rig) ->
     for i in range(LIMIT):  # from many addresses, so only the name is throttled
         await rig.fail(1, f"198.51.100.{i}", "alice")
 
-    assert (await rig.verifier.verify(alices, "ALICE", client="192.0.2.1")).id == token_id(alices)
+    assert (await rig.verifier.verify(alices, "ALICE", client="192.0.2.1")).record.id == token_id(
+        alices
+    )
 
     calls = rig.hasher.calls
     # Cannot be alice's token: refused at once, without argon2.
@@ -214,7 +253,7 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(rig: Rig) ->
         await rig.verifier.verify(wrong_secret(alices), "alice", client="192.0.2.1")
     assert rig.hasher.calls == calls + 1
     # Bob is not alice: his own token is fine.
-    assert (await rig.verifier.verify(bobs, "bob", client="192.0.2.1")).owner_name == "bob"
+    assert (await rig.verifier.verify(bobs, "bob", client="192.0.2.1")).record.owner_name == "bob"
 
 
 async def test_a_throttled_address_runs_one_check_at_a_time(rig: Rig) -> None:
@@ -230,7 +269,7 @@ async def test_a_throttled_address_runs_one_check_at_a_time(rig: Rig) -> None:
     assert rig.hasher.most == 1
     assert rig.hasher.calls == LIMIT + 21
     assert all(isinstance(outcome, TooManyRequests) for outcome in outcomes[:-1])
-    assert isinstance(outcomes[-1], TokenRecord)
+    assert isinstance(outcomes[-1], Grant)
     assert rig.throttle.retry_after(f"address {ATTACKER}") == 60
 
 
@@ -256,7 +295,7 @@ async def test_others_are_not_slowed_by_a_throttled_address(rig: Rig) -> None:
     records = await asyncio.gather(
         *(rig.verifier.verify(token, client=f"192.0.2.{i}") for i, token in enumerate(tokens))
     )
-    assert [record.id for record in records] == [token_id(token) for token in tokens]
+    assert [record.record.id for record in records] == [token_id(token) for token in tokens]
     assert rig.hasher.most == 5
 
 
@@ -290,7 +329,11 @@ async def test_a_throttled_client_joins_a_check_under_way_without_waiting_its_tu
     joined = asyncio.ensure_future(rig.verifier.verify(token, client=ATTACKER))
     await asyncio.sleep(0.01)
     token_held.set()
-    assert (await first_use).id == (await asyncio.wait_for(joined, 1)).id == token_id(token)
+    assert (
+        (await first_use).record.id
+        == (await asyncio.wait_for(joined, 1)).record.id
+        == token_id(token)
+    )
     assert not guess.done()
     guess_held.set()
     with pytest.raises(TooManyRequests):
@@ -307,7 +350,7 @@ async def test_a_storm_of_first_uses_shares_one_check(rig: Rig) -> None:
         *(rig.verifier.verify(token, "alice", client=f"10.0.{i // 256}.{i % 256}")
           for i in range(150))
     )  # fmt: skip
-    assert {record.id for record in records} == {token_id(token)}
+    assert {record.record.id for record in records} == {token_id(token)}
     assert rig.hasher.calls == 1
 
 
@@ -324,7 +367,7 @@ async def test_a_storm_through_the_real_hasher_is_never_busy(rig: Rig) -> None:
         )
         token = format_token(record.id, secret)
         records = await asyncio.gather(*(verifier.verify(token) for _ in range(150)))
-        assert {r.id for r in records} == {record.id}
+        assert {r.record.id for r in records} == {record.id}
     finally:
         hasher.close()
 
@@ -361,7 +404,7 @@ async def test_waiters_on_one_check_each_apply_their_own_acceptance(rig: Rig) ->
         rig.verifier.verify(token, None, client="192.0.2.3"),
         return_exceptions=True,
     )
-    assert [type(outcome) for outcome in outcomes] == [TokenRecord, InvalidToken, TokenRecord]
+    assert [type(outcome) for outcome in outcomes] == [Grant, InvalidToken, Grant]
     assert rig.hasher.calls == 1
     assert rig.throttle.retry_after("user bob") is None
     assert len(rig.throttle) == 2  # bob's address and bob's name, nobody else
@@ -375,7 +418,7 @@ async def test_a_check_under_way_when_its_token_is_revoked_is_not_cached(rig: Ri
     assert await rig.store.delete(token_id(token), ACT)
     rig.verifier.forget([token_id(token)])
     held.set()
-    assert (await started).id == token_id(token)  # it began before the revocation
+    assert (await started).record.id == token_id(token)  # it began before the revocation
     assert rig.verifier.verify_cached(token, None, "192.0.2.1") is None
     with pytest.raises(InvalidToken):
         await rig.verifier.verify(token)
@@ -394,7 +437,7 @@ async def test_verify_cached(rig: Rig) -> None:
     for username in (None, "alice", "ALICE"):
         record = rig.verifier.verify_cached(token, username, "192.0.2.2")
         assert record is not None
-        assert record.id == token_id(token)
+        assert record.record.id == token_id(token)
     # Recorded as verify() does, with the address of the latest use.
     assert await rig.last_accessed(token) == (START_MS + 1000, "192.0.2.2")
 
@@ -429,29 +472,111 @@ async def test_verify_cached_forgets_revoked_tokens(rig: Rig) -> None:
 # The acceptance rule, without an event loop ----------------------------------
 
 
-def record(valid_until: int | None) -> TokenRecord:
-    return TokenRecord(1, "key-alice", "Alice", "t", "h", START_MS, valid_until, 0, "key-alice")
+def record(valid_until: int | None, previous_until: int | None = None) -> TokenRecord:
+    return TokenRecord(
+        1, "key-alice", "Alice", "t", "h", START_MS, valid_until, 0, "key-alice",
+        previous_hash=None if previous_until is None else "old", previous_until=previous_until,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("valid_until", "username", "now", "refused"),
+    ("valid_until", "previous_until", "username", "email", "now", "refused"),
     [
-        (None, None, START_MS, None),
-        (None, "alice", START_MS, None),
-        (None, "ALICE", START_MS, None),
-        (None, "bob", START_MS, "does not belong"),
-        (None, "", START_MS, "does not belong"),
-        (START_MS + 1, None, START_MS, None),
-        (START_MS + 1, None, START_MS + 1, "expired on 2026-01-15 12:00 UTC"),
-        (START_MS + 1, "bob", START_MS + 1, "expired"),  # expiry is reported first
+        # The replaced secret of a rotation: good until the earlier of the two deadlines.
+        (None, START_MS + 5, None, "", START_MS + 4, None),
+        (None, START_MS + 5, None, "", START_MS + 5, "replaced by a rotation"),
+        (START_MS + 3, START_MS + 5, None, "", START_MS + 3, "replaced by a rotation"),
+        # A user name with @ is the owner's only if it is the owner's address.
+        (None, None, "alice@example.com", "alice@example.com", START_MS, None),
+        (None, None, "ALICE@Example.COM", "alice@example.com", START_MS, None),
+        (None, None, "bob@example.com", "alice@example.com", START_MS, "does not belong"),
+        (None, None, "alice@example.com", "", START_MS, "does not belong"),
+    ],
+)
+def test_rejection_of_rotated_secrets_and_email_names(
+    valid_until: int | None,
+    previous_until: int | None,
+    username: str | None,
+    email: str,
+    now: int,
+    refused: str | None,
+) -> None:
+    rotated = previous_until is not None
+    grant = grant_for(record(valid_until, previous_until), rotated=rotated)
+    problem = rejection(grant, username, now, email)
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert refused in problem.message
+        assert problem.reason == ("rotated" if "replaced" in refused else "wrong_owner")
+
+
+@pytest.mark.parametrize(
+    ("valid_until", "username", "now", "refused", "why"),
+    [
+        (None, None, START_MS, None, None),
+        (None, "alice", START_MS, None, None),
+        (None, "ALICE", START_MS, None, None),
+        (None, "bob", START_MS, "does not belong", "wrong_owner"),
+        (None, "", START_MS, "does not belong", "wrong_owner"),
+        (START_MS + 1, None, START_MS, None, None),
+        (START_MS + 1, None, START_MS + 1, "expired on 2026-01-15 12:00 UTC", "expired"),
+        (START_MS + 1, "bob", START_MS + 1, "expired", "expired"),  # expiry is reported first
     ],
 )
 def test_rejection(
-    valid_until: int | None, username: str | None, now: int, refused: str | None
+    valid_until: int | None, username: str | None, now: int, refused: str | None, why: str | None
 ) -> None:
-    reason = rejection(record(valid_until), username, now)
+    problem = rejection(grant_for(record(valid_until)), username, now)
     if refused is None:
-        assert reason is None
+        assert problem is None
     else:
-        assert reason is not None
-        assert refused in reason
+        assert problem is not None
+        assert refused in problem.message
+        assert problem.reason == why
+
+
+# Who a token speaks for: its owner's key, under the name the upstream gives it now ---------
+
+
+@pytest.mark.parametrize(
+    ("upstream_says", "speaks_for"),
+    [
+        (User("key-alice", "alice"), "alice"),
+        (User("key-alice", "ALICE"), "alice"),  # names compare as the upstream's do
+        (User("key-alice", "alicia"), "alicia"),  # renamed: the token follows the key
+        (None, None),  # the key is gone upstream: refused, whoever has the name now
+        (UpstreamUnavailable("jira is down"), "alice"),  # cannot tell: the stored name
+    ],
+)
+async def test_a_token_speaks_for_its_owners_key(
+    rig: Rig, upstream_says: User | Exception | None, speaks_for: str | None
+) -> None:
+    asked: list[str] = []
+
+    async def owner_of(record: TokenRecord) -> User | None:
+        asked.append(record.owner_key)
+        if isinstance(upstream_says, Exception):
+            raise upstream_says
+        return upstream_says
+
+    verifier = TokenVerifier(
+        rig.store,
+        cast(SecretHasher, rig.hasher),
+        rig.access,
+        rig.clock,
+        rig.throttle,
+        cache_seconds=300,
+        cache_size=10,
+        owner_of=owner_of,
+    )
+    token = await rig.issue()
+    for _ in range(3):
+        if speaks_for is None:
+            with pytest.raises(InvalidToken):
+                await verifier.verify(token)
+        else:
+            assert (await verifier.verify(token)).record.owner_name == speaks_for
+    # Asked once per check against the store; a cached grant asks nothing.
+    assert asked == ["key-alice"] * (1 if speaks_for is not None else 3)

@@ -18,7 +18,7 @@ from apitokenproxy.store.audit import Action, AuditQuery, How
 from apitokenproxy.store.retention import DAY_MS
 
 from ..conftest import START_MS, MakeWorld, World
-from ..fakes import basic, bearer
+from ..fakes import SESSION_COOKIE, basic, bearer
 from ..processes import write_config
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -105,23 +105,63 @@ async def test_every_change_through_the_api_is_one_event_with_its_actor(jira: Wo
     # A revoked token's description outlives it in the trail.
     assert [e["description"] for e in data["content"][4:6]] == ["CI renamed", "CI renamed"]
     assert [e["at"] for e in data["content"][4:6]] == [START_MS + 2000, START_MS + 1000]
-    assert all(e["requestId"] is None for e in data["content"][:-1])
+    # Without an X-Request-Id, each request's own id (the one its answer carried
+    # and its access-log line has): five requests, six events.
+    made_here = [e["requestId"] for e in data["content"][:-1]]
+    assert None not in made_here
+    assert len(set(made_here)) == 5
+    assert made_here[0] == made_here[1]  # both tokens of one deleteAllFor
+
+
+async def test_rotations_and_policy_changes_are_audited_with_how_the_actor_signed_in(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    origin = str(world.client.make_url("").origin())
+    cookie = f"atlassian.xsrf.token=abc; {SESSION_COOKIE}={world.upstream.sign_in('alice')}"
+    browser = {"Cookie": cookie, "X-Atlassian-Token": "no-check", "Origin": origin}
+    made = await call(world, "POST", "/user/token", ALICE, 200, json={"tokenDescription": "CI"})
+    world.clock.advance(1000)
+    rotated = await call(world, "POST", f"/user/token/{made['id']}/rotate", browser, 200,
+                         json={"gracePeriodSeconds": 60}, headers={"X-Request-Id": "rot-1"})  # fmt: skip
+    world.clock.advance(1000)
+    token = bearer(rotated["plainTextToken"])
+    await call(world, "PATCH", f"/user/token/{made['id']}", token, 200, json={"scope": "read"})
+    world.clock.advance(1000)
+    await call(world, "PATCH", f"/user/token/{made['id']}", ALICE, 200,
+               json={"tokenDescription": "CI read", "allowedAddresses": ["10.0.0.0/8"]})  # fmt: skip
+    # Refused changes leave nothing: a widening, and someone else's token.
+    await call(world, "PATCH", f"/user/token/{made['id']}", ALICE, 400, json={"scope": "write"})
+    await call(world, "POST", f"/user/token/{made['id']}/rotate", BOB, 404, json={})
+
+    data = await audit(world)
+    assert [(*who(e), e["at"]) for e in data["content"]] == [
+        ("policy_changed", "alice", ALICE_KEY, "password", ALICE_KEY, made["id"], START_MS + 3000),
+        ("renamed", "alice", ALICE_KEY, "password", ALICE_KEY, made["id"], START_MS + 3000),
+        ("policy_changed", "alice", ALICE_KEY, "token", ALICE_KEY, made["id"], START_MS + 2000),
+        ("rotated", "alice", ALICE_KEY, "session", ALICE_KEY, made["id"], START_MS + 1000),
+        ("created", "alice", ALICE_KEY, "password", ALICE_KEY, made["id"], START_MS),
+    ]
+    assert data["content"][3]["requestId"] == "rot-1"
+    assert data["content"][0]["description"] == "CI read"
 
 
 @pytest.mark.parametrize(
     ("sent", "kept"),
     [
         (["3f2b8c1e-7a4d-4e1b-9c2a-0d5e6f7a8b9c"], "3f2b8c1e-7a4d-4e1b-9c2a-0d5e6f7a8b9c"),
-        (["x" * 129], None),
-        (["two words"], None),
-        (["a\u00e9"], None),
-        (["a", "b"], None),
+        (["x" * 129], "answered"),
+        (["two words"], "answered"),
+        (["a\u00e9"], "answered"),
+        (["a", "b"], "answered"),
         (["atpx_1_" + "A" * 38], None),  # a token in the wrong header stays out
     ],
 )
-async def test_only_a_sane_request_id_is_kept(
+async def test_the_request_id_is_the_one_answered_unless_it_carries_a_token(
     make_world: MakeWorld, sent: list[str], kept: str | None
 ) -> None:
+    """A sane X-Request-Id is kept; for any other the id the proxy made (and
+    answered with) is."""
     world = await make_world()
     headers = [("X-Request-Id", value) for value in sent]
     resp = await world.client.post(
@@ -130,8 +170,13 @@ async def test_only_a_sane_request_id_is_kept(
         headers=[*ALICE.items(), *headers],
     )
     assert resp.status == 200
+    answered = resp.headers["X-Request-Id"]
     [entry] = (await audit(world))["content"]
-    assert entry["requestId"] == kept
+    if kept == "answered":
+        assert answered not in sent
+        assert entry["requestId"] == answered
+    else:
+        assert entry["requestId"] == kept
 
 
 async def test_the_client_address_is_the_one_forwarding_decides(make_world: MakeWorld) -> None:

@@ -80,6 +80,26 @@ def test_operator_commands_reject_bad_values(
                  "--description", "x", "--months", "0"]) == 2  # fmt: skip
     assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
                  "--description", "  "]) == 2  # fmt: skip
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "x", "--allowed-address", "10.0.0.0/33"]) == 2  # fmt: skip
+    assert "is not an IP network" in capsys.readouterr().err
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_operator_creates_a_token_with_a_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["tokens", "create", "-c", config, "--user-key", "k", "--user-name", "n",
+                 "--description", "ci", "--scope", "read", "--allowed-address", "10.1.2.3/16",
+                 "--allowed-address", "2001:db8::/32"]) == 0  # fmt: skip
+    created = json.loads(capsys.readouterr().out)
+    assert (created["scope"], created["allowedAddresses"]) == (
+        "read", ["10.1.0.0/16", "2001:db8::/32"]
+    )  # fmt: skip
+    assert main(["tokens", "list", "-c", config]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["scope"] == "read"
 
 
 @pytest.mark.slow  # a real process
@@ -139,6 +159,45 @@ async def test_demo_serves_the_seed_flow(tmp_path: Path) -> None:
                 f"{API}/user/tokensByFilter?notValidAfter=-1", headers=basic("alice", "alice")
             )
             assert resp.status == 403
+    finally:
+        out = await stop(proc)
+    assert proc.returncode == 0, out
+
+
+@pytest.mark.slow  # a real process
+async def test_demo_has_a_sign_in_page_for_the_browser_pages(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await start("demo", "--port", str(port))
+    try:
+        banner = await wait_for(proc, "deleteAllFor")
+        assert f"http://localhost:{port}/apitokens/" in banner
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address, as a browser keeps them
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", cookie_jar=jar) as http:
+            resp = await http.get("/apitokens/", allow_redirects=False)
+            assert resp.status == 302
+            login = resp.headers["Location"]
+            assert login.startswith("/login.jsp?os_destination=")
+            assert "Log in" in await (await http.get(login)).text()
+            resp = await http.post(
+                "/login.jsp",
+                data={
+                    "os_username": "alice",
+                    "os_password": "alice",
+                    "os_destination": "/apitokens",
+                },
+                allow_redirects=False,
+            )
+            assert resp.status == 302 and resp.headers["Location"] == "/apitokens"
+            resp = await http.get("/apitokens/")
+            assert resp.status == 200 and 'data-user="alice"' in await resp.text()
+            resp = await http.post(
+                f"{API}/user/token",
+                json={"tokenDescription": "from the demo's pages"},
+                headers={"X-Atlassian-Token": "no-check"},
+            )
+            assert resp.status == 200, await resp.text()
+            await http.get("/logout")  # the demo Jira ends the session and clears the cookie
+            assert (await http.get(f"{API}/user/token")).status == 401
     finally:
         out = await stop(proc)
     assert proc.returncode == 0, out

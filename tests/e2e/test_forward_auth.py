@@ -29,6 +29,8 @@ NGINX_SITE = """
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header Upgrade $http_upgrade;
         }}
         location / {{
             auth_request /__apitokenproxy_auth;

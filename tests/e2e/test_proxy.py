@@ -323,7 +323,10 @@ async def test_compressed_bodies_pass_through_compressed(jira: World) -> None:
 async def test_no_headers_are_invented(jira: World) -> None:
     data = await echo(jira, skip_auto_headers=["Accept", "Accept-Encoding", "User-Agent"])
     names = {k.lower() for k, _ in data["headers"]}
-    assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+    # The request id is the proxy's own, as the forwarding headers are (ops/requestid.py).
+    assert names == {
+        "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"
+    }  # fmt: skip
 
 
 async def test_host_is_the_clients(jira: World) -> None:
@@ -583,3 +586,17 @@ async def test_an_absolute_form_target_is_forwarded_as_its_path_with_the_hosts_h
     headers = {k.lower(): v for k, v in seen.headers}
     assert seen.path_qs == "/rest/api/2/issue/X-1?a=1"
     assert (headers["host"], headers["x-forwarded-host"]) == ("jira.example.com",) * 2
+
+
+async def test_data_requests_after_token_api_calls_run_in_the_lane_under_test(
+    make_world: MakeWorld, lane: str
+) -> None:
+    # The harness closes connections after the proxy's own calls (conftest's
+    # own_calls_close); without that, a "fast" test would be served by aiohttp.
+    world = await make_world("jira")
+    token = (await make_token(world))["plainTextToken"]
+    fast = world.client.app[COMPONENTS].fast_lane
+    before = fast.served
+    for _ in range(3):
+        await echo(world, headers=bearer(token))
+    assert fast.served - before == (3 if lane == "fast" else 0)

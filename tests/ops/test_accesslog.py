@@ -1,48 +1,127 @@
-"""The access log: one line per request, never a query string or a credential."""
+"""The access log: one line per request, every field, never a query string or a credential."""
 
 from __future__ import annotations
 
 import io
+import json
 import re
+from typing import Any
 
 import pytest
 
-from apitokenproxy.ops.accesslog import AccessLog
+from apitokenproxy.ops.accesslog import AccessLog, Format
 
-LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) \"(.*)\" (\d{3}) (\w+)\n")
+TEXT = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) \"(.*)\" (\d{3}) in=(\d+) out=(\d+) "
+    r"ms=(\S+) upstream_ms=(\S+) lane=(\w+) auth=(\S+) reason=(\S+) user=(\S+|\".*\") "
+    r"token_id=(\S+) request_id=(\S+)\n"
+)
 
 
+def line(format: Format = "text", **fields: Any) -> str:
+    args: dict[str, Any] = {
+        "client": "203.0.113.9", "method": "GET", "target": "/x", "status": 200,
+        "lane": "fast", "bytes_in": 3, "bytes_out": 512, "seconds": 0.0042,
+        "upstream_seconds": 0.0031, "auth": "token", "reason": None, "user": "alice",
+        "token_id": 17, "request_id": "req-1",
+    }  # fmt: skip
+    args.update(fields)
+    out = io.StringIO()
+    log = AccessLog(True, stream=out, format=format)
+    log.record(**args)
+    log.flush()
+    return out.getvalue()
+
+
+async def test_a_text_line_has_every_field_in_order() -> None:
+    text = line()
+    match = TEXT.fullmatch(text)
+    assert match, text
+    assert match.groups() == (
+        "203.0.113.9", "GET /x", "200", "3", "512", "4.200", "3.100", "fast", "token", "-",
+        "alice", "17", "req-1",
+    )  # fmt: skip
+
+
+async def test_a_json_line_is_one_object_with_every_field() -> None:
+    text = line("json", auth="refused", reason="expired", upstream_seconds=None, token_id=None)
+    assert text.endswith("}\n") and text.count("\n") == 1
+    entry = json.loads(text)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.pop("time"))
+    assert entry == {
+        "client": "203.0.113.9", "method": "GET", "path": "/x", "status": 200,
+        "bytes_in": 3, "bytes_out": 512, "ms": 4.2, "upstream_ms": None, "lane": "fast",
+        "auth": "refused", "reason": "expired", "user": "alice", "token_id": None,
+        "request_id": "req-1",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
 @pytest.mark.parametrize(
     ("method", "target", "logged"),
     [
-        ("GET", "/rest/api/2/search?jql=project%3DX&token=secret", '"GET /rest/api/2/search"'),
+        ("GET", "/rest/api/2/search?jql=project%3DX&token=secret", "/rest/api/2/search"),
         # Red team F4: an absolute-form target's authority may carry user:password.
-        ("GET", "http://alice:atpx_1_SECRET@jira.example.com/x?y", '"GET /x"'),
-        ("GET", "https://jira.example.com", '"GET /"'),
-        ("GET", "/a\nforged line", "'/a\\nforged line'"),  # escaped: one line, never two
+        ("GET", "http://alice:atpx_1_SECRET@jira.example.com/x?y", "/x"),
+        ("GET", "https://jira.example.com", "/"),
+        ("GET", "/a\nforged line", "/a\\nforged line"),  # escaped: one line, never two
+        ("GET", '/a" 200 in=0', '/a\\" 200 in=0'),  # a quote cannot end the request field
     ],
 )
-async def test_lines_carry_the_path_only(method: str, target: str, logged: str) -> None:
-    out = io.StringIO()
-    log = AccessLog(True, stream=out)
-    log.record("203.0.113.9", method, target, 200, "aiohttp")
-    log.flush()
-    text = out.getvalue()
-    assert LINE.fullmatch(text), text
+async def test_lines_carry_the_path_only(
+    format: Format, method: str, target: str, logged: str
+) -> None:
+    text = line(format, method=method, target=target)
+    assert text.count("\n") == 1
+    if format == "text":
+        assert TEXT.fullmatch(text), text
+    else:
+        assert json.loads(text)["path"] == json.loads(f'"{logged}"')
     assert logged in text
     assert "secret" not in text.lower() and "atpx_" not in text
+
+
+@pytest.mark.parametrize(
+    ("user", "logged"),
+    [
+        ("alice", "user=alice"),
+        ("Alice Smith", 'user="Alice Smith"'),
+        ("j\u00fcrgen", 'user="j\\u00fcrgen"'),
+        ('x" auth=token', 'user="x\\" auth=token"'),
+        ("a\nb", 'user="a\\nb"'),
+        ("a=b", 'user="a=b"'),
+        (None, "user=-"),
+    ],
+)
+async def test_a_user_name_cannot_forge_fields(user: str | None, logged: str) -> None:
+    text = line(user=user)
+    assert TEXT.fullmatch(text), text
+    assert f" {logged} token_id=" in text
 
 
 async def test_lines_are_written_together_and_off_means_off() -> None:
     out = io.StringIO()
     log = AccessLog(True, stream=out, flush_seconds=60)
     for i in range(3):
-        log.record("c", "GET", f"/{i}", 200, "fast")
+        log.record("c", "GET", f"/{i}", 200, "fast", 0, 0, 0.0, None, None, None, None, None, "r")
     assert out.getvalue() == ""  # batched until the flush
     log.flush()
     assert out.getvalue().count("\n") == 3
     silent = io.StringIO()
     off = AccessLog(False, stream=silent)
-    off.record("c", "GET", "/", 200, "fast")
+    off.record("c", "GET", "/", 200, "fast", 0, 0, 0.0, None, None, None, None, None, "r")
     off.flush()
     assert silent.getvalue() == ""
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
+async def test_a_client_address_cannot_forge_fields(format: Format) -> None:
+    # Through a trusted proxy, the address comes from X-Forwarded-For: the client's words.
+    text = line(format, client='10.0.0.1" 200 auth=token user=admin')
+    assert text.count("\n") == 1
+    if format == "text":
+        # One quoted field, escaped as JSON, then the request as always.
+        assert 'Z "10.0.0.1\\" 200 auth=token user=admin" "GET /x" 200 in=3 ' in text
+        assert text.endswith(" auth=token reason=- user=alice token_id=17 request_id=req-1\n")
+    else:
+        assert json.loads(text)["client"] == '10.0.0.1" 200 auth=token user=admin'

@@ -1,10 +1,12 @@
-"""LastAccessed: the latest use of each token, with its address, written in batches."""
+"""LastAccessed: the latest use of each token, with its address, written in batches,
+and how long since the last write (the metrics' flush lag)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from apitokenproxy.errors import StoreUnavailable
+from apitokenproxy.store import TokenStore
 from apitokenproxy.store.base import Use
 from apitokenproxy.store.lastaccessed import LastAccessed
 
@@ -50,11 +52,30 @@ async def test_a_failed_flush_keeps_times_and_addresses_for_the_next() -> None:
     assert store.written == [{1: (100, "192.0.2.1"), 2: (70, "192.0.2.7")}]
 
 
-async def test_forgotten_tokens_are_not_written() -> None:
-    access, store = tracker()
-    access.record(1, 100, "192.0.2.1")
-    access.record(2, 100, "192.0.2.2")
-    access.forget([1])
-    assert access.pending() == {2: (100, "192.0.2.2")}
+class Sick:
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        self.failing = False
+
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        if self.failing:
+            raise StoreUnavailable("locked")
+        await self.store.record_access(uses)
+
+
+async def test_the_age_restarts_at_each_write_and_grows_while_writes_fail(
+    store: TokenStore,
+) -> None:
+    sick = Sick(store)
+    access = LastAccessed(sick, flush_seconds=60)  # type: ignore[arg-type]
+    access.record(1, 5, "192.0.2.1")
     await access.flush()
-    assert store.written == [{2: (100, "192.0.2.2")}]
+    written = access.age()
+    sick.failing = True
+    access.record(1, 6, "192.0.2.1")
+    await access.flush()  # kept for the next try
+    assert access.age() >= written
+    sick.failing = False
+    before = access.age()
+    await access.flush()
+    assert access.age() < before  # just written

@@ -16,18 +16,21 @@ RECORD = TokenRecord(7, "k", "n", "d", "$argon2id$x", 1, None, 5, "c")
 def test_columns_are_the_record_fields_and_round_trip() -> None:
     assert tuple(f.name for f in dataclasses.fields(TokenRecord)) == schema.COLUMNS
     assert set(schema.NEW_COLUMNS) == set(schema.COLUMNS) - {
-        "id",
-        "last_accessed",
-        "last_accessed_from",
-    }
+        "id", "last_accessed", "last_accessed_from", "previous_hash", "previous_until"
+    }  # fmt: skip
     assert schema.record(schema.values(RECORD)) == RECORD
+    restricted = dataclasses.replace(RECORD, allowed_networks=("10.0.0.0/8", "2001:db8::/32"))
+    assert schema.record(schema.values(restricted)) == restricted
     with pytest.raises(ValueError):
         schema.record(schema.values(RECORD)[:-1])
 
 
 def test_new_token_values_follow_new_columns() -> None:
-    new = NewToken("k", "n", "d", "h", 1, 2, "c")
-    assert dict(zip(schema.NEW_COLUMNS, schema.values(new), strict=True)) == dataclasses.asdict(new)
+    new = NewToken("k", "n", "d", "h", 1, 2, "c", "read", ("10.0.0.0/8", "::1/128"))
+    assert dict(zip(schema.NEW_COLUMNS, schema.values(new), strict=True)) == {
+        **dataclasses.asdict(new),
+        "allowed_networks": "10.0.0.0/8 ::1/128",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,23 @@
+"""The narrow interface both warning channels implement."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .message import ExpiryWarning
+
+
+class NotificationFailed(Exception):
+    """A warning could not be delivered; ``reason`` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Channel(Protocol):
+    name: str  # recorded with each warning: "email" or "webhook"
+
+    async def send(self, warning: ExpiryWarning) -> None:
+        """Deliver one warning or raise NotificationFailed."""
+        ...
