@@ -52,6 +52,7 @@ class Components:
     pool: UpstreamPool
     last_accessed: LastAccessed
     access_log: AccessLog
+    retention: AuditRetention
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
@@ -98,6 +99,7 @@ class Components:
             access_log = AccessLog(config.logging.access_log)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
+            retention = AuditRetention(store, config.audit.retention_days, clock)
             throttle = config.auth.throttle
             verifier = TokenVerifier(
                 store,
@@ -132,6 +134,7 @@ class Components:
                 pool=pool,
                 last_accessed=last_accessed,
                 access_log=access_log,
+                retention=retention,
                 verifier=verifier,
                 token_api=TokenApi(
                     TokenService(
@@ -157,7 +160,6 @@ class Components:
             )
             last_accessed.start()
             stack.push_async_callback(last_accessed.stop)
-            retention = AuditRetention(store, config.audit.retention_days, clock)
             retention.start()
             stack.push_async_callback(retention.stop)
             watcher = asyncio.create_task(
