@@ -63,6 +63,7 @@ class Components:
     last_accessed: LastAccessed
     access_log: AccessLog
     metrics: Metrics
+    retention: AuditRetention
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
@@ -120,6 +121,7 @@ class Components:
             access_log = AccessLog(config.logging.access_log, format=config.logging.format)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
+            retention = AuditRetention(store, config.audit.retention_days, clock)
             throttle = config.auth.throttle
             injection = Injection.from_config(upstream)
             provider = identity or UpstreamIdentity(
@@ -192,6 +194,7 @@ class Components:
                 last_accessed=last_accessed,
                 access_log=access_log,
                 metrics=metrics,
+                retention=retention,
                 verifier=verifier,
                 token_api=token_api,
                 pages=Pages(
@@ -223,7 +226,6 @@ class Components:
             stack.push_async_callback(last_accessed.stop)
             metrics.start()
             stack.push_async_callback(metrics.stop)
-            retention = AuditRetention(store, config.audit.retention_days, clock)
             retention.start()
             stack.push_async_callback(retention.stop)
             watcher = asyncio.create_task(

@@ -56,7 +56,13 @@ async def test_prune_repeats_bounded_batches_until_one_is_short(waiting: int, ba
 
 async def test_a_store_failure_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
     fake = PruneLog(5, fail=True)
-    retention = AuditRetention(fake, 1, FakeClock(), interval_seconds=0.01)  # type: ignore[arg-type]
+    retention = AuditRetention(
+        fake,  # type: ignore[arg-type]
+        1,
+        FakeClock(),
+        interval_seconds=0.01,
+        first_delay_seconds=0,
+    )
     retention.start()
     try:
         with caplog.at_level(logging.WARNING):
@@ -96,7 +102,13 @@ async def test_stop_lets_the_batch_under_way_finish() -> None:
     # A query cancelled mid-flight can leave a PostgreSQL connection holding its locks.
     fake = PruneLog(5000)
     fake.release = asyncio.Event()
-    retention = AuditRetention(fake, 1, FakeClock(), batch=1000)  # type: ignore[arg-type]
+    retention = AuditRetention(
+        fake,  # type: ignore[arg-type]
+        1,
+        FakeClock(),
+        batch=1000,
+        first_delay_seconds=0,
+    )
     retention.start()
     await calls(fake, 1)
     stopping = asyncio.create_task(retention.stop())
@@ -106,3 +118,15 @@ async def test_stop_lets_the_batch_under_way_finish() -> None:
     async with asyncio.timeout(2):
         await stopping
     assert (len(fake.calls), fake.finished) == (1, 1)  # and no batch after it
+
+
+async def test_the_first_prune_waits_and_stop_does_not() -> None:
+    fake = PruneLog(5)
+    retention = AuditRetention(fake, 1, FakeClock(), first_delay_seconds=0.2)  # type: ignore[arg-type]
+    retention.start()
+    await asyncio.sleep(0.05)
+    assert fake.calls == []  # not at once: start-up is busy enough
+    await calls(fake, 1)
+    assert fake.waiting == 0
+    async with asyncio.timeout(1):  # an hour's pause ends at once
+        await retention.stop()
