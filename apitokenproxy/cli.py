@@ -6,15 +6,19 @@
     apitokenproxy copy-store --from URL --to URL
     apitokenproxy demo [--port 8080]
     apitokenproxy tokens list|create|revoke|revoke-all --config FILE ...
+    apitokenproxy audit --config FILE [--user-key K] [--since DATE] [--json]
 
 ``tokens`` works on the store directly, for operators: no upstream needed.
-A running proxy notices revocations made this way within a second.
+A running proxy notices revocations made this way within a second. Each
+change is in the audit trail as the operating-system user's, authenticated
+by "cli".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib.metadata
 import json
 import logging
@@ -25,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -37,9 +42,10 @@ from .demo import create_demo_upstream, seed_commands
 from .errors import ProxyError
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
 from .store import NewToken, opened
+from .store.audit import Action, AuditEvent, AuditQuery, How
 from .supervisor import serve
 from .tokenapi.inputs import parse_networks
-from .tokenapi.shapes import filtered
+from .tokenapi.shapes import audit_entry, audit_line, filtered
 from .tokenapi.validity import effective_months, valid_until
 
 log = logging.getLogger("apitokenproxy")
@@ -123,7 +129,31 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", type=int)
     revoke_all = token_command("revoke-all", "delete every token of a user", _tokens_revoke_all)
     revoke_all.add_argument("--user-key", required=True)
+
+    audit = with_config(command("audit", "show the audit trail, newest first", _audit))
+    audit.add_argument("--user-key", help="only events this user acted in or owned the token of")
+    audit.add_argument(
+        "--since",
+        type=_since,
+        metavar="DATE",
+        help="only events at or after DATE: 2026-11-24 or 2026-11-24T09:30 (UTC unless an "
+        "offset is given)",
+    )
+    audit.add_argument("--json", action="store_true", help="a JSON array, as the REST API shows")
     return parser
+
+
+def _since(text: str) -> int:
+    """``--since``: an ISO date or date and time, UTC unless it says otherwise, as ms."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a date: {text!r} (use 2026-11-24 or 2026-11-24T09:30)"
+        ) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def _version() -> str:
@@ -222,25 +252,73 @@ COPY_BATCH = 500
 
 
 def _copy_store(args: argparse.Namespace) -> int:
-    """Copy every token between stores, ids, hashes and times intact; safe to repeat."""
+    """Copy every token and audit event between stores, ids, hashes and times
+    intact; safe to repeat."""
 
-    async def run() -> int:
-        copied = 0
+    async def run() -> tuple[int, int]:
+        tokens = events = 0
         async with opened(args.source) as source, opened(args.target) as target:
-            while True:
-                page = await source.find_by_expiry(None, copied, COPY_BATCH)
-                if not page.items:
-                    return copied
-                copied += await target.upsert(page.items)
+            while page := (await source.find_by_expiry(None, tokens, COPY_BATCH)).items:
+                tokens += await target.upsert(page)
+            query = AuditQuery()
+            while trail := (await source.audit_events(query, events, COPY_BATCH)).items:
+                events += await target.copy_events(trail)
+        return tokens, events
 
-    count = asyncio.run(run())
-    print(f"copied {count} token(s) from {_redacted(args.source)} to {_redacted(args.target)}")
+    tokens, events = asyncio.run(run())
+    print(
+        f"copied {tokens} token(s) and {events} audit event(s) from {_redacted(args.source)}"
+        f" to {_redacted(args.target)}"
+    )
     return 0
 
 
 def _redacted(url: str) -> str:
     """A store URL fit for a terminal: the password replaced."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+# Who created a token from the command line, and who acts in its audit events.
+CLI_KEY = "apitokenproxy-cli"
+
+
+def _cli_action(at: int | None = None) -> Action:
+    """A change made here: by the operating-system user, authenticated as "cli"."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        name = "unknown"
+    return Action(
+        at=time.time_ns() // 1_000_000 if at is None else at,
+        actor_key=CLI_KEY,
+        actor_name=name,
+        how=How.CLI,
+    )
+
+
+AUDIT_BATCH = 500
+
+
+def _audit(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    query = AuditQuery(user_key=args.user_key, since=args.since)
+
+    async def run() -> list[AuditEvent]:
+        events: list[AuditEvent] = []
+        async with opened(config.store) as store:
+            while True:
+                page = await store.audit_events(query, len(events), AUDIT_BATCH)
+                events.extend(page.items)
+                if len(page.items) < AUDIT_BATCH:
+                    return events
+
+    events = asyncio.run(run())
+    if args.json:
+        print(json.dumps([audit_entry(e) for e in events], indent=2, sort_keys=True))
+    else:
+        for event in events:
+            print(audit_line(event))
+    return 0
 
 
 def _tokens_list(args: argparse.Namespace) -> int:
@@ -252,7 +330,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
                 records = await store.list_owned(args.user_key)
             else:
                 records = (await store.find_by_expiry(None, 0, 2**62)).items
-        return [filtered(r) for r in records]
+        return [filtered(r, origin=True) for r in records]
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
     return 0
@@ -289,14 +367,14 @@ def _tokens_create(args: argparse.Namespace) -> int:
                 secret_hash=await hasher.hash(secret),
                 created=created,
                 valid_until=valid_until(created, months),
-                created_by_key="apitokenproxy-cli",
+                created_by_key=CLI_KEY,
                 scope=args.scope,
                 allowed_networks=networks,
             )
         finally:
             hasher.close()
         async with opened(config.store) as store:
-            record = await store.create(new)
+            record = await store.create(new, _cli_action(created))
         return {**filtered(record), "plainTextToken": format_token(record.id, secret)}
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
@@ -308,7 +386,7 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 
     async def run() -> bool:
         async with opened(config.store) as store:
-            return await store.delete(args.token_id)
+            return await store.delete(args.token_id, _cli_action())
 
     if not asyncio.run(run()):
         print(f"apitokenproxy: no token with id {args.token_id}", file=sys.stderr)
@@ -322,7 +400,7 @@ def _tokens_revoke_all(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with opened(config.store) as store:
-            return len(await store.delete_all_for(args.user_key))
+            return len(await store.delete_all_for(args.user_key, _cli_action()))
 
     print(f"{asyncio.run(run())} token(s) of {args.user_key} revoked")
     return 0

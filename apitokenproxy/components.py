@@ -1,11 +1,11 @@
 """Everything one worker process runs on, opened in one place and closed in reverse.
 
 ``Components.opened`` is the composition root: it builds the store, the
-argon2 pool, the one upstream pool, the verifier and gate, the token API
-and both lanes, each handed what it needs explicitly, starts the expiry
-warnings when ``notify`` names a channel, and on the way out
-stops taking uses, flushes ``lastAccessed`` and the access log, and closes
-the upstream connections and the store.
+argon2 pool, the one upstream pool, the verifier and gate, the token API,
+both lanes and the audit trail's retention, each handed what it needs
+explicitly, starts the expiry warnings when ``notify`` names a channel, and
+on the way out stops taking uses, flushes ``lastAccessed`` and the access
+log, and closes the upstream connections and the store.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .proxy.headers import Injection
 from .proxy.upstream import UpstreamPool, pool_for
 from .store import TokenRecord, TokenStore, open_configured
 from .store.lastaccessed import LastAccessed
+from .store.retention import AuditRetention
 from .tokenapi.routes import TokenApi
 from .tokenapi.service import TokenService
 
@@ -62,6 +63,7 @@ class Components:
     last_accessed: LastAccessed
     access_log: AccessLog
     metrics: Metrics
+    retention: AuditRetention
     verifier: TokenVerifier
     token_api: TokenApi
     forwarder: Forwarder
@@ -119,6 +121,7 @@ class Components:
             access_log = AccessLog(config.logging.access_log, format=config.logging.format)
             stack.callback(access_log.flush)
             last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
+            retention = AuditRetention(store, config.audit.retention_days, clock)
             throttle = config.auth.throttle
             injection = Injection.from_config(upstream)
             provider = identity or UpstreamIdentity(
@@ -191,6 +194,7 @@ class Components:
                 last_accessed=last_accessed,
                 access_log=access_log,
                 metrics=metrics,
+                retention=retention,
                 verifier=verifier,
                 token_api=token_api,
                 pages=Pages(
@@ -222,6 +226,8 @@ class Components:
             stack.push_async_callback(last_accessed.stop)
             metrics.start()
             stack.push_async_callback(metrics.stop)
+            retention.start()
+            stack.push_async_callback(retention.stop)
             watcher = asyncio.create_task(
                 store.watch(verifier.forget, verifier.forget_all), name="revocations"
             )

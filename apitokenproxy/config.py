@@ -327,6 +327,12 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    # Days an audit event is kept; older ones are pruned in batches, hourly.
+    retention_days: int = field(default=365, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig
     listen: ListenConfig = ListenConfig()
@@ -338,6 +344,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 class ConfigError(Exception):

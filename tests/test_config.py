@@ -39,6 +39,7 @@ def test_minimal_config_takes_the_documented_defaults() -> None:
     assert config.tokens.default_validity_months == 6
     assert config.tokens.max_validity_months == 12
     assert config.store.url == "sqlite:////var/lib/apitokenproxy/tokens.db"
+    assert config.audit.retention_days == 365
 
 
 def test_policy_and_notify_settings_parse() -> None:
@@ -109,6 +110,7 @@ def test_config_is_frozen() -> None:
         ({**MINIMAL, "tokens": {"max_validity_months": -1}}, ["tokens.max_validity_months: must be 0 or greater"]),
         ({**MINIMAL, "proxy": {"trusted_proxies": ["10.0.0.0/8", "nope"]}}, ["proxy.trusted_proxies: not IP networks: nope"]),
         ({**MINIMAL, "logging": {"level": "LOUD"}}, ["logging.level: must be one of"]),
+        ({**MINIMAL, "audit": {"retention_days": 0}}, ["audit.retention_days: must be greater than 0"]),
         ({**MINIMAL, "auth": {"allowed_networks": ["10.0.0.0/33"]}}, ["auth.allowed_networks: not IP networks: 10.0.0.0/33"]),
         ({**MINIMAL, "tokens": {"max_per_user": -1}}, ["tokens.max_per_user: must be 0 or greater"]),
         ({**MINIMAL, "tokens": {"group_limits": [{"max_validity_months": 3}]}}, ["tokens.group_limits[0].group: is required"]),

@@ -38,6 +38,7 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
         (with_(listen={"port": 9000}), [], ["listen.port"]),
         (with_(upstream={"url": "http://other:8080"}), [], ["upstream.url"]),
         (with_(store={"url": "sqlite:////tmp/other.db"}), [], ["store.url"]),
+        (with_(audit={"retention_days": 30}), [], ["audit.retention_days"]),
         (with_(proxy={"fast_path": False}, logging={"access_log": False}),
          ["logging.access_log"], ["proxy.fast_path"]),
         (with_(logging={"format": "json"}, metrics={"allow": ["10.0.0.0/8"]}),

@@ -19,6 +19,7 @@ from typing import Literal
 
 from ..config import AuthConfig
 from ..errors import Unauthorized
+from ..store.audit import Action, How
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
 from .grant import Grant, enforce
@@ -40,13 +41,27 @@ NO_CREDENTIALS = "authentication required: use Basic user:password or a token"
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated user of the management API."""
+    """An authenticated user of the management API, how they proved it, and
+    where the call came from (for the audit trail)."""
 
     user: User
     acting: ActingAs
     token_id: int | None = None  # set when the caller used a token
     grant: Grant | None = None  # likewise: the token's policy, and its secret's deadline
     method: Method = "password"  # how the caller authenticated, as the access log says it
+    client: str = ""
+    request_id: str = ""
+
+    def action(self, at: int) -> Action:
+        """What this caller's change at ``at`` (ms) is recorded as."""
+        return Action(
+            at=at,
+            actor_key=self.user.key,
+            actor_name=self.user.name,
+            how=How(self.method),
+            client=self.client,
+            request_id=self.request_id,
+        )
 
 
 class Authenticator:
@@ -92,11 +107,13 @@ class Authenticator:
         client: str,
         method: str,
         cookie: str | None = None,
+        request_id: str = "",
     ) -> Caller:
         """The caller these credentials name; ``cookie`` (the request's ``Cookie``
         header) is consulted only when there is no ``Authorization`` header. A
         token's policy (``grant.enforce``) applies to the token API too, so a
-        read-scoped token can only read, and only from its allowed networks."""
+        read-scoped token can only read, and only from its allowed networks.
+        The caller carries ``client`` and ``request_id`` for the audit trail."""
         credentials = read_credentials(authorization)
         if isinstance(credentials, BasicCredentials | BearerCredentials):
             self.networks.check(client)
@@ -104,15 +121,20 @@ class Authenticator:
         if attempt is not None:
             grant = await self._verifier.verify(attempt.token, attempt.username, client=client)
             enforce(grant, method, client)
-            return self._token_caller(grant)
+            return self._token_caller(grant, client, request_id)
         match credentials:
             case None if cookie:
-                return await self.session_caller(cookie)
+                return await self.session_caller(cookie, client, request_id)
             case None:
                 raise Unauthorized(NO_CREDENTIALS, reason="missing")
             case BasicCredentials(username=username, password=password):
                 user = await self._check_password(username, password)
-                return Caller(user, ActingAs({"Authorization": authorization[0]}))
+                return Caller(
+                    user,
+                    ActingAs({"Authorization": authorization[0]}),
+                    client=client,
+                    request_id=request_id,
+                )
             case BearerCredentials():
                 raise Unauthorized(
                     "the Bearer token is not an apitokenproxy token", reason="unknown"
@@ -123,14 +145,20 @@ class Authenticator:
                     reason="scheme",
                 )
 
-    async def session_caller(self, cookie: str) -> Caller:
+    async def session_caller(self, cookie: str, client: str = "", request_id: str = "") -> Caller:
         """The signed-in user of an upstream session; Unauthorized if none."""
         user = await self.sessions.user(cookie)
         # Later calls on the user's behalf go as the token callers' do, with
         # the trusted user header: the cookie itself is never kept.
-        return Caller(user, self.acting_for(user.name), method="session")
+        return Caller(
+            user,
+            self.acting_for(user.name),
+            method="session",
+            client=client,
+            request_id=request_id,
+        )
 
-    def _token_caller(self, grant: Grant) -> Caller:
+    def _token_caller(self, grant: Grant, client: str, request_id: str) -> Caller:
         record = grant.record
         user = User(record.owner_key, record.owner_name)
         return Caller(
@@ -139,6 +167,8 @@ class Authenticator:
             token_id=record.id,
             grant=grant,
             method="token",
+            client=client,
+            request_id=request_id,
         )
 
     async def _check_password(self, username: str, password: str) -> User:

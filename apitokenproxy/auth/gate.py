@@ -154,11 +154,12 @@ class Gate:
         """Admit without awaiting if possible (no token, or one verified and cached,
         so a revoked or expired token is refused here too); None when ``admit``
         must be awaited. Raises like ``admit`` for a token whose policy refuses
-        the request."""
+        the request. ``client`` is the caller's address (also the token's
+        ``lastAccessedFrom``)."""
         self._check_network(decision, client, target)
         if isinstance(decision, Admission):
             return decision
-        grant = self._verifier.verify_cached(decision.token, decision.username)
+        grant = self._verifier.verify_cached(decision.token, decision.username, client)
         if grant is None:
             return None
         if grant.restricted:

@@ -133,15 +133,16 @@ class TokenVerifier:
     def throttle(self) -> FailureThrottle:
         return self._throttle
 
-    def verify_cached(self, token: str, username: str | None) -> Grant | None:
+    def verify_cached(self, token: str, username: str | None, client: str) -> Grant | None:
         """The grant of a token already verified and still good, without awaiting; None when
         the caller must await verify() (not cached, expired, not the named user's, or named
-        by an e-mail address not yet known), which then does the failure accounting."""
+        by an e-mail address not yet known), which then does the failure accounting.
+        ``client`` is the caller's address, kept as the token's ``lastAccessedFrom``."""
         grant = self._cache.get(self._digest(token))
         if grant is None:
             return None
         email = self._email_for(grant, username)
-        if email is None or self._accepted(grant, username, email) is not None:
+        if email is None or self._accepted(grant, username, email, client) is not None:
             return None
         self.hits += 1
         return grant
@@ -158,11 +159,12 @@ class TokenVerifier:
 
         ``username`` (from Basic auth) must be the owner's name or e-mail
         address (as the upstream reports it), ignoring case.
-        ``client`` is the caller's address, for throttling and the token's
+        ``client`` is the caller's address, for throttling, the token's
         allowed networks (NotFromHere, answered like a bad token, in a bad
-        token's time). Every use is recorded for ``lastAccessed``, every
-        failure counted against the address and the user name; a failure
-        while either is throttled is TooManyRequests, never a good token.
+        token's time) and ``lastAccessedFrom``. Every use is recorded for
+        ``lastAccessed``, every failure counted against the address and the
+        user name; a failure while either is throttled is TooManyRequests,
+        never a good token.
         """
         keys = throttle_keys(client, username)
         digest = self._digest(token)
@@ -186,7 +188,7 @@ class TokenVerifier:
             if email is None:
                 assert self._emails is not None
                 email = await self._emails.of(grant.record)
-            problem = self._accepted(grant, username, email)
+            problem = self._accepted(grant, username, email, client or "")
             if problem is not None:
                 raise problem
             return grant
@@ -214,12 +216,14 @@ class TokenVerifier:
             return ""
         return self._emails.known(grant.record.owner_key)
 
-    def _accepted(self, grant: Grant, username: str | None, email: str) -> InvalidToken | None:
+    def _accepted(
+        self, grant: Grant, username: str | None, email: str, client: str
+    ) -> InvalidToken | None:
         """Record a use of a verified token and return None, or return why it is refused."""
         now = self._clock()
         problem = rejection(grant, username, now, email)
         if problem is None:
-            self._access.record(grant.record.id, now)
+            self._access.record(grant.record.id, now, client)
         return problem
 
     async def _check(

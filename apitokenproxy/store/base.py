@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .audit import Action, AuditEvent, AuditPage, AuditQuery
+
 # How often a polling store looks for revocations made by other processes.
 REVOCATION_POLL_SECONDS = 0.5
 
@@ -34,7 +36,8 @@ class TokenRecord:
     """A stored token. Times are milliseconds since the epoch, as in the seed API.
 
     ``valid_until`` None means the token never expires; ``last_accessed`` 0
-    means it was never used. ``scope`` is one of ``SCOPES``;
+    means it was never used, and ``last_accessed_from`` is then empty: the
+    client address of that last use. ``scope`` is one of ``SCOPES``;
     ``allowed_networks`` are canonical CIDR strings, empty for anywhere. After
     a rotation, ``previous_hash`` is the replaced secret's hash, still good
     until ``previous_until`` (both None when there is none).
@@ -49,6 +52,7 @@ class TokenRecord:
     valid_until: int | None
     last_accessed: int
     created_by_key: str
+    last_accessed_from: str = ""
     scope: str = "write"
     allowed_networks: tuple[str, ...] = ()
     previous_hash: str | None = None
@@ -77,6 +81,10 @@ class WarningKey:
     channel: str  # "email" or "webhook"
 
 
+# One token's latest use: (milliseconds since the epoch, client address).
+Use = tuple[int, str]
+
+
 @dataclass(frozen=True)
 class Page:
     items: Sequence[TokenRecord]
@@ -84,9 +92,13 @@ class Page:
 
 
 class TokenStore(Protocol):
-    """Persistence for tokens. Each method is one transaction; none is half-applied."""
+    """Persistence for tokens. Each method is one transaction; none is half-applied.
 
-    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
+    Every method that changes a token takes the ``Action`` behind it and
+    writes its audit event (``audit.py``) in the same transaction.
+    """
+
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
         """Store a new token; with ``limit`` > 0, raise OwnerAtLimit instead if its owner
         already holds that many. Counting and inserting are one step for every
         process and instance on the store, so concurrent creations cannot pass the limit."""
@@ -98,37 +110,43 @@ class TokenStore(Protocol):
         """The owner's tokens, oldest first."""
         ...
 
-    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
-        """The updated record, or None if there is no such token."""
+    async def update_description(
+        self, token_id: int, description: str, action: Action
+    ) -> TokenRecord | None:
+        """The updated record, or None if there is no such token (and no event)."""
         ...
 
     async def update_policy(
         self,
         token_id: int,
+        action: Action,
         *,
         description: str | None = None,
         scope: str | None = None,
         allowed_networks: tuple[str, ...] | None = None,
     ) -> TokenRecord | None:
         """Change what is given (None: keep) in one transaction; the updated record,
-        or None if there is no such token. Announced through ``watch``, so other
-        processes stop trusting the old policy."""
+        or None if there is no such token (and no event). Announced through
+        ``watch``, so other processes stop trusting the old policy. A changed
+        description is a "renamed" event, a changed scope or address list a
+        "policy_changed" one."""
         ...
 
     async def rotate(
-        self, token_id: int, secret_hash: str, previous_until: int | None
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
     ) -> TokenRecord | None:
         """Give the token a new secret; the current one stays good until
         ``previous_until`` (None: not at all), replacing any earlier previous
-        secret. Announced through ``watch``. None if there is no such token."""
+        secret. Announced through ``watch``, audited as "rotated". None if
+        there is no such token (and no event)."""
         ...
 
-    async def delete(self, token_id: int) -> bool:
+    async def delete(self, token_id: int, action: Action) -> bool:
         """True if a token was deleted. Deletions are announced through ``watch``."""
         ...
 
-    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
-        """Delete every token of one owner; return their ids."""
+    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
+        """Delete every token of one owner; return their ids (one event each)."""
         ...
 
     async def find_by_expiry(
@@ -172,8 +190,22 @@ class TokenStore(Protocol):
         """Forget warnings for tokens that expired before ``before``."""
         ...
 
-    async def record_access(self, times: Mapping[int, int]) -> None:
-        """Set last_accessed for many tokens at once, never moving a time backwards."""
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        """Set last_accessed and last_accessed_from for many tokens at once, never
+        moving a time backwards (an older use leaves the address as it is)."""
+        ...
+
+    async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        """Events matching ``query``, newest first, and how many match in all."""
+        ...
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        """Insert events with their ids (``copy-store``); one already there is left alone."""
+        ...
+
+    async def prune_audit(self, before: int, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest events older than ``before`` (ms);
+        return how many were deleted. Callers repeat it: no giant DELETE."""
         ...
 
     async def watch(

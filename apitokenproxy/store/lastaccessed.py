@@ -1,7 +1,9 @@
-"""``lastAccessed`` kept current without a database write per request.
+"""``lastAccessed`` and ``lastAccessedFrom`` kept current without a database write per request.
 
-Uses are collected in memory (one entry per token, the latest time wins) and
-written in one transaction every ``flush_seconds`` and at shutdown. A crash
+Uses are collected in memory (one entry per token, the latest time wins and
+brings its client address) and written in one transaction every
+``flush_seconds`` and at shutdown. Recording a use is two dictionary stores
+when the time moved on, and nothing else: no allocation, no await. A crash
 (SIGKILL, power loss) loses at most the uses of the last interval: the token
 keeps working, only its ``lastAccessed`` is that much older than the truth.
 If a flush fails (store locked or down) the times are kept for the next one.
@@ -16,6 +18,7 @@ import time
 
 from ..errors import StoreUnavailable
 from . import TokenStore
+from .base import Use
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +28,30 @@ class LastAccessed:
         self._store = store
         self._flush_seconds = flush_seconds
         self._pending: dict[int, int] = {}
+        # Kept apart from the times, so recording a use builds no tuple.
+        self._from: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._written_at = time.monotonic()  # the last successful write (or the start)
 
-    def record(self, token_id: int, at_ms: int) -> None:
+    def record(self, token_id: int, at_ms: int, client: str) -> None:
+        """A use of a token at ``at_ms`` from address ``client``."""
         if self._pending.get(token_id, 0) < at_ms:
             self._pending[token_id] = at_ms
+            self._from[token_id] = client
+
+    def pending(self) -> dict[int, Use]:
+        """The uses not yet written, by token id."""
+        return {i: (at, self._from.get(i, "")) for i, at in self._pending.items()}
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
+        batch = self.pending()
+        self._pending, self._from = {}, {}
         try:
             await self._store.record_access(batch)
             self._written_at = time.monotonic()
         except StoreUnavailable as exc:
-            for token_id, at in batch.items():
-                self.record(token_id, at)
+            for token_id, (at, client) in batch.items():
+                self.record(token_id, at, client)
             log.warning("lastAccessed not written, will retry: %s", exc.message)
 
     def age(self) -> float:

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
 from ..errors import StoreUnavailable
 from . import schema
-from .base import NewToken, OwnerAtLimit, Page, TokenRecord, WarningKey
+from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
+from .base import NewToken, OwnerAtLimit, Page, TokenRecord, Use, WarningKey
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +124,24 @@ class PostgresStore:
                 ),
             )
 
-    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
-        if not limit:
-            async with self._connection() as conn:
-                row = await conn.fetchrow(SQL.create, *schema.values(token))
-            return schema.record(row)
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
         async with self._transaction() as conn:
-            # Read committed alone would let two instances both count below the limit.
+            if limit:
+                # Read committed alone would let two instances both count below the limit.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    OWNER_LOCK_CLASS,
+                    token.owner_key,
+                )
+                count = int(await conn.fetchval(SQL.count_owned, token.owner_key))
+                if count >= limit:
+                    raise OwnerAtLimit(count)
+            record = schema.record(await conn.fetchrow(SQL.create, *schema.values(token)))
             await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", OWNER_LOCK_CLASS, token.owner_key
+                SQL.record_event,
+                *schema.event_values(schema.token_event(EventKind.CREATED, action, record)),
             )
-            count = int(await conn.fetchval(SQL.count_owned, token.owner_key))
-            if count >= limit:
-                raise OwnerAtLimit(count)
-            row = await conn.fetchrow(SQL.create, *schema.values(token))
-        return schema.record(row)
+        return record
 
     async def get(self, token_id: int) -> TokenRecord | None:
         async with self._connection() as conn:
@@ -147,46 +153,81 @@ class PostgresStore:
             rows = await conn.fetch(SQL.list_owned, owner_key)
         return [schema.record(r) for r in rows]
 
-    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
-        async with self._connection() as conn:
+    async def update_description(
+        self, token_id: int, description: str, action: Action
+    ) -> TokenRecord | None:
+        async with self._transaction() as conn:
             row = await conn.fetchrow(SQL.update_description, token_id, description)
-        return None if row is None else schema.record(row)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await conn.execute(
+                SQL.record_event,
+                *schema.event_values(schema.token_event(EventKind.RENAMED, action, record)),
+            )
+        return record
 
     async def update_policy(
         self,
         token_id: int,
+        action: Action,
         *,
         description: str | None = None,
         scope: str | None = None,
         allowed_networks: tuple[str, ...] | None = None,
     ) -> TokenRecord | None:
         networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
-        return await self._change(SQL.update_policy, token_id, description, scope, networks)
+        kinds = schema.policy_events(description, scope, allowed_networks)
+        return await self._change(
+            SQL.update_policy, (token_id, description, scope, networks), kinds, action
+        )
 
     async def rotate(
-        self, token_id: int, secret_hash: str, previous_until: int | None
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
     ) -> TokenRecord | None:
-        return await self._change(SQL.rotate, token_id, secret_hash, previous_until)
+        return await self._change(
+            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
+        )
 
-    async def _change(self, statement: str, token_id: int, *args: object) -> TokenRecord | None:
-        """Run an UPDATE ... RETURNING and announce the change, like a deletion."""
+    async def _change(
+        self,
+        statement: str,
+        args: tuple[Any, ...],
+        kinds: Sequence[EventKind],
+        action: Action,
+    ) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
+        write its events, all in one transaction."""
         async with self._transaction() as conn:
-            row = await conn.fetchrow(statement, token_id, *args)
-            if row is not None:
-                await self._announce(conn, [token_id])
-        return None if row is None else schema.record(row)
+            row = await conn.fetchrow(statement, *args)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await self._announce(conn, [record.id])
+            await conn.executemany(
+                SQL.record_event,
+                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
+            )
+        return record
 
-    async def delete(self, token_id: int) -> bool:
-        return bool(await self._delete(SQL.delete_one, token_id))
+    async def delete(self, token_id: int, action: Action) -> bool:
+        return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
 
-    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
-        return await self._delete(SQL.delete_owned, owner_key)
+    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
+        return await self._delete(SQL.delete_owned, owner_key, EventKind.REVOKED_ALL, action)
 
-    async def _delete(self, statement: str, value: object) -> list[int]:
+    async def _delete(
+        self, statement: str, value: object, kind: EventKind, action: Action
+    ) -> list[int]:
         async with self._transaction() as conn:
-            ids = [int(r[0]) for r in await conn.fetch(statement, value)]
+            rows = await conn.fetch(statement, value)
+            ids = [int(r[0]) for r in rows]
             if ids:
                 await self._announce(conn, ids)
+                await conn.executemany(
+                    SQL.record_event,
+                    [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
+                )
         return ids
 
     async def _announce(self, conn: asyncpg.Connection, ids: list[int]) -> None:
@@ -244,11 +285,32 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute(SQL.prune_warnings, before)
 
-    async def record_access(self, times: Mapping[int, int]) -> None:
-        if not times:
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        if not uses:
             return
         async with self._connection() as conn:
-            await conn.execute(SQL.record_access, *SQL.access_args(times))
+            await conn.execute(SQL.record_access, *SQL.access_args(uses))
+
+    async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        count, page, args = SQL.audit(query)
+        async with self._connection() as conn:
+            total = await conn.fetchval(count, *args)
+            rows = await conn.fetch(page, *args, limit, offset)
+        return AuditPage([schema.audit_event(r) for r in rows], int(total))
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        async with self._transaction() as conn:
+            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+            # As for tokens: explicit ids do not move the sequence.
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('audit_events', 'id'),"
+                " greatest((SELECT max(id) FROM audit_events), 1))"
+            )
+        return len(events)
+
+    async def prune_audit(self, before: int, limit: int) -> int:
+        async with self._connection() as conn:
+            return len(await conn.fetch(SQL.prune_audit, before, limit))
 
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         async with self._transaction() as conn:

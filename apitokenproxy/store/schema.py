@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreUnavailable
-from .base import NewToken, TokenRecord, WarningKey
+from .audit import Action, AuditEvent, AuditQuery, EventKind, event
+from .base import NewToken, TokenRecord, Use, WarningKey
 
 # Revocation rows only need to outlive the slowest poller by a wide margin.
 REVOCATION_RETENTION_MS = 3_600_000
@@ -33,6 +34,7 @@ FAILURE_RETENTION_MS = 86_400_000
 COLUMNS = tuple(f.name for f in dataclasses.fields(TokenRecord))
 # What a new token supplies; the other columns take their defaults (id, last_accessed 0).
 NEW_COLUMNS = tuple(f.name for f in dataclasses.fields(NewToken))
+EVENT_COLUMNS = tuple(f.name for f in dataclasses.fields(AuditEvent))
 
 Migrations = tuple[tuple[str, ...], ...]
 
@@ -62,6 +64,41 @@ def decode_networks(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+def audit_event(row: Iterable[Any]) -> AuditEvent:
+    """The event in a row selected as ``EVENT_COLUMNS``, in that order."""
+    return AuditEvent(**dict(zip(EVENT_COLUMNS, row, strict=True)))
+
+
+def event_values(stored: AuditEvent) -> tuple[Any, ...]:
+    """What ``record_event`` inserts: every column but the id."""
+    return tuple(getattr(stored, name) for name in EVENT_COLUMNS if name != "id")
+
+
+def token_event(kind: EventKind, action: Action, record: TokenRecord) -> AuditEvent:
+    """The event of ``action`` on a token whose record the statement returned."""
+    return event(
+        kind, action, owner_key=record.owner_key, token_id=record.id, description=record.description
+    )
+
+
+def policy_events(
+    description: str | None, scope: str | None, allowed_networks: tuple[str, ...] | None
+) -> tuple[EventKind, ...]:
+    """The events of an ``update_policy``: one for each kind of thing it was given."""
+    kinds: tuple[EventKind, ...] = () if description is None else (EventKind.RENAMED,)
+    if scope is not None or allowed_networks is not None:
+        kinds += (EventKind.POLICY_CHANGED,)
+    return kinds
+
+
+def deleted_event(kind: EventKind, action: Action, row: Iterable[Any]) -> AuditEvent:
+    """The event of a deletion, from a row of a ``delete_*`` statement."""
+    token_id, owner_key, description = row
+    return event(
+        kind, action, owner_key=str(owner_key), token_id=int(token_id), description=str(description)
+    )
+
+
 @dataclass(frozen=True)
 class Dialect:
     """How one database spells what the shared statements need.
@@ -81,9 +118,9 @@ class Dialect:
     greatest: str
     # The database's clock in milliseconds since the epoch.
     now_ms: str
-    # A relation (id, at) made from ``access_args``: one statement per batch.
+    # A relation (id, at, addr) made from ``access_args``: one statement per batch.
     access_batch: str
-    access_args: Callable[[Mapping[int, int]], tuple[Any, ...]]
+    access_args: Callable[[Mapping[int, Use]], tuple[Any, ...]]
 
 
 SQLITE = Dialect(
@@ -94,10 +131,10 @@ SQLITE = Dialect(
     greatest="max",
     now_ms="CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
     access_batch=(
-        "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at"
-        " FROM json_each($1)) AS batch"
+        "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at,"
+        " json_extract(value, '$[2]') AS addr FROM json_each($1)) AS batch"
     ),
-    access_args=lambda times: (json.dumps(list(times.items())),),
+    access_args=lambda uses: (json.dumps([(i, at, addr) for i, (at, addr) in uses.items()]),),
 )
 
 POSTGRES = Dialect(
@@ -107,8 +144,12 @@ POSTGRES = Dialect(
     serial_key="BIGSERIAL PRIMARY KEY",
     greatest="GREATEST",
     now_ms="(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-    access_batch="unnest($1::bigint[], $2::bigint[]) AS batch(id, at)",
-    access_args=lambda times: (list(times.keys()), list(times.values())),
+    access_batch="unnest($1::bigint[], $2::bigint[], $3::text[]) AS batch(id, at, addr)",
+    access_args=lambda uses: (
+        list(uses.keys()),
+        [at for at, _ in uses.values()],
+        [addr for _, addr in uses.values()],
+    ),
 )
 
 
@@ -164,6 +205,25 @@ def migrations(d: Dialect) -> Migrations:
                 )""",
                 "CREATE INDEX tokens_valid_until ON tokens (valid_until)",
             ),
+            (  # 5: the audit trail, and where each token was last used from
+                "ALTER TABLE tokens ADD COLUMN last_accessed_from TEXT NOT NULL DEFAULT ''",
+                f"""CREATE TABLE audit_events (
+                    id {d.serial_key},
+                    at {d.integer} NOT NULL,
+                    kind TEXT NOT NULL,
+                    actor_key TEXT NOT NULL,
+                    actor_name TEXT NOT NULL,
+                    how TEXT NOT NULL,
+                    owner_key TEXT NOT NULL,
+                    token_id {d.integer},
+                    description TEXT NOT NULL,
+                    client TEXT NOT NULL,
+                    request_id TEXT NOT NULL
+                )""",
+                "CREATE INDEX audit_events_at ON audit_events (at, id)",
+                "CREATE INDEX audit_events_actor ON audit_events (actor_key, id)",
+                "CREATE INDEX audit_events_owner ON audit_events (owner_key, id)",
+            ),
         )
     )
 
@@ -203,8 +263,10 @@ class Statements:
 
     Rows of ``create``, ``get``, ``list_owned``, ``update_*``, ``rotate`` and
     the pages of ``expiring`` are ``COLUMNS``; the ``delete_*`` statements
-    return the deleted ids, to be passed one by one to ``record_revocation``,
-    as are the ids that ``update_policy`` and ``rotate`` changed.
+    return (id, owner_key, description) of each deleted token: the ids to be
+    passed one by one to ``record_revocation``, as are the ids that
+    ``update_policy`` and ``rotate`` changed; the rest is for the audit event.
+    Rows of ``audit``'s pages are ``EVENT_COLUMNS``.
     """
 
     dialect: Dialect
@@ -218,7 +280,10 @@ class Statements:
     delete_owned: str  # (owner_key,)
     record_revocation: str  # (token_id,)
     prune_revocations: str  # ()
-    record_access: str  # access_args(times)
+    record_access: str  # access_args(uses)
+    record_event: str  # event_values(event)
+    copy_event: str  # an AuditEvent's fields, id included; one already there is left alone
+    prune_audit: str  # (before_ms, limit) -> ids deleted
     upsert: str  # values(TokenRecord)
     count_failure: str  # (key, now_ms, window_ms) -> (window_start, count)
     prune_failures: str  # (now_ms,)
@@ -261,14 +326,38 @@ class Statements:
             tuple(args),
         )
 
+    def audit(self, query: AuditQuery) -> tuple[str, str, tuple[Any, ...]]:
+        """Count and page statements for ``audit_events``, newest first, and the
+        arguments both take; the page statement takes limit and offset after them."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        if query.user_key is not None:
+            args.append(query.user_key)
+            n = len(args)
+            conditions.append(f"(actor_key = ${n} OR owner_key = ${n})")
+        if query.since is not None:
+            args.append(query.since)
+            conditions.append(f"at >= ${len(args)}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        n = len(args)
+        return (
+            _bind(self.dialect, f"SELECT count(*) FROM audit_events{where}"),
+            _bind(
+                self.dialect,
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events{where}"
+                f" ORDER BY id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+            ),
+            tuple(args),
+        )
+
     @staticmethod
     def warning_args(key: WarningKey) -> tuple[Any, ...]:
         """The first arguments of every warning statement."""
         return (key.token_id, key.days, key.valid_until, key.channel)
 
-    def access_args(self, times: Mapping[int, int]) -> tuple[Any, ...]:
+    def access_args(self, uses: Mapping[int, Use]) -> tuple[Any, ...]:
         """The arguments of ``record_access`` for one batch of uses."""
-        return self.dialect.access_args(times)
+        return self.dialect.access_args(uses)
 
 
 def statements(d: Dialect) -> Statements:
@@ -276,14 +365,19 @@ def statements(d: Dialect) -> Statements:
     new = ", ".join(NEW_COLUMNS)
     new_values = ", ".join(f"${i}" for i in range(1, len(NEW_COLUMNS) + 1))
     all_values = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
-    # A copy overwrites everything but the id, and never moves lastAccessed backwards.
+    # A copy overwrites everything but the id, and never moves lastAccessed
+    # backwards (nor the address of that last use).
+    newer_use = "excluded.last_accessed >= tokens.last_accessed"
     overwrite = ", ".join(
         f"{c} = {d.greatest}(tokens.{c}, excluded.{c})"
         if c == "last_accessed"
+        else f"{c} = CASE WHEN {newer_use} THEN excluded.{c} ELSE tokens.{c} END"
+        if c == "last_accessed_from"
         else f"{c} = excluded.{c}"
         for c in COLUMNS
         if c != "id"
     )
+    event_columns = [c for c in EVENT_COLUMNS if c != "id"]
 
     def b(text: str) -> str:
         return _bind(d, text)
@@ -307,16 +401,35 @@ def statements(d: Dialect) -> Statements:
             " THEN NULL ELSE secret_hash END, previous_until = $3, secret_hash = $2"
             f" WHERE id = $1 RETURNING {_SELECTED}"
         ),
-        delete_one=b("DELETE FROM tokens WHERE id = $1 RETURNING id"),
-        delete_owned=b("DELETE FROM tokens WHERE owner_key = $1 RETURNING id"),
+        delete_one=b("DELETE FROM tokens WHERE id = $1 RETURNING id, owner_key, description"),
+        delete_owned=b(
+            "DELETE FROM tokens WHERE owner_key = $1 RETURNING id, owner_key, description"
+        ),
         record_revocation=b(f"INSERT INTO revocations (token_id, at) VALUES ($1, {d.now_ms})"),
         prune_revocations=b(
             f"DELETE FROM revocations WHERE at < {d.now_ms} - {REVOCATION_RETENTION_MS}"
         ),
-        # The later time always wins, also when two processes flush the same token.
+        # The later time always wins, also when two processes flush the same
+        # token, and brings its address along (SET reads the row as it was).
         record_access=b(
-            f"UPDATE tokens SET last_accessed = {d.greatest}(tokens.last_accessed, batch.at)"
+            f"UPDATE tokens SET last_accessed = {d.greatest}(tokens.last_accessed, batch.at),"
+            " last_accessed_from = CASE WHEN batch.at >= tokens.last_accessed"
+            " THEN batch.addr ELSE tokens.last_accessed_from END"
             f" FROM {d.access_batch} WHERE tokens.id = batch.id"
+        ),
+        record_event=b(
+            f"INSERT INTO audit_events ({', '.join(event_columns)})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(event_columns) + 1))})"
+        ),
+        copy_event=b(
+            f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLUMNS) + 1))})"
+            " ON CONFLICT (id) DO NOTHING"
+        ),
+        # Oldest first, a bounded batch at a time: never one giant DELETE.
+        prune_audit=b(
+            "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events"
+            " WHERE at < $1 ORDER BY at, id LIMIT $2) RETURNING id"
         ),
         upsert=b(
             f"INSERT INTO tokens ({_SELECTED}) VALUES ({all_values})"

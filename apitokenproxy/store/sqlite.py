@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -28,7 +29,16 @@ import aiosqlite
 
 from ..errors import StoreUnavailable
 from . import schema
-from .base import REVOCATION_POLL_SECONDS, NewToken, OwnerAtLimit, Page, TokenRecord, WarningKey
+from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
+from .base import (
+    REVOCATION_POLL_SECONDS,
+    NewToken,
+    OwnerAtLimit,
+    Page,
+    TokenRecord,
+    Use,
+    WarningKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +118,7 @@ class SQLiteStore:
                 await _rollback(self._conn)
                 raise
 
-    async def create(self, token: NewToken, *, limit: int = 0) -> TokenRecord:
+    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
         # BEGIN IMMEDIATE holds the write lock from the count to the insert.
         async with self._write() as conn:
             if limit:
@@ -117,8 +127,13 @@ class SQLiteStore:
                 if count >= limit:
                     raise OwnerAtLimit(count)
             row = await _first(conn, SQL.create, schema.values(token))
-        assert row is not None
-        return schema.record(row)
+            assert row is not None
+            record = schema.record(row)
+            await conn.execute(
+                SQL.record_event,
+                schema.event_values(schema.token_event(EventKind.CREATED, action, record)),
+            )
+        return record
 
     async def get(self, token_id: int) -> TokenRecord | None:
         async with self._read() as conn:
@@ -130,47 +145,82 @@ class SQLiteStore:
             rows = await conn.execute_fetchall(SQL.list_owned, (owner_key,))
         return [schema.record(r) for r in rows]
 
-    async def update_description(self, token_id: int, description: str) -> TokenRecord | None:
+    async def update_description(
+        self, token_id: int, description: str, action: Action
+    ) -> TokenRecord | None:
         async with self._write() as conn:
             row = await _first(conn, SQL.update_description, (token_id, description))
-        return None if row is None else schema.record(row)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await conn.execute(
+                SQL.record_event,
+                schema.event_values(schema.token_event(EventKind.RENAMED, action, record)),
+            )
+        return record
 
     async def update_policy(
         self,
         token_id: int,
+        action: Action,
         *,
         description: str | None = None,
         scope: str | None = None,
         allowed_networks: tuple[str, ...] | None = None,
     ) -> TokenRecord | None:
         networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
-        return await self._change(SQL.update_policy, (token_id, description, scope, networks))
+        kinds = schema.policy_events(description, scope, allowed_networks)
+        return await self._change(
+            SQL.update_policy, (token_id, description, scope, networks), kinds, action
+        )
 
     async def rotate(
-        self, token_id: int, secret_hash: str, previous_until: int | None
+        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
     ) -> TokenRecord | None:
-        return await self._change(SQL.rotate, (token_id, secret_hash, previous_until))
+        return await self._change(
+            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
+        )
 
-    async def _change(self, statement: str, args: tuple[Any, ...]) -> TokenRecord | None:
-        """Run an UPDATE ... RETURNING and announce the change, like a deletion."""
+    async def _change(
+        self,
+        statement: str,
+        args: tuple[Any, ...],
+        kinds: Sequence[EventKind],
+        action: Action,
+    ) -> TokenRecord | None:
+        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
+        write its events, all in one transaction."""
         async with self._write() as conn:
             row = await _first(conn, statement, args)
-            if row is not None:
-                await conn.execute(SQL.record_revocation, (args[0],))
-        return None if row is None else schema.record(row)
+            if row is None:
+                return None
+            record = schema.record(row)
+            await conn.execute(SQL.record_revocation, (args[0],))
+            await conn.executemany(
+                SQL.record_event,
+                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
+            )
+        return record
 
-    async def delete(self, token_id: int) -> bool:
-        return bool(await self._delete(SQL.delete_one, token_id))
+    async def delete(self, token_id: int, action: Action) -> bool:
+        return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
 
-    async def delete_all_for(self, owner_key: str) -> Sequence[int]:
-        return await self._delete(SQL.delete_owned, owner_key)
+    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
+        return await self._delete(SQL.delete_owned, owner_key, EventKind.REVOKED_ALL, action)
 
-    async def _delete(self, statement: str, value: object) -> list[int]:
+    async def _delete(
+        self, statement: str, value: object, kind: EventKind, action: Action
+    ) -> list[int]:
         async with self._write() as conn:
-            ids = [int(r[0]) for r in await conn.execute_fetchall(statement, (value,))]
+            rows = list(await conn.execute_fetchall(statement, (value,)))
+            ids = [int(r[0]) for r in rows]
             if ids:
                 await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
                 await conn.execute(SQL.prune_revocations)
+                await conn.executemany(
+                    SQL.record_event,
+                    [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
+                )
         return ids
 
     async def find_by_expiry(
@@ -214,11 +264,27 @@ class SQLiteStore:
         async with self._write() as conn:
             await conn.execute(SQL.prune_warnings, (before,))
 
-    async def record_access(self, times: Mapping[int, int]) -> None:
-        if not times:
+    async def record_access(self, uses: Mapping[int, Use]) -> None:
+        if not uses:
             return
         async with self._write() as conn:
-            await conn.execute(SQL.record_access, SQL.access_args(times))
+            await conn.execute(SQL.record_access, SQL.access_args(uses))
+
+    async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        count, page, args = SQL.audit(query)
+        async with self._read() as conn:
+            row = await _first(conn, count, args)
+            rows = await conn.execute_fetchall(page, (*args, limit, offset))
+        return AuditPage([schema.audit_event(r) for r in rows], int(row[0]) if row else 0)
+
+    async def copy_events(self, events: Sequence[AuditEvent]) -> int:
+        async with self._write() as conn:
+            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+        return len(events)
+
+    async def prune_audit(self, before: int, limit: int) -> int:
+        async with self._write() as conn:
+            return len(list(await conn.execute_fetchall(SQL.prune_audit, (before, limit))))
 
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         async with self._write() as conn:

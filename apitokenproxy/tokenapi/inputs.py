@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
+from ..auth.tokens import PREFIX
 from ..errors import BadRequest
+from ..store.audit import AuditQuery
 from ..store.base import SCOPES
 from .paging import MAX_LIMIT
 from .service import CreateRequest, PolicyChange
@@ -40,10 +41,12 @@ class FilterQuery:
     user_key: str | None = None
     description: str | None = None
 
-    def also(self) -> str:
-        """The extension parameters, as pagination links repeat them."""
+    def params(self) -> list[tuple[str, str | int]]:
+        """The query parameters, as pagination links repeat them (extensions last)."""
         extra = {"userKey": self.user_key, "description": self.description}
-        return "".join(f"&{k}={quote(v, safe='')}" for k, v in extra.items() if v is not None)
+        return [("notValidAfter", self.not_valid_after)] + [
+            (k, v) for k, v in extra.items() if v is not None
+        ]
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -204,6 +207,58 @@ def _query_text(query: Mapping[str, str], name: str, max_length: int) -> str | N
     if not value.strip() or len(value) > max_length or "\x00" in value:
         raise BadRequest(f"{name} must be non-empty text of at most {max_length} characters")
     return value
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    query: AuditQuery
+    page: int
+    limit: int
+
+
+def parse_audit_query(query: Mapping[str, str]) -> AuditFilter:
+    """``userKey`` (acted or owned), ``since`` (ms, inclusive), ``page`` and ``limit``."""
+    user_key = query.get("userKey")
+    if user_key is not None and not user_key.strip():
+        raise BadRequest("userKey must not be empty when given")
+    since = query.get("since")
+    page = _query_int("page", query.get("page", "0"), minimum=0, maximum=MAX_PAGE)
+    limit = _query_int("limit", query.get("limit", str(MAX_LIMIT)), minimum=1)
+    return AuditFilter(
+        AuditQuery(
+            user_key=user_key,
+            since=None if since is None else _query_int("since", since, minimum=0),
+        ),
+        page,
+        min(limit, MAX_LIMIT),
+    )
+
+
+EXPANSIONS = ("lastAccessedFrom",)
+
+
+def wants_origin(query: Mapping[str, str]) -> bool:
+    """Whether ``expand`` asks for ``lastAccessedFrom``; any other expansion is refused."""
+    raw = query.get("expand")
+    if raw is None:
+        return False
+    asked = {item.strip() for item in raw.split(",") if item.strip()}
+    unknown = sorted(asked - set(EXPANSIONS))
+    if unknown:
+        raise BadRequest(
+            f"expand accepts {', '.join(EXPANSIONS)}, not {', '.join(map(repr, unknown))}"
+        )
+    return "lastAccessedFrom" in asked
+
+
+def audit_request_id(request_id: str) -> str:
+    """The request's id (``ops/requestid.py``: the client's sane ``X-Request-Id``
+    or one made here) as the audit trail keeps it.
+
+    One carrying our token prefix anywhere is not kept: a token pasted into
+    the wrong header must not end up in the audit trail.
+    """
+    return "" if PREFIX in request_id.lower() else request_id
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

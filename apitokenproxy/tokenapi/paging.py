@@ -1,13 +1,15 @@
 """The seed's paging envelope for ``tokensByFilter``, as a pure function.
 
-Links repeat the query in the seed's order (``page``, ``limit``,
-``notValidAfter``) and are empty strings when there is no such page.
+Links repeat the query in the seed's order (``page``, ``limit``, then the
+resource's own parameters: ``notValidAfter`` for ``tokensByFilter``) and are
+empty strings when there is no such page. The audit resource pages the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote, urlencode
 
 MAX_LIMIT = 50
 
@@ -24,14 +26,14 @@ def envelope(
     limit: int,
     base_url: str,
     path: str,
-    not_valid_after: int,
-    also: str = "",
+    params: Sequence[tuple[str, str | int]],
 ) -> dict[str, Any]:
-    """``also``: further query parameters the links carry (``&name=value``, encoded)."""
+    """``params``: the resource's own query parameters, which the links carry encoded."""
     total_pages = -(-total // limit)
+    rest = f"&{urlencode(params, safe='', quote_via=quote)}" if params else ""
 
     def link(target: int) -> str:
-        return f"{base_url}{path}?page={target}&limit={limit}&notValidAfter={not_valid_after}{also}"
+        return f"{base_url}{path}?page={target}&limit={limit}{rest}"
 
     return {
         "content": list(content),

@@ -1,6 +1,8 @@
 """The token-management REST API, path for path and field for field the seed's.
 
-Base path: ``{context}/rest/de.resolution.apitokenauth/latest``. ``TokenApi``'s
+Base path: ``{context}/rest/de.resolution.apitokenauth/latest``. One
+resource is ours, not the seed's: ``GET /audit``, the audit trail for
+sysadmins, paged like ``tokensByFilter``. ``TokenApi``'s
 handlers only translate HTTP to ``TokenService`` calls and back; what a
 request may carry is checked in ``inputs.py``, what an answer looks like is
 ``shapes.py``. ``ROUTES`` is the one table of paths, which the application
@@ -22,16 +24,19 @@ from ..errors import Forbidden
 from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
 from .inputs import (
+    audit_request_id,
+    parse_audit_query,
     parse_create,
     parse_filter_query,
     parse_json_object,
     parse_patch,
     parse_rotate,
     parse_token_id,
+    wants_origin,
 )
 from .paging import envelope, offset
 from .service import TokenService
-from .shapes import current, filtered, listed, rotated
+from .shapes import audit_entry, current, filtered, listed, rotated
 
 BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
 MAX_BODY_BYTES = 64 * 1024
@@ -47,6 +52,7 @@ ROUTES = (
     ("DELETE", "/user/token/{id}", "delete_token"),
     ("DELETE", "/user/token/deleteAllFor/{userKey}", "delete_all_for"),
     ("GET", "/user/tokensByFilter", "tokens_by_filter"),
+    ("GET", "/audit", "audit"),
 )
 
 
@@ -74,6 +80,7 @@ class TokenApi:
             view.address,
             request.method,
             cookie="; ".join(request.headers.getall("Cookie", [])) or None,
+            request_id=audit_request_id(observed(request).request_id),
         )
         if caller.method == "session":
             refusal = csrf_refusal(
@@ -123,7 +130,10 @@ class TokenApi:
 
     async def list_tokens(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
-        return json_response([listed(r) for r in await self.service.list_own(caller)])
+        origin = wants_origin(request.query)
+        return json_response(
+            [listed(r, origin=origin) for r in await self.service.list_own(caller)]
+        )
 
     async def delete_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -138,6 +148,7 @@ class TokenApi:
     async def tokens_by_filter(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         query = parse_filter_query(request.query)
+        origin = wants_origin(request.query)
         page = await self.service.find_by_expiry(
             caller,
             None if query.not_valid_after == -1 else query.not_valid_after,
@@ -148,14 +159,36 @@ class TokenApi:
         )
         return json_response(
             envelope(
-                [filtered(r) for r in page.items],
+                [filtered(r, origin=origin) for r in page.items],
                 total=page.total,
                 page=query.page,
                 limit=query.limit,
                 base_url=self.public_url or self._request_base_url(request),
                 path=BASE_PATH + "/user/tokensByFilter",
-                not_valid_after=query.not_valid_after,
-                also=query.also(),
+                params=query.params(),
+            )
+        )
+
+    async def audit(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        wanted = parse_audit_query(request.query)
+        page = await self.service.audit(
+            caller, wanted.query, offset(wanted.page, wanted.limit), wanted.limit
+        )
+        params: list[tuple[str, str | int]] = []
+        if wanted.query.user_key is not None:
+            params.append(("userKey", wanted.query.user_key))
+        if wanted.query.since is not None:
+            params.append(("since", wanted.query.since))
+        return json_response(
+            envelope(
+                [audit_entry(e) for e in page.items],
+                total=page.total,
+                page=wanted.page,
+                limit=wanted.limit,
+                base_url=self.public_url or self._request_base_url(request),
+                path=BASE_PATH + "/audit",
+                params=params,
             )
         )
 

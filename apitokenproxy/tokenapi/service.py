@@ -10,6 +10,7 @@ Permission rules, in one place:
 - a sysadmin, or a member of ``auth.token_manager_groups``, may also create
   a token for another user key, delete anyone's token, delete all tokens of
   a user and filter all tokens;
+- only a sysadmin may read the audit trail;
 - someone else's token id is "not found" to a normal user, never "forbidden",
   so ids cannot be probed;
 - with ``tokens.tokens_may_manage_tokens`` false, a caller who logged in with
@@ -34,6 +35,7 @@ from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
 from ..errors import BadRequest, Forbidden, NotFound
 from ..store import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore
+from ..store.audit import AuditPage, AuditQuery
 from ..store.base import SCOPES
 from .policy import check_may_hold, granted_months, needs_groups
 from .validity import valid_until
@@ -141,7 +143,9 @@ class TokenService:
             allowed_networks=request.allowed_networks,
         )
         try:
-            record = await self._store.create(token, limit=config.max_per_user)
+            record = await self._store.create(
+                token, caller.action(created), limit=config.max_per_user
+            )
         except OwnerAtLimit as exc:
             raise BadRequest(
                 f"{owner.name} already has {exc.count} API tokens and may hold at most "
@@ -151,7 +155,9 @@ class TokenService:
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
         await self._own_token(caller, token_id)
-        record = await self._store.update_description(token_id, description)
+        record = await self._store.update_description(
+            token_id, description, caller.action(self._clock())
+        )
         if record is None:
             raise _not_found(token_id)
         return record
@@ -172,6 +178,7 @@ class TokenService:
             )
         record = await self._store.update_policy(
             token_id,
+            caller.action(self._clock()),
             description=change.description,
             scope=change.scope,
             allowed_networks=change.allowed_networks,
@@ -192,7 +199,10 @@ class TokenService:
         secret = new_secret()
         now = self._clock()
         record = await self._store.rotate(
-            token_id, await self._hasher.hash(secret), now + grace * 1000 if grace else None
+            token_id,
+            await self._hasher.hash(secret),
+            now + grace * 1000 if grace else None,
+            caller.action(now),
         )
         if record is None:
             raise _not_found(token_id)
@@ -228,14 +238,14 @@ class TokenService:
             raise _not_found(token_id)
         if record.owner_key != caller.user.key and not await self._auth.may_manage(caller):
             raise _not_found(token_id)
-        if not await self._store.delete(token_id):
+        if not await self._store.delete(token_id, caller.action(self._clock())):
             raise _not_found(token_id)
         self._verifier.forget([token_id])
 
     async def delete_all_for(self, caller: Caller, user_key: str) -> int:
         self._require_not_token(caller, "delete tokens")
         await self._require_manager(caller, "delete all tokens of a user")
-        deleted = await self._store.delete_all_for(user_key)
+        deleted = await self._store.delete_all_for(user_key, caller.action(self._clock()))
         self._verifier.forget(deleted)
         return len(deleted)
 
@@ -254,11 +264,19 @@ class TokenService:
             not_valid_after, offset, limit, owner_key=owner_key, description=description
         )
 
+    async def audit(self, caller: Caller, query: AuditQuery, offset: int, limit: int) -> AuditPage:
+        await self._require_sysadmin(caller, "read the audit trail")
+        return await self._store.audit_events(query, offset, limit)
+
     async def _own_token(self, caller: Caller, token_id: int) -> TokenRecord:
         record = await self._store.get(token_id)
         if record is None or record.owner_key != caller.user.key:
             raise _not_found(token_id)
         return record
+
+    async def _require_sysadmin(self, caller: Caller, action: str) -> None:
+        if not await self._auth.is_sysadmin(caller):
+            raise Forbidden(f"only system administrators may {action}")
 
     async def _require_manager(self, caller: Caller, action: str) -> None:
         if not await self._auth.may_manage(caller):

@@ -23,11 +23,13 @@ from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
 from apitokenproxy.auth.verifier import InvalidToken, TokenVerifier, rejection
 from apitokenproxy.errors import TooManyRequests, UpstreamUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
+from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.lastaccessed import LastAccessed
 
 from ..conftest import START_MS, FakeClock
 
 LIMIT = 10
+ACT = Action(at=START_MS, actor_key="key-admin", actor_name="admin", how=How.CLI)
 ATTACKER = "203.0.113.9"
 WRONG = "Q" * 32
 
@@ -100,7 +102,8 @@ class Rig:
                 valid_until=valid_until,
                 created_by_key=f"key-{owner}",
                 allowed_networks=networks,
-            )
+            ),
+            ACT,
         )
         return format_token(record.id, secret)
 
@@ -110,11 +113,12 @@ class Rig:
             with pytest.raises(InvalidToken):
                 await self.verifier.verify(format_token(90_000 + i, WRONG), username, client=client)
 
-    async def last_accessed(self, token: str) -> int:
+    async def last_accessed(self, token: str) -> tuple[int, str]:
+        """The token's lastAccessed and lastAccessedFrom, as stored."""
         await self.access.flush()
         record = await self.store.get(token_id(token))
         assert record is not None
-        return record.last_accessed
+        return record.last_accessed, record.last_accessed_from
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -193,11 +197,12 @@ async def test_a_throttled_address_gets_429_for_failures_only(rig: Rig) -> None:
 
 async def test_an_email_user_name_is_the_owners_address_asked_once(rig: Rig) -> None:
     token = await rig.issue("alice")
-    assert rig.verifier.verify_cached(token, "alice@example.com") is None  # not verified yet
+    # Not verified yet.
+    assert rig.verifier.verify_cached(token, "alice@example.com", "192.0.2.1") is None
     grant = await rig.verifier.verify(token, "ALICE@example.com", client="192.0.2.1")
     assert grant.record.owner_name == "alice"
-    assert rig.verifier.verify_cached(token, "alice@example.com") is grant
-    assert rig.verifier.verify_cached(token, "bob@example.com") is None
+    assert rig.verifier.verify_cached(token, "alice@example.com", "192.0.2.1") is grant
+    assert rig.verifier.verify_cached(token, "bob@example.com", "192.0.2.1") is None
     with pytest.raises(InvalidToken, match="does not belong"):
         await rig.verifier.verify(token, "bob@example.com", client="192.0.2.1")
     assert rig.emails_asked == ["key-alice"]
@@ -394,7 +399,8 @@ async def test_a_storm_through_the_real_hasher_is_never_busy(rig: Rig) -> None:
         )
         secret = new_secret()
         record = await rig.store.create(
-            NewToken("key-alice", "alice", "t", await hasher.hash(secret), START_MS, None, "k")
+            NewToken("key-alice", "alice", "t", await hasher.hash(secret), START_MS, None, "k"),
+            ACT,
         )
         token = format_token(record.id, secret)
         records = await asyncio.gather(*(verifier.verify(token) for _ in range(150)))
@@ -446,11 +452,11 @@ async def test_a_check_under_way_when_its_token_is_revoked_is_not_cached(rig: Ri
     held = rig.hasher.hold(secret_of(token))
     started = asyncio.ensure_future(rig.verifier.verify(token))
     await until(lambda: rig.hasher.running == 1)  # the store has been read
-    assert await rig.store.delete(token_id(token))
+    assert await rig.store.delete(token_id(token), ACT)
     rig.verifier.forget([token_id(token)])
     held.set()
     assert (await started).record.id == token_id(token)  # it began before the revocation
-    assert rig.verifier.verify_cached(token, None) is None
+    assert rig.verifier.verify_cached(token, None, "192.0.2.1") is None
     with pytest.raises(InvalidToken):
         await rig.verifier.verify(token)
 
@@ -460,24 +466,26 @@ async def test_a_check_under_way_when_its_token_is_revoked_is_not_cached(rig: Ri
 
 async def test_verify_cached(rig: Rig) -> None:
     token = await rig.issue("alice", valid_until=START_MS + 60_000)
-    assert rig.verifier.verify_cached(token, None) is None  # not verified yet
-    await rig.verifier.verify(token)
-    assert await rig.last_accessed(token) == START_MS
+    assert rig.verifier.verify_cached(token, None, "192.0.2.1") is None  # not verified yet
+    await rig.verifier.verify(token, client="192.0.2.1")
+    assert await rig.last_accessed(token) == (START_MS, "192.0.2.1")
 
     rig.clock.advance(1000)
     for username in (None, "alice", "ALICE"):
-        record = rig.verifier.verify_cached(token, username)
+        record = rig.verifier.verify_cached(token, username, "192.0.2.2")
         assert record is not None
         assert record.record.id == token_id(token)
-    assert await rig.last_accessed(token) == START_MS + 1000  # recorded as verify() does
+    # Recorded as verify() does, with the address of the latest use.
+    assert await rig.last_accessed(token) == (START_MS + 1000, "192.0.2.2")
 
     rig.clock.advance(1000)
-    assert rig.verifier.verify_cached(token, "bob") is None
-    assert rig.verifier.verify_cached("atpx_garbage", None) is None
-    assert await rig.last_accessed(token) == START_MS + 1000  # refusals are not uses
+    assert rig.verifier.verify_cached(token, "bob", ATTACKER) is None
+    assert rig.verifier.verify_cached("atpx_garbage", None, ATTACKER) is None
+    # Refusals are not uses.
+    assert await rig.last_accessed(token) == (START_MS + 1000, "192.0.2.2")
 
     rig.clock.advance(60_000)  # expired
-    assert rig.verifier.verify_cached(token, None) is None
+    assert rig.verifier.verify_cached(token, None, "192.0.2.2") is None
     assert len(rig.throttle) == 0  # no accounting here...
     with pytest.raises(InvalidToken, match="expired"):
         await rig.verifier.verify(token, client=ATTACKER)
@@ -488,14 +496,14 @@ async def test_verify_cached_ignores_the_throttle(rig: Rig) -> None:
     token = await rig.issue()
     await rig.verifier.verify(token, "alice", client=ATTACKER)
     await rig.fail(LIMIT, ATTACKER, "alice")
-    assert rig.verifier.verify_cached(token, "alice") is not None
+    assert rig.verifier.verify_cached(token, "alice", ATTACKER) is not None
 
 
 async def test_verify_cached_forgets_revoked_tokens(rig: Rig) -> None:
     token = await rig.issue()
     await rig.verifier.verify(token)
     rig.verifier.forget([token_id(token)])
-    assert rig.verifier.verify_cached(token, None) is None
+    assert rig.verifier.verify_cached(token, None, "192.0.2.1") is None
 
 
 # The acceptance rule, without an event loop ----------------------------------

@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from apitokenproxy.app import COMPONENTS
+
 from ..conftest import MakeWorld, World
 from ..fakes import basic
 from ..peers.chromium import screenshot
@@ -235,30 +237,28 @@ async def test_rotation_shows_the_new_secret_once_and_the_old_one_lives_for_the_
 
 
 @pytest.mark.parametrize("lane", ["fast"])
-async def test_where_a_token_was_last_used_from_is_shown_when_the_api_has_it(
+async def test_where_a_token_was_last_used_from_is_shown(
     make_world: MakeWorld, browser: Any
 ) -> None:
-    """``lastAccessedFrom`` is not in the API yet: the page shows it if present, and a
-    token without it as before. The list's answer is replaced in the browser."""
+    """The page asks for ``lastAccessedFrom`` and shows it next to the last use, on
+    the user's page and the manager's; an unused token is "Never used"."""
     world = await make_world("jira")
-    page = await signed_in_page(browser, world, "alice")
-    used = {"created": 1, "description": "Used", "id": 2, "lastAccessed": 2, "validUntil": 0}
-    listed = [
-        {**used, "lastAccessedFrom": "10.20.1.7"},
-        {**used, "id": 1, "description": "Fresh", "lastAccessed": 0, "lastAccessedFrom": "x"},
-        {**used, "id": 3, "description": "Old store"},
-    ]
-
-    async def answer(route: Any) -> None:
-        await route.fulfill(json=listed)
-
-    await page.route("**/user/token", answer)
-    await page.reload()
-    for description, last_used in (
-        ("Used", "Jan 1, 1970 from 10.20.1.7"),
-        ("Fresh", "Never used"),
-        ("Old store", "Jan 1, 1970"),
-    ):
-        cell = row_of(page, description).locator("td[data-label='Last used']")
-        assert await cell.text_content() == last_used, description
-    await page.context.close()
+    made = []
+    for description in ("Used", "Fresh"):
+        resp = await world.client.post(
+            f"{API}/user/token",
+            json={"tokenDescription": description},
+            headers=basic("alice", "alice-pw"),
+        )
+        assert resp.status == 200
+        made.append(await resp.json())
+    assert await use_token(world, "alice", made[0]["plainTextToken"]) == 200
+    await world.client.app[COMPONENTS].last_accessed.flush()
+    for user, path in (("alice", "/apitokens/"), ("admin", "/apitokens/manager")):
+        page = await signed_in_page(browser, world, user, path)
+        used = row_of(page, "Used").locator("td[data-label='Last used']")
+        await used.wait_for()
+        assert (await used.text_content() or "").endswith(" from 127.0.0.1"), path
+        fresh = row_of(page, "Fresh").locator("td[data-label='Last used']")
+        assert await fresh.text_content() == "Never used", path
+        await page.context.close()

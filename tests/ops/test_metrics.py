@@ -18,6 +18,8 @@ from apitokenproxy.ops.metrics import (
     Metrics,
     Sources,
 )
+from apitokenproxy.store import NewToken, opened
+from apitokenproxy.store.audit import Action, AuditQuery, How
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -187,3 +189,31 @@ def test_by_default_only_loopback_may_read_the_metrics() -> None:
     default = MetricsConfig().allow
     assert metrics_allowed("127.0.0.1", default) and metrics_allowed("::1", default)
     assert not any(metrics_allowed(p, default) for p in ("10.0.0.1", "192.168.1.1", "2001:db8::1"))
+
+
+async def test_a_measured_store_passes_actions_and_the_audit_trail_through(
+    store_url: str,
+) -> None:
+    """The wrapper the running proxy uses: every change still writes its event."""
+    m = Metrics()
+    async with opened(store_url) as raw:
+        store: Any = MeasuredStore(raw, m)
+        act = Action(at=1000, actor_key="k", actor_name="admin", how=How.SESSION)
+        made = await store.create(
+            NewToken("JIRAUSER1", "alice", "CI", "$argon2id$x", 1, None, "k"), act, limit=5
+        )
+        await store.rotate(made.id, "$argon2id$y", None, act)
+        await store.update_policy(made.id, act, scope="read")
+        await store.update_description(made.id, "CI read", act)
+        assert await store.delete(made.id, act)
+        page = await store.audit_events(AuditQuery(user_key="k"), 0, 10)
+        assert [e.kind for e in page.items] == [
+            "revoked", "renamed", "policy_changed", "rotated", "created",
+        ]  # fmt: skip
+        assert {e.how for e in page.items} == {"session"}
+        assert await store.prune_audit(2000, 10) == 5
+    m.flush()
+    assert value(m, "apitokenproxy_tokens_created_total") == 1
+    assert value(m, "apitokenproxy_tokens_revoked_total") == 1
+    assert value(m, "apitokenproxy_store_query_seconds_count", operation="rotate") == 1
+    assert value(m, "apitokenproxy_store_query_seconds_count", operation="audit_events") == 1

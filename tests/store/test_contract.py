@@ -11,6 +11,7 @@ import pytest
 
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.store import NewToken, OwnerAtLimit, Page, TokenStore, WarningKey, open_store
+from apitokenproxy.store.audit import Action, AuditEvent, AuditQuery, How
 
 BASE = NewToken(
     owner_key="JIRAUSER10100",
@@ -23,12 +24,22 @@ BASE = NewToken(
 )
 
 
+ACT = Action(
+    at=1_700_000_000_500,
+    actor_key="JIRAUSER10000",
+    actor_name="admin",
+    how=How.PASSWORD,
+    client="203.0.113.7",
+    request_id="req-1",
+)
+
+
 def token(**changes: object) -> NewToken:
     return replace(BASE, **changes)  # type: ignore[arg-type]
 
 
 async def test_create_then_get_returns_every_field(store: TokenStore) -> None:
-    created = await store.create(BASE)
+    created = await store.create(BASE, ACT)
     fetched = await store.get(created.id)
     assert fetched == created
     assert created.last_accessed == 0
@@ -47,42 +58,42 @@ async def test_create_then_get_returns_every_field(store: TokenStore) -> None:
 
 
 async def test_ids_grow_and_are_never_reused(store: TokenStore) -> None:
-    first = await store.create(BASE)
-    second = await store.create(BASE)
+    first = await store.create(BASE, ACT)
+    second = await store.create(BASE, ACT)
     assert second.id > first.id
-    assert await store.delete(second.id)
-    third = await store.create(BASE)
+    assert await store.delete(second.id, ACT)
+    third = await store.create(BASE, ACT)
     assert third.id > second.id
 
 
 async def test_text_is_stored_verbatim(store: TokenStore) -> None:
     text = "Robert'); DROP TABLE tokens;-- <b>ü</b> \U0001f600"
-    created = await store.create(token(description=text, owner_name="jürgen"))
+    created = await store.create(token(description=text, owner_name="jürgen"), ACT)
     fetched = await store.get(created.id)
     assert fetched is not None
     assert (fetched.description, fetched.owner_name) == (text, "jürgen")
 
 
 async def test_list_owned_is_per_owner_and_oldest_first(store: TokenStore) -> None:
-    a1 = await store.create(BASE)
-    await store.create(token(owner_key="other"))
-    a2 = await store.create(BASE)
+    a1 = await store.create(BASE, ACT)
+    await store.create(token(owner_key="other"), ACT)
+    a2 = await store.create(BASE, ACT)
     assert [t.id for t in await store.list_owned(BASE.owner_key)] == [a1.id, a2.id]
     assert await store.list_owned("nobody") == []
 
 
 async def test_update_description(store: TokenStore) -> None:
-    created = await store.create(BASE)
-    updated = await store.update_description(created.id, "renamed")
+    created = await store.create(BASE, ACT)
+    updated = await store.update_description(created.id, "renamed", ACT)
     assert updated == replace(created, description="renamed")
-    assert await store.update_description(created.id + 1000, "x") is None
+    assert await store.update_description(created.id + 1000, "x", ACT) is None
 
 
 async def test_delete_and_delete_all_for_announce_revocations(store: TokenStore) -> None:
-    a1 = await store.create(BASE)
-    b1 = await store.create(token(owner_key="bob"))
-    b2 = await store.create(token(owner_key="bob"))
-    last = await store.create(token(owner_key="carol"))
+    a1 = await store.create(BASE, ACT)
+    b1 = await store.create(token(owner_key="bob"), ACT)
+    b2 = await store.create(token(owner_key="bob"), ACT)
+    last = await store.create(token(owner_key="carol"), ACT)
     seen: list[int] = []
     resets: list[bool] = []
     last_seen = asyncio.Event()
@@ -95,14 +106,14 @@ async def test_delete_and_delete_all_for_announce_revocations(store: TokenStore)
     watcher = asyncio.create_task(store.watch(revoked, lambda: resets.append(True)))
     try:
         await asyncio.sleep(0.3)  # the watcher is listening
-        assert await store.delete(a1.id) is True
-        assert await store.delete(a1.id) is False
-        assert sorted(await store.delete_all_for("bob")) == [b1.id, b2.id]
-        assert await store.delete_all_for("bob") == []
+        assert await store.delete(a1.id, ACT) is True
+        assert await store.delete(a1.id, ACT) is False
+        assert sorted(await store.delete_all_for("bob", ACT)) == [b1.id, b2.id]
+        assert await store.delete_all_for("bob", ACT) == []
         assert await store.get(b1.id) is None
         # Announcements keep their order across statements: once the last
         # deletion is reported, every earlier one has been.
-        assert await store.delete(last.id) is True
+        assert await store.delete(last.id, ACT) is True
         async with asyncio.timeout(3):
             await last_seen.wait()
         assert sorted(seen) == sorted([a1.id, b1.id, b2.id, last.id])
@@ -114,10 +125,10 @@ async def test_delete_and_delete_all_for_announce_revocations(store: TokenStore)
 
 
 async def test_find_by_expiry_orders_filters_and_pages(store: TokenStore) -> None:
-    never = await store.create(token(valid_until=None))
-    late = await store.create(token(valid_until=3000))
-    early = await store.create(token(valid_until=1000))
-    tie = await store.create(token(valid_until=3000))
+    never = await store.create(token(valid_until=None), ACT)
+    late = await store.create(token(valid_until=3000), ACT)
+    early = await store.create(token(valid_until=1000), ACT)
+    tie = await store.create(token(valid_until=3000), ACT)
 
     everything = await store.find_by_expiry(None, 0, 50)
     assert [t.id for t in everything.items] == [early.id, late.id, tie.id, never.id]
@@ -135,11 +146,13 @@ async def test_find_by_expiry_orders_filters_and_pages(store: TokenStore) -> Non
 
 async def test_find_by_expiry_filters_by_owner_and_description_text(store: TokenStore) -> None:
     a1 = await store.create(
-        token(owner_key="A", description="Nightly BACKUP job", valid_until=2000)
+        token(owner_key="A", description="Nightly BACKUP job", valid_until=2000), ACT
     )
-    a2 = await store.create(token(owner_key="A", description="deploy", valid_until=1000))
-    b1 = await store.create(token(owner_key="B", description="backup mirror", valid_until=None))
-    odd = await store.create(token(owner_key="B", description="100% of_it", valid_until=500))
+    a2 = await store.create(token(owner_key="A", description="deploy", valid_until=1000), ACT)
+    b1 = await store.create(
+        token(owner_key="B", description="backup mirror", valid_until=None), ACT
+    )
+    odd = await store.create(token(owner_key="B", description="100% of_it", valid_until=500), ACT)
 
     def ids(page: Page) -> list[int]:
         return [t.id for t in page.items]
@@ -157,19 +170,28 @@ async def test_find_by_expiry_filters_by_owner_and_description_text(store: Token
     assert (ids(paged), paged.total) == ([a1.id], 2)
 
 
-async def test_record_access_keeps_the_latest_time(store: TokenStore) -> None:
-    a = await store.create(BASE)
-    b = await store.create(BASE)
-    await store.record_access({a.id: 500, b.id: 700, 999_999: 1})
-    await store.record_access({a.id: 400})
+async def test_record_access_keeps_the_latest_time_and_its_address(store: TokenStore) -> None:
+    a = await store.create(BASE, ACT)
+    b = await store.create(BASE, ACT)
+    assert a.last_accessed_from == ""
+    await store.record_access(
+        {a.id: (500, "192.0.2.5"), b.id: (700, "2001:db8::7"), 999_999: (1, "x")}
+    )
+    await store.record_access({a.id: (400, "198.51.100.4")})  # older: changes nothing
     fetched_a, fetched_b = await store.get(a.id), await store.get(b.id)
-    assert fetched_a is not None and fetched_a.last_accessed == 500
-    assert fetched_b is not None and fetched_b.last_accessed == 700
+    assert fetched_a is not None
+    assert (fetched_a.last_accessed, fetched_a.last_accessed_from) == (500, "192.0.2.5")
+    assert fetched_b is not None
+    assert (fetched_b.last_accessed, fetched_b.last_accessed_from) == (700, "2001:db8::7")
+    await store.record_access({a.id: (900, "198.51.100.9")})
+    fetched_a = await store.get(a.id)
+    assert fetched_a is not None
+    assert (fetched_a.last_accessed, fetched_a.last_accessed_from) == (900, "198.51.100.9")
     await store.record_access({})
 
 
 async def test_concurrent_writes_all_land(store: TokenStore) -> None:
-    made = await asyncio.gather(*(store.create(token(description=f"t{i}")) for i in range(50)))
+    made = await asyncio.gather(*(store.create(token(description=f"t{i}"), ACT) for i in range(50)))
     assert len({t.id for t in made}) == 50
     assert (await store.find_by_expiry(None, 0, 100)).total == 50
 
@@ -189,11 +211,12 @@ async def test_failures_count_within_a_window_and_restart_after_it(store: TokenS
 
 
 async def test_upsert_copies_tokens_exactly_and_is_idempotent(store: TokenStore) -> None:
-    original = await store.create(BASE)
+    original = await store.create(BASE, ACT)
     copied = replace(
         original,
         id=original.id + 100,
         last_accessed=12345,
+        last_accessed_from="192.0.2.12",
         description="copied",
         scope="read",
         allowed_networks=("10.0.0.0/8", "::1/128"),
@@ -204,12 +227,14 @@ async def test_upsert_copies_tokens_exactly_and_is_idempotent(store: TokenStore)
     assert await store.upsert([copied]) == 1
     assert await store.get(copied.id) == copied
     # Ids allocated afterwards never collide with copied ones.
-    later = await store.create(BASE)
+    later = await store.create(BASE, ACT)
     assert later.id > copied.id
-    # Upserting an older lastAccessed never moves it back.
-    await store.upsert([replace(copied, last_accessed=1)])
+    # Upserting an older lastAccessed never moves it back, nor its address.
+    await store.upsert([replace(copied, last_accessed=12345, last_accessed_from="192.0.2.1")])
+    await store.upsert([replace(copied, last_accessed=1, last_accessed_from="192.0.2.99")])
     fetched = await store.get(copied.id)
-    assert fetched is not None and fetched.last_accessed == 12345
+    assert fetched is not None
+    assert (fetched.last_accessed, fetched.last_accessed_from) == (12345, "192.0.2.1")
 
 
 async def test_watch_reports_revocations_from_another_connection(
@@ -227,8 +252,8 @@ async def test_watch_reports_revocations_from_another_connection(
     watcher = asyncio.create_task(store.watch(revoked, lambda: resets.append(True)))
     try:
         await asyncio.sleep(0.3)  # the watcher is listening
-        doomed = await other.create(BASE)
-        await other.delete(doomed.id)
+        doomed = await other.create(BASE, ACT)
+        await other.delete(doomed.id, ACT)
         async with asyncio.timeout(2):
             await arrived.wait()
         assert seen == [doomed.id]
@@ -240,17 +265,201 @@ async def test_watch_reports_revocations_from_another_connection(
         await other.close()
 
 
+# The audit trail ---------------------------------------------------------------
+
+
+def by(name: str, how: How = How.TOKEN, at: int = ACT.at) -> Action:
+    return Action(
+        at=at, actor_key=f"key-{name}", actor_name=name, how=how, client="192.0.2.9", request_id=""
+    )
+
+
+async def events(store: TokenStore, query: AuditQuery | None = None) -> list[AuditEvent]:
+    page = await store.audit_events(query or AuditQuery(), 0, 1000)
+    assert page.total == len(page.items)
+    return list(page.items)
+
+
+def summary(found: Sequence[AuditEvent]) -> list[tuple[object, ...]]:
+    """(kind, actor name, how, owner, token id, description), newest first."""
+    return [(e.kind, e.actor_name, e.how, e.owner_key, e.token_id, e.description) for e in found]
+
+
+async def test_every_change_is_one_event_with_its_actor(store: TokenStore) -> None:
+    a1 = await store.create(BASE, ACT)
+    b1 = await store.create(token(owner_key="bob", description="CI"), by("bob"))
+    b2 = await store.create(token(owner_key="bob", description="nightly"), by("bob"))
+    await store.update_description(a1.id, "renamed", by("alice", How.PASSWORD))
+    assert await store.delete(a1.id, by("admin", How.SESSION))
+    assert sorted(await store.delete_all_for("bob", by("ops", How.CLI))) == [b1.id, b2.id]
+    found = await events(store)
+    assert summary(found) == [
+        ("revoked-all", "ops", "cli", "bob", b2.id, "nightly"),
+        ("revoked-all", "ops", "cli", "bob", b1.id, "CI"),
+        ("revoked", "admin", "session", BASE.owner_key, a1.id, "renamed"),
+        ("renamed", "alice", "password", BASE.owner_key, a1.id, "renamed"),
+        ("created", "bob", "token", "bob", b2.id, "nightly"),
+        ("created", "bob", "token", "bob", b1.id, "CI"),
+        ("created", "admin", "password", BASE.owner_key, a1.id, BASE.description),
+    ]
+    assert [e.id for e in found] == sorted((e.id for e in found), reverse=True)
+    first = found[-1]
+    assert (first.at, first.actor_key, first.client, first.request_id) == (
+        ACT.at,
+        ACT.actor_key,
+        ACT.client,
+        ACT.request_id,
+    )
+
+
+async def test_changes_that_change_nothing_leave_no_event(store: TokenStore) -> None:
+    assert await store.update_description(12345, "x", ACT) is None
+    assert await store.delete(12345, ACT) is False
+    assert await store.delete_all_for("nobody", ACT) == []
+    assert await events(store) == []
+
+
+async def test_copies_and_uses_are_not_audited(store: TokenStore) -> None:
+    made = await store.create(BASE, ACT)
+    await store.upsert([replace(made, id=made.id + 10)])
+    await store.record_access({made.id: (5, "192.0.2.1")})
+    assert [e.kind for e in await events(store)] == ["created"]
+
+
+async def test_audit_filters_by_user_and_time_and_pages(store: TokenStore) -> None:
+    alice = await store.create(BASE, by("alice", at=1000))
+    await store.create(token(owner_key="bob"), by("bob", at=2000))
+    # An admin acting on alice's token: found under both keys.
+    await store.delete(alice.id, by("admin", at=3000))
+    query = AuditQuery(user_key="key-admin")
+    assert [e.kind for e in await events(store, query)] == ["revoked"]
+    owner = AuditQuery(user_key=BASE.owner_key)
+    assert [e.at for e in await events(store, owner)] == [3000, 1000]
+    assert [e.at for e in await events(store, AuditQuery(user_key="key-alice"))] == [1000]
+    assert [e.at for e in await events(store, AuditQuery(since=2000))] == [3000, 2000]
+    both = AuditQuery(user_key="bob", since=2001)
+    assert await events(store, both) == []
+    page = await store.audit_events(AuditQuery(), 1, 1)
+    assert ([e.at for e in page.items], page.total) == ([2000], 3)
+    assert (await store.audit_events(AuditQuery(), 5, 1)).items == []
+
+
+async def test_prune_deletes_only_old_events_a_batch_at_a_time(store: TokenStore) -> None:
+    for at in (100, 200, 300, 400, 500):
+        await store.create(BASE, by("alice", at=at))
+    assert await store.prune_audit(400, 2) == 2
+    assert [e.at for e in await events(store)] == [500, 400, 300]
+    assert await store.prune_audit(400, 2) == 1
+    assert await store.prune_audit(400, 2) == 0
+    assert [e.at for e in await events(store)] == [500, 400]
+    assert len(await store.list_owned(BASE.owner_key)) == 5  # tokens are untouched
+
+
+async def refuse_audit_events(store_url: str) -> None:
+    """Make every insert into the audit trail fail, behind the store's back."""
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            conn.execute(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events"
+                " BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+            )
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(store_url)
+    try:
+        await conn.execute(
+            "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events"
+            " FOR EACH ROW EXECUTE FUNCTION no_audit()"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_change_whose_event_cannot_be_written_is_not_made(
+    store: TokenStore, store_url: str
+) -> None:
+    kept = await store.create(BASE, ACT)
+    await refuse_audit_events(store_url)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.create(BASE, ACT)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.update_description(kept.id, "renamed", ACT)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.delete(kept.id, ACT)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.delete_all_for(BASE.owner_key, ACT)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.rotate(kept.id, "$argon2id$new", 5_000, ACT)
+    with pytest.raises(StoreUnavailable, match="audit refused"):
+        await store.update_policy(kept.id, ACT, scope="read", allowed_networks=("10.0.0.0/8",))
+    assert await store.list_owned(BASE.owner_key) == [kept]
+    assert len(await events(store)) == 1
+
+
+async def test_rotations_and_policy_changes_are_events_with_their_actor(
+    store: TokenStore,
+) -> None:
+    made = await store.create(BASE, by("alice", How.PASSWORD, at=1000))
+    await store.rotate(made.id, "$argon2id$new", 5_000, by("alice", How.SESSION, at=2000))
+    await store.update_policy(made.id, by("bob", at=3000), scope="read")
+    await store.update_policy(made.id, by("carol", at=4000), allowed_networks=("10.0.0.0/8",))
+    # A description with a policy change is both a rename and a policy change.
+    await store.update_policy(
+        made.id, by("dave", How.PASSWORD, at=5000), description="CI", allowed_networks=()
+    )
+    await store.update_policy(made.id, by("erin", at=6000), description="CI nightly")
+    owner = BASE.owner_key
+    found = await events(store)
+    assert summary(found) == [
+        ("renamed", "erin", "token", owner, made.id, "CI nightly"),
+        ("policy_changed", "dave", "password", owner, made.id, "CI"),
+        ("renamed", "dave", "password", owner, made.id, "CI"),
+        ("policy_changed", "carol", "token", owner, made.id, BASE.description),
+        ("policy_changed", "bob", "token", owner, made.id, BASE.description),
+        ("rotated", "alice", "session", owner, made.id, BASE.description),
+        ("created", "alice", "password", owner, made.id, BASE.description),
+    ]
+    assert [e.at for e in found] == [6000, 5000, 5000, 4000, 3000, 2000, 1000]
+    assert {(e.client, e.request_id) for e in found} == {("192.0.2.9", "")}
+
+
+async def test_rotating_or_changing_a_missing_token_leaves_no_event(store: TokenStore) -> None:
+    assert await store.rotate(12345, "$argon2id$new", None, ACT) is None
+    assert await store.update_policy(12345, ACT, scope="read") is None
+    assert await events(store) == []
+
+
+async def test_copied_events_keep_their_ids_and_are_copied_once(store: TokenStore) -> None:
+    made = await store.create(BASE, ACT)
+    [original] = await events(store)
+    copied = replace(original, id=original.id + 100, kind="rotated", description="from elsewhere")
+    assert await store.copy_events([copied]) == 1
+    await store.copy_events([copied, replace(copied, description="changed")])  # a repeat
+    assert await events(store) == [copied, original]
+    # Events written afterwards never collide with copied ones.
+    await store.delete(made.id, ACT)
+    newest = (await events(store))[0]
+    assert (newest.kind, newest.id > copied.id) == ("revoked", True)
+
+
 # Per-token policy and rotation ------------------------------------------------
 
 
 async def test_policy_fields_are_stored_and_default_to_write_from_anywhere(
     store: TokenStore,
 ) -> None:
-    plain = await store.create(BASE)
+    plain = await store.create(BASE, ACT)
     assert (plain.scope, plain.allowed_networks) == ("write", ())
     assert (plain.previous_hash, plain.previous_until) == (None, None)
     networks = ("10.0.0.0/8", "2001:db8::/32")
-    narrow = await store.create(token(scope="read", allowed_networks=networks))
+    narrow = await store.create(token(scope="read", allowed_networks=networks), ACT)
     assert await store.get(narrow.id) == narrow
     assert (narrow.scope, narrow.allowed_networks) == ("read", networks)
 
@@ -268,40 +477,40 @@ async def test_policy_fields_are_stored_and_default_to_write_from_anywhere(
 async def test_update_policy_changes_only_what_is_given(
     store: TokenStore, changes: dict[str, object], expected: dict[str, object]
 ) -> None:
-    created = await store.create(token(allowed_networks=("10.0.0.0/8",)))
-    updated = await store.update_policy(created.id, **changes)  # type: ignore[arg-type]
+    created = await store.create(token(allowed_networks=("10.0.0.0/8",)), ACT)
+    updated = await store.update_policy(created.id, ACT, **changes)  # type: ignore[arg-type]
     assert updated == replace(created, **expected)  # type: ignore[arg-type]
     assert await store.get(created.id) == updated
-    assert await store.update_policy(created.id + 1000, scope="read") is None
+    assert await store.update_policy(created.id + 1000, ACT, scope="read") is None
 
 
 async def test_rotate_keeps_the_old_hash_until_the_deadline_or_drops_it(
     store: TokenStore,
 ) -> None:
-    created = await store.create(BASE)
-    rotated = await store.rotate(created.id, "$argon2id$new", 5_000)
+    created = await store.create(BASE, ACT)
+    rotated = await store.rotate(created.id, "$argon2id$new", 5_000, ACT)
     assert rotated == replace(
         created, secret_hash="$argon2id$new", previous_hash=BASE.secret_hash, previous_until=5_000
     )
     assert await store.get(created.id) == rotated
     # A second rotation replaces the previous secret: only one old secret lives.
-    again = await store.rotate(created.id, "$argon2id$newer", 9_000)
+    again = await store.rotate(created.id, "$argon2id$newer", 9_000, ACT)
     assert again is not None
     assert (again.previous_hash, again.previous_until) == ("$argon2id$new", 9_000)
     # No grace: the replaced secret is gone at once.
-    at_once = await store.rotate(created.id, "$argon2id$newest", None)
+    at_once = await store.rotate(created.id, "$argon2id$newest", None, ACT)
     assert at_once is not None
     assert (at_once.secret_hash, at_once.previous_hash, at_once.previous_until) == (
         "$argon2id$newest", None, None
     )  # fmt: skip
-    assert await store.rotate(created.id + 1000, "$argon2id$x", None) is None
+    assert await store.rotate(created.id + 1000, "$argon2id$x", None, ACT) is None
 
 
 async def test_rotations_and_policy_changes_are_announced_like_revocations(
     store: TokenStore,
 ) -> None:
-    rotated = await store.create(BASE)
-    narrowed = await store.create(BASE)
+    rotated = await store.create(BASE, ACT)
+    narrowed = await store.create(BASE, ACT)
     seen: list[int] = []
     both = asyncio.Event()
 
@@ -313,8 +522,8 @@ async def test_rotations_and_policy_changes_are_announced_like_revocations(
     watcher = asyncio.create_task(store.watch(revoked, lambda: None))
     try:
         await asyncio.sleep(0.3)  # the watcher is listening
-        await store.rotate(rotated.id, "$argon2id$new", 1)
-        await store.update_policy(narrowed.id, scope="read")
+        await store.rotate(rotated.id, "$argon2id$new", 1, ACT)
+        await store.update_policy(narrowed.id, ACT, scope="read")
         async with asyncio.timeout(3):
             await both.wait()
         assert seen == [rotated.id, narrowed.id]
@@ -325,17 +534,17 @@ async def test_rotations_and_policy_changes_are_announced_like_revocations(
 
 
 async def test_create_with_a_limit_counts_the_owners_tokens(store: TokenStore) -> None:
-    await store.create(BASE, limit=2)
-    await store.create(token(owner_key="bob"), limit=1)
-    await store.create(BASE, limit=2)
+    await store.create(BASE, ACT, limit=2)
+    await store.create(token(owner_key="bob"), ACT, limit=1)
+    await store.create(BASE, ACT, limit=2)
     with pytest.raises(OwnerAtLimit) as refused:
-        await store.create(BASE, limit=2)
+        await store.create(BASE, ACT, limit=2)
     assert refused.value.count == 2
     # A limit lowered below what exists reports the real number; 0 is no limit.
     with pytest.raises(OwnerAtLimit) as refused:
-        await store.create(BASE, limit=1)
+        await store.create(BASE, ACT, limit=1)
     assert refused.value.count == 2
-    await store.create(BASE, limit=0)
+    await store.create(BASE, ACT, limit=0)
     assert len(await store.list_owned(BASE.owner_key)) == 3
 
 
@@ -343,7 +552,7 @@ async def test_the_limit_holds_across_connections_racing(store: TokenStore, stor
     others = [await open_store(store_url) for _ in range(3)]
     try:
         outcomes = await asyncio.gather(
-            *(s.create(BASE, limit=4) for s in (store, *others) for _ in range(4)),
+            *(s.create(BASE, ACT, limit=4) for s in (store, *others) for _ in range(4)),
             return_exceptions=True,
         )
     finally:
@@ -355,11 +564,11 @@ async def test_the_limit_holds_across_connections_racing(store: TokenStore, stor
 
 
 async def test_expiring_lists_tokens_in_a_window_soonest_first(store: TokenStore) -> None:
-    await store.create(token(valid_until=None))
-    gone = await store.create(token(valid_until=1000))
-    late = await store.create(token(valid_until=3000))
-    early = await store.create(token(valid_until=2000))
-    await store.create(token(valid_until=3001))
+    await store.create(token(valid_until=None), ACT)
+    gone = await store.create(token(valid_until=1000), ACT)
+    late = await store.create(token(valid_until=3000), ACT)
+    early = await store.create(token(valid_until=2000), ACT)
+    await store.create(token(valid_until=3001), ACT)
     assert [t.id for t in await store.expiring(1000, 3000)] == [early.id, late.id]
     assert [t.id for t in await store.expiring(999, 1000)] == [gone.id]
 

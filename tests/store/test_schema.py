@@ -8,6 +8,7 @@ import pytest
 
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, schema
+from apitokenproxy.store.audit import Action, AuditQuery, EventKind, How
 
 RECORD = TokenRecord(7, "k", "n", "d", "$argon2id$x", 1, None, 5, "c")
 
@@ -15,7 +16,7 @@ RECORD = TokenRecord(7, "k", "n", "d", "$argon2id$x", 1, None, 5, "c")
 def test_columns_are_the_record_fields_and_round_trip() -> None:
     assert tuple(f.name for f in dataclasses.fields(TokenRecord)) == schema.COLUMNS
     assert set(schema.NEW_COLUMNS) == set(schema.COLUMNS) - {
-        "id", "last_accessed", "previous_hash", "previous_until"
+        "id", "last_accessed", "last_accessed_from", "previous_hash", "previous_until"
     }  # fmt: skip
     assert schema.record(schema.values(RECORD)) == RECORD
     restricted = dataclasses.replace(RECORD, allowed_networks=("10.0.0.0/8", "2001:db8::/32"))
@@ -56,6 +57,39 @@ def test_expiring_numbers_limit_and_offset_after_the_filter() -> None:
     count, page, args = sql.expiring(99)
     assert (count, args) == ("SELECT count(*) FROM tokens WHERE valid_until <= $1", (99,))
     assert page.endswith("LIMIT $2 OFFSET $3")
+
+
+@pytest.mark.parametrize(
+    ("query", "where", "args", "limit_at"),
+    [
+        (AuditQuery(), "", (), 1),
+        (AuditQuery(user_key="k"), " WHERE (actor_key = $1 OR owner_key = $1)", ("k",), 2),
+        (AuditQuery(since=5), " WHERE at >= $1", (5,), 2),
+        (
+            AuditQuery(user_key="k", since=5),
+            " WHERE (actor_key = $1 OR owner_key = $1) AND at >= $2",
+            ("k", 5),
+            3,
+        ),
+    ],
+)
+def test_audit_statements_number_the_filter_then_limit_and_offset(
+    query: AuditQuery, where: str, args: tuple[object, ...], limit_at: int
+) -> None:
+    count, page, bound = schema.statements(schema.POSTGRES).audit(query)
+    assert (count, bound) == (f"SELECT count(*) FROM audit_events{where}", args)  # noqa: S608
+    assert f"FROM audit_events{where} ORDER BY id DESC" in page
+    assert page.endswith(f"LIMIT ${limit_at} OFFSET ${limit_at + 1}")
+
+
+def test_an_event_round_trips_through_its_columns() -> None:
+    action = Action(at=9, actor_key="a", actor_name="n", how=How.CLI, client="c", request_id="r")
+    event = schema.token_event(EventKind.RENAMED, action, RECORD)
+    assert (event.kind, event.how, event.token_id, event.owner_key) == ("renamed", "cli", 7, "k")
+    stored = dataclasses.replace(event, id=3)
+    assert schema.audit_event((3, *schema.event_values(event))) == stored
+    deleted = schema.deleted_event(EventKind.REVOKED, action, (7, "k", "d"))
+    assert deleted == dataclasses.replace(event, kind="revoked")
 
 
 def test_both_dialects_have_the_same_history() -> None:

@@ -10,9 +10,11 @@ import pytest
 
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, WarningKey, open_store
+from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.sqlite import MIGRATIONS, SQLiteStore
 
 TOKEN = NewToken("k", "n", "d", "$argon2id$x", 1, None, "k")
+ACT = Action(at=1, actor_key="k", actor_name="n", how=How.PASSWORD)
 
 
 async def test_wal_and_schema_version(tmp_path: Path) -> None:
@@ -27,7 +29,7 @@ async def test_wal_and_schema_version(tmp_path: Path) -> None:
 async def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tokens.db'}"
     store = await open_store(url)
-    created = await store.create(TOKEN)
+    created = await store.create(TOKEN, ACT)
     await store.close()
     store = await open_store(url)
     assert isinstance(store, SQLiteStore)
@@ -47,16 +49,16 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 async def test_read_only_connection_fails_writes_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "tokens.db"
     store = await open_store(f"sqlite:///{path}")
-    await store.create(TOKEN)
+    await store.create(TOKEN, ACT)
     await store.close()
     # Open the same file through SQLite's read-only URI mode: writes fail the way
     # a read-only mount does, whoever the process runs as.
     conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     readonly = SQLiteStore(conn)
     with pytest.raises(StoreUnavailable, match="read-only"):
-        await readonly.create(TOKEN)
+        await readonly.create(TOKEN, ACT)
     with pytest.raises(StoreUnavailable, match="read-only"):
-        await readonly.record_access({1: 5})
+        await readonly.record_access({1: (5, "192.0.2.1")})
     assert (await readonly.find_by_expiry(None, 0, 10)).total == 1
     await readonly.close()
 
@@ -68,11 +70,11 @@ async def test_a_locked_database_fails_cleanly(tmp_path: Path) -> None:
     other.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
-            await store.create(TOKEN)
+            await store.create(TOKEN, ACT)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    created = await store.create(TOKEN)
+    created = await store.create(TOKEN, ACT)
     assert await store.get(created.id) == created
     await store.close()
 
@@ -126,9 +128,9 @@ async def test_a_database_of_an_earlier_release_opens_and_works(
         assert await store.list_owned("k") == [
             TokenRecord(1, "k", "n", "d", "$argon2id$x", 1, None, 9, "k")
         ]
-        assert (await store.create(TOKEN)).id == 2
+        assert (await store.create(TOKEN, ACT)).id == 2
         assert await store.add_failure("x", 10, 60_000) == (10, 1)
-        assert await store.delete_all_for("k") == [1, 2]
+        assert await store.delete_all_for("k", ACT) == [1, 2]
         assert await store.claim_warning(WarningKey(3, 14, 5, "email"), 1, 10, 5) == 0
     finally:
         await store.close()

@@ -1,4 +1,5 @@
-"""The token API's policy fields, as tables: what is accepted, and how it is read."""
+"""The token API's inputs, as tables: the policy fields (what is accepted, and
+how it is read), the audit resource's query, request ids and expansions."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from typing import Any
 import pytest
 
 from apitokenproxy.errors import BadRequest
+from apitokenproxy.ops.requestid import request_id, sane
+from apitokenproxy.store.audit import AuditQuery
 from apitokenproxy.tokenapi.inputs import (
     MAX_GRACE_SECONDS,
+    AuditFilter,
+    audit_request_id,
+    parse_audit_query,
     parse_create,
     parse_networks,
     parse_patch,
     parse_rotate,
     parse_scope,
+    wants_origin,
 )
 from apitokenproxy.tokenapi.service import CreateRequest, PolicyChange
 
@@ -119,3 +126,86 @@ def test_rotate(body: bytes, expected: int | None) -> None:
 def test_bad_rotate(body: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_rotate(body)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, AuditFilter(AuditQuery(), 0, 50)),
+        ({"userKey": "JIRAUSER1"}, AuditFilter(AuditQuery(user_key="JIRAUSER1"), 0, 50)),
+        ({"since": "0", "page": "3", "limit": "500"}, AuditFilter(AuditQuery(since=0), 3, 50)),
+        ({"since": "1763971200000", "limit": "7"}, AuditFilter(AuditQuery(since=1763971200000), 0, 7)),
+    ],
+)  # fmt: skip
+def test_audit_queries(query: dict[str, str], expected: AuditFilter) -> None:
+    assert parse_audit_query(query) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ({"userKey": " "}, "userKey must not be empty"),
+        ({"since": "2026-11-24"}, "since must be a whole number between 0"),
+        ({"since": "-1"}, "since must be a whole number between 0"),
+        ({"page": "-1"}, "page must be a whole number"),
+        ({"limit": "0"}, "limit must be a whole number between 1"),
+    ],
+)
+def test_bad_audit_queries(query: dict[str, str], fragment: str) -> None:
+    with pytest.raises(BadRequest, match=fragment):
+        parse_audit_query(query)
+
+
+@pytest.mark.parametrize(
+    ("values", "kept"),
+    [
+        (["3f2b8c1e-7a4d-4e1b-9c2a-0d5e6f7a8b9c"], "3f2b8c1e-7a4d-4e1b-9c2a-0d5e6f7a8b9c"),
+        (["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (["YWJj+ZGVm/Zw=="], "YWJj+ZGVm/Zw=="),
+        (["r" * 128], "r" * 128),
+        # A token in the wrong header is not kept, whatever its case or place.
+        (["atpx_42_QvR3m9LkPz8WnT2xY7bC4dF6gH1jK5sA0a1b2c"], ""),
+        (["trace-ATPX_42_abc"], ""),
+    ],
+)  # fmt: skip
+def test_the_audit_keeps_the_request_id_unless_it_carries_a_token(
+    values: list[str], kept: str
+) -> None:
+    assert audit_request_id(request_id(values)) == kept
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["r" * 129],
+        [],
+        [""],
+        ["a", "b"],
+        ["has space"],
+        ["line\r\nbreak"],
+        ['quote"d'],
+        ["caf\u00e9"],
+    ],
+)
+def test_an_insane_request_id_is_replaced_by_one_made_here(values: list[str]) -> None:
+    kept = audit_request_id(request_id(values))
+    assert kept not in values
+    assert sane(kept)
+
+
+@pytest.mark.parametrize(
+    ("query", "origin"),
+    [
+        ({}, False),
+        ({"expand": "lastAccessedFrom"}, True),
+        ({"expand": " lastAccessedFrom , "}, True),
+        ({"expand": ""}, False),
+    ],
+)
+def test_expand(query: dict[str, str], origin: bool) -> None:
+    assert wants_origin(query) is origin
+
+
+def test_an_unknown_expansion_is_refused() -> None:
+    with pytest.raises(BadRequest, match="expand accepts lastAccessedFrom, not 'owner'"):
+        wants_origin({"expand": "lastAccessedFrom,owner"})

@@ -18,7 +18,7 @@ def links(total: int, page: int, limit: int) -> tuple[str, str, int]:
         limit=limit,
         base_url=BASE,
         path=PATH,
-        not_valid_after=1688918956972,
+        params=[("notValidAfter", 1688918956972)],
     )
     pl = data["paginationLinks"]
     return pl["previousPage"], pl["nextPage"], data["totalPages"]
@@ -46,7 +46,9 @@ def test_links(total: int, page: int, limit: int, expected: tuple[str, str, int]
 
 
 def test_envelope_fields_match_the_seed() -> None:
-    data = envelope([], total=4, page=0, limit=50, base_url=BASE, path=PATH, not_valid_after=-1)
+    data = envelope(
+        [], total=4, page=0, limit=50, base_url=BASE, path=PATH, params=[("notValidAfter", -1)]
+    )
     assert sorted(data) == [
         "content", "currentPage", "limit", "offset", "paginationLinks", "total", "totalPages",
     ]  # fmt: skip

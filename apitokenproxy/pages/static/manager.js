@@ -25,6 +25,7 @@ async function nameOf(key) {
 async function load(pageNumber) {
   const query = new URLSearchParams({
     notValidAfter: String(filter.notValidAfter), page: String(pageNumber), limit: String(PAGE_SIZE),
+    expand: "lastAccessedFrom",
   });
   if (filter.userKey) query.set("userKey", filter.userKey);
   if (filter.description) query.set("description", filter.description);

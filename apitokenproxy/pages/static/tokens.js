@@ -10,7 +10,8 @@ const empty = document.getElementById("empty");
 const byId = (id) => document.getElementById(id);
 
 async function load() {
-  const tokens = await api("GET", "/user/token");
+  // The addresses of last uses are an expansion: a seed client never sees them.
+  const tokens = await api("GET", "/user/token?expand=lastAccessedFrom");
   tokens.sort((a, b) => b.created - a.created || b.id - a.id);
   const body = table.tBodies[0];
   body.replaceChildren(...tokens.map(row));
