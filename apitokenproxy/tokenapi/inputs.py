@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth.tokens import PREFIX
 from ..errors import BadRequest
 from ..store.audit import AuditQuery
 from ..store.base import SCOPES
@@ -249,16 +248,6 @@ def wants_origin(query: Mapping[str, str]) -> bool:
             f"expand accepts {', '.join(EXPANSIONS)}, not {', '.join(map(repr, unknown))}"
         )
     return "lastAccessedFrom" in asked
-
-
-def audit_request_id(request_id: str) -> str:
-    """The request's id (``ops/requestid.py``: the client's sane ``X-Request-Id``
-    or one made here) as the audit trail keeps it.
-
-    One carrying our token prefix anywhere is not kept: a token pasted into
-    the wrong header must not end up in the audit trail.
-    """
-    return "" if PREFIX in request_id.lower() else request_id
 
 
 def _query_int(name: str, raw: str, *, minimum: int, maximum: int = MAX_ID) -> int:

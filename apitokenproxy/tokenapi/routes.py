@@ -24,7 +24,6 @@ from ..errors import Forbidden
 from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
 from .inputs import (
-    audit_request_id,
     parse_audit_query,
     parse_create,
     parse_filter_query,
@@ -80,7 +79,7 @@ class TokenApi:
             view.address,
             request.method,
             cookie="; ".join(request.headers.getall("Cookie", [])) or None,
-            request_id=audit_request_id(observed(request).request_id),
+            request_id=observed(request).request_id,
         )
         if caller.method == "session":
             refusal = csrf_refusal(

@@ -81,7 +81,7 @@ class CachedOnly:
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
 
-    def verify_cached(self, token: str, username: str | None) -> Grant | None:
+    def verify_cached(self, token: str, username: str | None, client: str) -> Grant | None:
         return self.grant
 
 

@@ -38,3 +38,11 @@ def test_request_id(values: list[str], expected: object) -> None:
 def test_made_ids_differ() -> None:
     ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
+
+
+def test_the_token_prefix_is_the_tokens() -> None:
+    # ops sits below auth, so the prefix is written twice; this keeps them one.
+    from apitokenproxy.auth.tokens import PREFIX
+    from apitokenproxy.ops.requestid import TOKEN_PREFIX
+
+    assert TOKEN_PREFIX == PREFIX
