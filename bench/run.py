@@ -374,6 +374,8 @@ http {{
             proxy_set_header Connection "";
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header Upgrade $http_upgrade;
         }}
         location / {{
             auth_request /__apitokenproxy_auth;

@@ -20,7 +20,8 @@ from .test_attacks import exchange, make_token
 
 pytestmark = pytest.mark.slow  # a real nginx
 
-NGINX_SITE = """
+# docs/front-proxies.md's server block; {upstream} is where nginx forwards to.
+FRONT_SERVER = """
     server {{
         listen 127.0.0.1:{port};
         location = /__apitokenproxy_auth {{
@@ -38,10 +39,11 @@ NGINX_SITE = """
             auth_request_set $authorization $upstream_http_x_apitokenproxy_authorization;
             proxy_set_header X-Forwarded-User $user;
             proxy_set_header Authorization $authorization;
-            proxy_pass http://127.0.0.1:{jira};
+            proxy_pass {upstream};
         }}
     }}
 """
+NGINX_SITE = FRONT_SERVER.replace("{upstream}", "http://127.0.0.1:{jira}")
 
 
 @dataclass

@@ -9,15 +9,15 @@ answer) through a second, cookie-free loopback hop. This runs it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ..conftest import Live, MakeLive
+from ..conftest import MakeLive
 from ..fakes import basic
 from ..peers.nginx import free_port, running_nginx
 from .test_attacks import exchange
+from .test_forward_auth import FRONT_SERVER, Front
 from .test_policy_attacks import make_live_read_token
 
 # As docs/front-proxies.md shows it ("Sessions opened for a token").
@@ -34,33 +34,7 @@ NGINX_COOKIELESS_SITE = """
             proxy_hide_header Set-Cookie2;
         }}
     }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /__apitokenproxy_auth {{
-            internal;
-            proxy_pass http://127.0.0.1:{proxy}/__apitokenproxy/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Forwarded-Method $request_method;
-            proxy_set_header Upgrade $http_upgrade;
-        }}
-        location / {{
-            auth_request /__apitokenproxy_auth;
-            auth_request_set $user $upstream_http_x_forwarded_user;
-            auth_request_set $authorization $upstream_http_x_apitokenproxy_authorization;
-            proxy_set_header X-Forwarded-User $user;
-            proxy_set_header Authorization $authorization;
-            proxy_pass $jira;
-        }}
-    }}
-"""
-
-
-@dataclass
-class Front:
-    port: int
-    live: Live
+""" + FRONT_SERVER.replace("{upstream}", "$jira")
 
 
 @pytest.fixture
