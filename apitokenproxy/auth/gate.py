@@ -125,6 +125,10 @@ class Gate:
         self._verifier = verifier
         self._allow_password = allow_password
         self._networks = networks or AllowedNetworks()
+        # The admission of each cached grant, made once: a grant is immutable and
+        # lives as long as its cache entry, so its admission can be shared by
+        # every request it admits. Keyed by identity, checked by identity.
+        self._admissions: dict[int, tuple[Grant, Admission]] = {}
 
     def decide(self, authorization: Sequence[str]) -> Decision:
         """What the credentials call for, from the header alone (``classify``).
@@ -166,7 +170,7 @@ class Gate:
             if grant.networks and not inside(client, grant.networks):
                 return None  # admit refuses it, at a bad token's cost (the verifier's)
             enforce(grant, method, client, upgrade=upgrade)
-        return _admitted(grant)
+        return self._admitted(grant)
 
     async def admit(
         self,
@@ -189,10 +193,24 @@ class Gate:
         grant = await self._verifier.verify(decision.token, decision.username, client=client)
         if grant.restricted:
             enforce(grant, method, client, upgrade=upgrade)
-        return _admitted(grant)
+        return self._admitted(grant)
+
+    def _admitted(self, grant: Grant) -> Admission:
+        found = self._admissions.get(id(grant))
+        if found is not None and found[0] is grant:
+            return found[1]
+        admission = admitted(grant)
+        if len(self._admissions) >= ADMISSIONS_MAX:
+            self._admissions.clear()  # grants replaced since: forgotten together
+        self._admissions[id(grant)] = (grant, admission)
+        return admission
 
 
-def _admitted(grant: Grant) -> Admission:
+ADMISSIONS_MAX = 4096
+
+
+def admitted(grant: Grant) -> Admission:
+    """How a request with a token of this grant is forwarded."""
     record = grant.record
     return Admission(
         record.owner_name,

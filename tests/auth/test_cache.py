@@ -1,8 +1,10 @@
-"""The bounded TTL cache."""
+"""The bounded TTL cache and the keyed digests that key it."""
 
 from __future__ import annotations
 
-from apitokenproxy.auth.cache import TTLCache
+import hashlib
+
+from apitokenproxy.auth.cache import KeyedDigest, TTLCache
 
 
 class Clock:
@@ -46,3 +48,27 @@ def test_discard_where_and_zero_ttl() -> None:
     never: TTLCache[str, int] = TTLCache(10, 0, Clock())
     never.put("a", 1)
     assert never.get("a") is None
+
+
+def test_keyed_digest_is_blake2b_under_the_instances_key() -> None:
+    digest = KeyedDigest()
+    token = "atpx_1_nKUGjQ3QcGrZIxqPBdtNtz0Jah6JM4sN0Qkx86"
+    first = digest(token)
+    assert first == digest(token)
+    assert len(first) == 32 and token.encode() not in first
+    assert digest("a", "b") == digest("a\x00b") != digest("ab")
+    # Another process (another instance) keys differently: digests reveal nothing across runs.
+    assert KeyedDigest()(token) != first
+    # And it is a keyed MAC: the same message without the key hashes otherwise.
+    assert first != hashlib.blake2b(token.encode(), digest_size=32).digest()
+
+
+def test_keyed_digest_matches_one_shot_keyed_blake2b() -> None:
+    key = bytes(range(32))
+    digest = KeyedDigest()
+    digest._keyed = hashlib.blake2b(key=key, digest_size=32)
+    for message in ("", "x", "atpx_9_" + "A" * 40, "user\x00atpx_1_z", "\udc80"):
+        expected = hashlib.blake2b(
+            message.encode("utf-8", "surrogatepass"), key=key, digest_size=32
+        ).digest()
+        assert digest(message) == expected

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import cast
 
 import pytest
 
 from apitokenproxy.auth.credentials import TokenAttempt
-from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, classify
+from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, admitted, classify
 from apitokenproxy.auth.grant import Grant, ScopeRefused, grant_for
 from apitokenproxy.auth.networks import AllowedNetworks
 from apitokenproxy.auth.tokens import format_token
@@ -118,6 +119,22 @@ def test_admit_now_answers_a_cached_token_unless_its_networks_refuse(
         assert admission is None
     else:
         assert admission is not None and admission.token and admission.user_name == "alice"
+
+
+def test_a_grants_admission_is_made_once_and_follows_a_new_grant() -> None:
+    verifier = CachedOnly(grant_for(token()))
+    gate = Gate(cast(TokenVerifier, verifier), allow_password=True)
+    attempt = TokenAttempt(TOKEN, None)
+    first = gate.admit_now(attempt, "GET", "10.1.2.3")
+    assert first is not None and first.user_name == "alice" and first.token_id == 7
+    assert gate.admit_now(attempt, "GET", "10.1.2.3") is first
+    # A new verification (a renamed owner, a rotation) gives a new grant: a new admission.
+    renamed = dataclasses.replace(token(), owner_name="alice.smith", valid_until=None)
+    verifier.grant = grant_for(renamed)
+    second = gate.admit_now(attempt, "GET", "10.1.2.3")
+    assert second is not None and second is not first
+    assert second.user_name == "alice.smith" and second.response_headers == ()
+    assert second == admitted(verifier.grant)
 
 
 @pytest.mark.parametrize(
