@@ -64,7 +64,7 @@ def rejection(
         return InvalidToken(
             f"the token expired on {at:%Y-%m-%d %H:%M} UTC; create a new one", reason="expired"
         )
-    if username is not None:
+    if username is not None and username != grant.record.owner_name:
         named = username.casefold()
         if named != grant.record.owner_name.casefold() and (not email or named != email):
             return InvalidToken(

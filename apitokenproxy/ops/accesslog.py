@@ -27,7 +27,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -62,30 +61,53 @@ def _text(value: str) -> str:
 
 
 _CACHE_MAX = 4096
+# "000" to "999": the milliseconds of a time stamp without a format spec per line.
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))
 
 
-class _Escaped(dict[str, str]):
-    """Client addresses and user names as written, remembered: the same few recur."""
+class _Millis(dict[float, str]):
+    """Durations in milliseconds with three decimals, remembered: at the event loop
+    clock's resolution (uvloop's is a millisecond) the same few values recur, and
+    formatting a float costs several times a lookup."""
 
-    def __init__(self, escape: Callable[[str], str]) -> None:
-        super().__init__()
-        self._escape = escape
-
-    def __missing__(self, value: str) -> str:
+    def __missing__(self, seconds: float) -> str:
         if len(self) >= _CACHE_MAX:
-            self.clear()  # a flood of new names costs memory once, not forever
-        escaped = self[value] = self._escape(value)
-        return escaped
+            self.clear()
+        text = self[seconds] = f"{seconds * 1000:.3f}"
+        return text
 
 
-_AS_TEXT = _Escaped(_text)
+_MS = _Millis()
+
+# What a line says of who made a request and how it authenticated: the same for
+# every request of a client with one token, so escaped and joined once.
+Who = tuple[str, str, str | None, str | None, str | None, int | None]
+
+
+def _text_who(who: Who) -> tuple[str, str]:
+    """The text line's client field, and its fields from ``lane`` to ``request_id=``."""
+    client, lane, auth, reason, user, token_id = who
+    return (
+        _text(client),
+        f" lane={lane} auth={auth or '-'} reason={reason or '-'} "
+        f"user={'-' if user is None else _text(user)} "
+        f"token_id={'-' if token_id is None else token_id} request_id=",
+    )
 
 
 def _word(value: str | None) -> str:
     return "null" if value is None else '"' + value + '"'
 
 
-_AS_JSON = _Escaped(_JSON)
+def _json_who(who: Who) -> tuple[str, str]:
+    """The JSON line's client member, and its members from ``lane`` to ``request_id``'s name."""
+    client, lane, auth, reason, user, token_id = who
+    return (
+        _JSON(client),
+        f',"lane":"{lane}","auth":{_word(auth)},"reason":{_word(reason)},'
+        f'"user":{"null" if user is None else _JSON(user)},'
+        f'"token_id":{"null" if token_id is None else token_id},"request_id":"',
+    )
 
 
 class AccessLog:
@@ -97,13 +119,23 @@ class AccessLog:
         format: Format = "text",
     ) -> None:
         self.enabled = enabled
-        self.format: Format = format
+        self._format: Format = format
         self.stream = stream  # None: standard error
         self._flush_seconds = flush_seconds
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
+        self._who: dict[Who, tuple[str, str]] = {}
+
+    @property
+    def format(self) -> Format:
+        return self._format
+
+    @format.setter
+    def format(self, value: Format) -> None:
+        self._format = value
+        self._who.clear()  # written for the other format
 
     def record(
         self,
@@ -130,42 +162,41 @@ class AccessLog:
         written as they are; every other string is escaped."""
         if not self.enabled:
             return
+        who = (client, lane, auth, reason, user, token_id)
+        parts = self._who.get(who)
+        if parts is None:
+            if len(self._who) >= _CACHE_MAX:
+                self._who.clear()  # a flood of new clients costs memory once, not forever
+            parts = self._who[who] = (_json_who if self._format == "json" else _text_who)(who)
         ns = time.time_ns()
         second = ns // 1_000_000_000
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        stamp = f"{self._stamp}.{ns // 1_000_000 % 1000:03d}Z"
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        stamp = self._stamp + _MILLIS[ns // 1_000_000 % 1000]
         path = target.partition("?")[0]
         if not path.startswith("/"):
             path = loggable_path(path)
-        # Three decimals by format, never round(): a float's repr costs twice as much.
-        ms = f"{seconds * 1000:.3f}"
-        upstream_ms = "-" if upstream_seconds is None else f"{upstream_seconds * 1000:.3f}"
+        ms = _MS[seconds]
         # Formatted by hand, not by json.dumps of a dict: half the time, the same JSON.
-        if self.format == "json":
+        if self._format == "json":
+            upstream_ms = "null" if upstream_seconds is None else _MS[upstream_seconds]
             line = (
-                f'{{"time":"{stamp}","client":{_AS_JSON[client]},"method":{_JSON(method)},'
+                f'{{"time":"{stamp}Z","client":{parts[0]},"method":{_JSON(method)},'
                 f'"path":{_JSON(path)},"status":{status},"bytes_in":{bytes_in},'
-                f'"bytes_out":{bytes_out},"ms":{ms},'
-                f'"upstream_ms":{"null" if upstream_ms == "-" else upstream_ms},'
-                f'"lane":"{lane}","auth":{_word(auth)},"reason":{_word(reason)},'
-                f'"user":{"null" if user is None else _AS_JSON[user]},'
-                f'"token_id":{"null" if token_id is None else token_id},'
-                f'"request_id":"{request_id}"}}'
+                f'"bytes_out":{bytes_out},"ms":{ms},"upstream_ms":{upstream_ms}'
+                f'{parts[1]}{request_id}"}}\n'
             )
         else:
+            upstream_ms = "-" if upstream_seconds is None else _MS[upstream_seconds]
             if not (path.isprintable() and method.isprintable()) or '"' in path:
                 # Escaped as in JSON, so no client can forge a line or a field.
                 method, path = _JSON(method)[1:-1], _JSON(path)[1:-1]
             line = (
-                f'{stamp} {_AS_TEXT[client]} "{method} {path}" {status} in={bytes_in} '
-                f"out={bytes_out} ms={ms} upstream_ms={upstream_ms} lane={lane} "
-                f"auth={auth or '-'} reason={reason or '-'} "
-                f"user={'-' if user is None else _AS_TEXT[user]} "
-                f"token_id={'-' if token_id is None else token_id} request_id={request_id}"
+                f'{stamp}Z {parts[0]} "{method} {path}" {status} in={bytes_in} '
+                f"out={bytes_out} ms={ms} upstream_ms={upstream_ms}{parts[1]}{request_id}\n"
             )
-        self._lines.append(line + "\n")
+        self._lines.append(line)
         if len(self._lines) >= MAX_BATCH:
             self.flush()
         elif self._timer is None:

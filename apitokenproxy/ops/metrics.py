@@ -55,6 +55,10 @@ ARGON2_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
+# lane, method, status, seconds, upstream seconds, auth, reason: see Metrics.request.
+Observation = tuple[str, str, int, float, float | None, str | None, str | None]
+# Distinct observations kept before they are folded into the histograms early.
+FOLD_AT = 4096
 
 
 class LocalHistogram:
@@ -65,9 +69,9 @@ class LocalHistogram:
         self.counts = [0] * len(bounds)
         self.total = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
+    def observe(self, value: float, times: int = 1) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += times
+        self.total += value * times
 
     def flush_into(self, child: Any) -> None:
         """Add what was observed to a prometheus_client Histogram child, and start over.
@@ -227,6 +231,7 @@ class Metrics:
         for kind in ("refused", "reset", "timeout", "invalid", "pool_exhausted"):
             self._upstream_errors.labels(kind)  # every kind present, at 0, for rate()
         # What accumulated since the last flush.
+        self._observed: dict[Observation, int] = {}
         self._counts: dict[tuple[str, str, str], int] = {}
         self._outcomes: dict[tuple[str, str], int] = {}
         self._durations = {lane: LocalHistogram(REQUEST_BUCKETS) for lane in ("fast", "aiohttp")}
@@ -249,15 +254,27 @@ class Metrics:
         auth: str | None,
         reason: str | None,
     ) -> None:
-        key = (lane, method if method in METHODS else "other", _STATUS_CLASS[status // 100])
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        self._durations[lane].observe(seconds)
-        if upstream_seconds is not None:
-            self._upstream_durations[lane].observe(upstream_seconds)
-        if auth is not None:
-            outcome = (auth, reason or "")
-            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+        # Counted by the whole observation: at the event loop clock's resolution
+        # (uvloop's is a millisecond) the same few recur, so a request costs one
+        # dict update here and is sorted into counters and histograms by _fold.
+        key = (lane, method, status, seconds, upstream_seconds, auth, reason)
+        observed = self._observed
+        observed[key] = observed.get(key, 0) + 1
+        if len(observed) >= FOLD_AT:
+            self._fold()  # a clock finer than that: bounded memory all the same
+
+    def _fold(self) -> None:
+        observed, self._observed = self._observed, {}
+        counts, outcomes = self._counts, self._outcomes
+        for (lane, method, status, seconds, upstream_seconds, auth, reason), n in observed.items():
+            key = (lane, method if method in METHODS else "other", _STATUS_CLASS[status // 100])
+            counts[key] = counts.get(key, 0) + n
+            self._durations[lane].observe(seconds, n)
+            if upstream_seconds is not None:
+                self._upstream_durations[lane].observe(upstream_seconds, n)
+            if auth is not None:
+                outcome = (auth, reason or "")
+                outcomes[outcome] = outcomes.get(outcome, 0) + n
 
     def store_call(self, operation: str, seconds: float, failed: bool, result: Any) -> None:
         histogram = self._store.get(operation)
@@ -280,6 +297,7 @@ class Metrics:
 
     def flush(self) -> None:
         """Move what accumulated into prometheus_client, and read the sources."""
+        self._fold()
         counts, self._counts = self._counts, {}
         for key, n in counts.items():
             self._requests.labels(*key).inc(n)

@@ -343,7 +343,8 @@ class FrontConnection(asyncio.Protocol):
         headers = self._headers
         view = self._view(headers)
         self._client = view.address
-        self._request_id = request_id(self._request_ids)
+        ids = self._request_ids
+        self._request_id = request_id(ids) if ids else new_request_id()
         gate = self._lane.gate
         try:
             if self._authorization == self._decided_for:

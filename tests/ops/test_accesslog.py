@@ -125,3 +125,32 @@ async def test_a_client_address_cannot_forge_fields(format: Format) -> None:
         assert text.endswith(" auth=token reason=- user=alice token_id=17 request_id=req-1\n")
     else:
         assert json.loads(text)["client"] == '10.0.0.1" 200 auth=token user=admin'
+
+
+async def test_a_reload_to_the_other_format_changes_the_very_next_line() -> None:
+    # What a line says of its client and token is prepared once per format.
+    out = io.StringIO()
+    log = AccessLog(True, stream=out, flush_seconds=60)
+    who = ("203.0.113.9", "fast", "token", None, "alice", 17)
+    for format in ("text", "json", "text"):
+        log.format = format  # as reload.py sets it on SIGHUP
+        client, lane, auth, reason, user, token_id = who
+        log.record(client, "GET", "/x", 200, lane, 0, 5, 0.002, 0.001, auth, reason, user,
+                   token_id, "req")  # fmt: skip
+    log.flush()
+    first, second, third = out.getvalue().splitlines()
+    assert TEXT.fullmatch(first + "\n") and TEXT.fullmatch(third + "\n")
+    entry = json.loads(second)
+    assert (entry["client"], entry["user"], entry["token_id"], entry["ms"]) == (
+        "203.0.113.9", "alice", 17, 2.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
+async def test_durations_have_three_decimals_however_often_they_recur(format: Format) -> None:
+    for seconds, shown in ((0.0042, "4.200"), (0.0042, "4.200"), (1.5, "1500.000"), (0.0, "0.000")):
+        text = line(format, seconds=seconds, upstream_seconds=seconds)
+        if format == "text":
+            assert f" ms={shown} upstream_ms={shown} " in text
+        else:
+            assert f'"ms":{shown},"upstream_ms":{shown},' in text

@@ -12,6 +12,7 @@ from apitokenproxy.config import MetricsConfig
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.ops.metrics import (
     ARGON2_BUCKETS,
+    FOLD_AT,
     REQUEST_BUCKETS,
     LocalHistogram,
     MeasuredStore,
@@ -62,6 +63,30 @@ def test_requests_are_counted_by_lane_method_and_status_class() -> None:
     assert value(m, "apitokenproxy_upstream_duration_seconds_count", lane="aiohttp") == 0
     m.flush()  # flushing again adds nothing
     assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="2xx") == 2
+
+
+def test_requests_with_a_fine_clock_are_folded_early_and_counted_exactly() -> None:
+    # Every duration distinct (a clock finer than uvloop's millisecond): more than
+    # FOLD_AT observations are held as counts, never as one entry each.
+    m = Metrics()
+    direct_registry = CollectorRegistry()
+    direct = Histogram("h", "h", buckets=REQUEST_BUCKETS, registry=direct_registry)
+    durations = [0.0001 * i for i in range(FOLD_AT * 2 + 7)]
+    for seconds in durations:
+        m.request("fast", "GET", 200, seconds, seconds / 2, "token", None)
+        direct.observe(seconds)
+    assert len(m._observed) < FOLD_AT
+    m.flush()
+    n = len(durations)
+    assert value(m, "apitokenproxy_requests_total", lane="fast", method="GET", status="2xx") == n
+    assert value(m, "apitokenproxy_auth_total", outcome="token", reason="") == n
+    assert value(m, "apitokenproxy_upstream_duration_seconds_count", lane="fast") == n
+    for bound in ("0.001", "0.1", "0.5", "+Inf"):
+        assert value(
+            m, "apitokenproxy_request_duration_seconds_bucket", lane="fast", le=bound
+        ) == direct_registry.get_sample_value("h_bucket", {"le": bound})
+    total = value(m, "apitokenproxy_request_duration_seconds_sum", lane="fast")
+    assert total == pytest.approx(sum(durations))
 
 
 @pytest.mark.parametrize(
