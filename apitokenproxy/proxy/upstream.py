@@ -97,6 +97,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.counted = True
         self._sink: ResponseSink | None = None
         self._parser: httptools.HttpResponseParser | None = None
+        # Whether llhttp saw the last answer end, so the parser stands at the next
+        # message's start and serves the next exchange (a new one costs more than
+        # a small request's header rewriting). Not after HEAD: llhttp, unaware of
+        # the method, would still wait for the declared body.
+        self._parser_ready = False
         self._method = "GET"
         self._headers: Headers = []
         self._body: Body | None = None
@@ -208,13 +213,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._informational = False
             return
         self._done = True
+        self._parser_ready = self._method != "HEAD"
 
     # -- exchanges ------------------------------------------------------------
 
     def begin(self, sink: ResponseSink, method: str, data: bytes, *, retry: bool = False) -> None:
         """Send a request (or its head, with ``write`` and ``drain`` for the rest)."""
         self._sink = sink
-        self._parser = httptools.HttpResponseParser(self)
+        if not self._parser_ready or self._parser is None:
+            self._parser = httptools.HttpResponseParser(self)
+        self._parser_ready = False
         self._method = method
         self._informational = self._started = self._done = self._received = False
         self._keep = False

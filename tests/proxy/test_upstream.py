@@ -18,6 +18,7 @@ class QuirkyUpstream:
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.StreamWriter] = set()
         self.max_open = 0
+        self.accepted = 0
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -25,6 +26,7 @@ class QuirkyUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         served = 0
+        self.accepted += 1
         self.connections.add(writer)
         self.max_open = max(self.max_open, len(self.connections))
         try:
@@ -45,7 +47,14 @@ class QuirkyUpstream:
                     await writer.drain()
                     writer.close()
                     return
-                if path == b"/early-hints":
+                if head.startswith(b"HEAD "):
+                    # A declared length and no body: llhttp alone would wait for it.
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                elif path == b"/no-content":
+                    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                elif path == b"/not-modified":
+                    writer.write(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n")
+                elif path == b"/early-hints":
                     writer.write(
                         b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
                         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
@@ -107,6 +116,32 @@ async def test_upstream_framings_pass_through(quirky: tuple[QuirkyUpstream, Worl
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
     assert (await world.client.get("/fine")).status == 200
+
+
+async def test_one_upstream_connection_serves_every_kind_of_answer_in_turn(
+    quirky: tuple[QuirkyUpstream, World],
+) -> None:
+    # The connection's parser carries on from one answer to the next, except
+    # after HEAD, whose declared body never comes.
+    upstream, world = quirky
+    sequence = [
+        ("GET", "/a", 200, "ok"),
+        ("HEAD", "/h", 200, ""),
+        ("GET", "/b", 200, "ok"),
+        ("GET", "/chunked-trailers", 200, "Wikipedia"),
+        ("HEAD", "/h2", 200, ""),
+        ("HEAD", "/h3", 200, ""),
+        ("GET", "/no-content", 204, ""),
+        ("GET", "/not-modified", 304, ""),
+        ("GET", "/early-hints", 200, "final"),
+        ("DELETE", "/c", 200, "ok"),
+    ]
+    for _ in range(2):
+        for method, path, status, text in sequence:
+            resp = await world.client.request(method, path)
+            assert (resp.status, await resp.text()) == (status, text), (method, path)
+    assert len(upstream.requests) == 2 * len(sequence)
+    assert upstream.accepted == 1  # every answer left the connection reusable
 
 
 async def test_both_lanes_share_one_pool_of_max_connections(make_world: MakeWorld) -> None:
