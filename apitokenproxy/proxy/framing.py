@@ -14,6 +14,7 @@ answer with.
 from __future__ import annotations
 
 import enum
+import operator
 import re
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -36,6 +37,10 @@ LAST_CHUNK = b"0\r\n\r\n"
 # message, which quotes the offending bytes (a token, a password).
 MALFORMED = "the request is not valid HTTP/1.1"
 ONLY_HTTP_1 = "only HTTP/1.0 and HTTP/1.1 are served"
+# A header line from a (name, value) pair, and its value, without a Python frame
+# per header: heads are written on every request and every answer.
+_FIELD = ": ".join
+_VALUE = operator.itemgetter(1)
 # Methods whose requests carry a body by definition: always sent with a length.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -84,13 +89,13 @@ def request_head(
     exact body size the proxy will send, or None for a body of unknown
     length, which the proxy then chunks itself.
     """
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{k}: {v}" for k, v in headers)
+    lines = [f"{method} {target} HTTP/1.1", *map(_FIELD, headers)]
     if body_length is None:
         lines.append("Transfer-Encoding: chunked")
     elif body_length or method in _BODY_METHODS:
         lines.append(f"Content-Length: {body_length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 class Body(enum.Enum):
@@ -145,22 +150,19 @@ def response_head(
     Raises UpstreamUnavailable for a header value the client must not see
     (control bytes: a bare LF would split one header into two).
     """
-    lines = [f"HTTP/1.1 {status} {reason(status)}"]
-    values = []
-    for name, value in headers:
-        if name.lower() not in FRAMING:
-            lines.append(f"{name}: {value}")
-            values.append(value)
+    kept = [header for header in headers if header[0].lower() not in FRAMING]
     # One search over all values, joined by a character that is allowed.
-    if _CONTROL.search("a".join(values)) is not None:
+    if _CONTROL.search("a".join(map(_VALUE, kept))) is not None:
         raise UpstreamUnavailable("the upstream sent a header value with control characters")
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", *map(_FIELD, kept)]
     if body is Body.LENGTH or (body is Body.NONE and length is not None):
         lines.append(f"Content-Length: {length}")
     elif body in (Body.CHUNKED, Body.CLOSE):
         lines.append("Transfer-Encoding: chunked")
     if close:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def chunk(data: bytes) -> bytes:

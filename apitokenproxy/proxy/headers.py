@@ -89,21 +89,33 @@ def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozenset()) -> Headers:
     """Headers without hop-by-hop ones, those named in Connection, and ``drop`` (normalised)."""
-    # One pass on every request of the data path, so written for speed: the
-    # second filter runs only when Connection names something not already gone.
-    kept: list[tuple[str, tuple[str, str]]] = []
+    # One pass on every request and every answer of the data path, so written
+    # for speed: names are looked up in normalise's memory without a call, one
+    # set holds everything dropped, and the second filter runs only when
+    # Connection names something not already gone.
+    gone = _GONE.get(drop)
+    if gone is None:
+        gone = _GONE[drop] = HOP_BY_HOP | drop
+    kept: Headers = []
     listing: list[tuple[str, str]] = []  # Connection headers that may name others
     for header in headers:
-        key = normalise(header[0])
-        if key in HOP_BY_HOP or key in drop:
+        key = _NORMALISED.get(header[0])
+        if key is None:
+            key = normalise(header[0])
+        if key in gone:
             if key == "connection" and header[1].lower() not in _CONNECTION_OPTIONS:
                 listing.append(header)
             continue
-        kept.append((key, header))
-    named = connection_named(listing) - HOP_BY_HOP - drop if listing else frozenset()
-    if named:
-        return [header for key, header in kept if key not in named]
-    return [header for _, header in kept]
+        kept.append(header)
+    if listing:
+        named = connection_named(listing) - gone
+        if named:
+            return [header for header in kept if normalise(header[0]) not in named]
+    return kept
+
+
+# Each drop set with the hop-by-hop names, made once: callers pass a few fixed sets.
+_GONE: dict[frozenset[str], frozenset[str]] = {}
 
 
 def for_upstream(
@@ -224,21 +236,35 @@ class Injection:
         request_id: str,
     ) -> Headers:
         """The request headers for the upstream: stripped, then the proxy's own added."""
-        inject: Headers = [
+        # for_upstream, with the two possible drop sets made once.
+        kept = end_to_end(headers, self._drops[strip_authorization])
+        kept += (
             ("X-Forwarded-For", client.forwarded_for),
             ("X-Forwarded-Proto", client.proto),
             ("X-Forwarded-Host", client.host),
             (REQUEST_ID, request_id),
-        ]
-        inject += self.identity(user_name) if user_name is not None else self.secret
-        # for_upstream, with the two possible drop sets made once.
-        drop = self._drops[strip_authorization]
-        return end_to_end(headers, drop) + inject
+        )
+        kept += self.secret if user_name is None else self._identity(user_name)
+        return kept
 
     def identity(self, user_name: str) -> Headers:
         """The headers that say who a request is from: the user header and the
         shared secret; the proxy's own REST calls on a user's behalf send these too."""
-        return [(self.user_header, user_value(user_name, self.encoding)), *self.secret]
+        return list(self._identity(user_name))
+
+    def _identity(self, user_name: str) -> tuple[tuple[str, str], ...]:
+        found = self._identities.get(user_name)
+        if found is None:
+            # Checked and encoded once per name: the same owners recur on every request.
+            found = ((self.user_header, user_value(user_name, self.encoding)), *self.secret)
+            if len(self._identities) >= _NORMALISED_MAX:
+                self._identities.clear()
+            self._identities[user_name] = found
+        return found
+
+    @functools.cached_property
+    def _identities(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        return {}
 
     @functools.cached_property
     def _drops(self) -> dict[bool, frozenset[str]]:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.proxy.headers import connection_named, end_to_end, for_client, for_upstream
+from apitokenproxy.errors import UnsendableUserName
+from apitokenproxy.proxy.client import ClientView
+from apitokenproxy.proxy.headers import (
+    Injection,
+    connection_named,
+    end_to_end,
+    for_client,
+    for_upstream,
+)
 
 IDENTITY = ("X-Forwarded-User", "X-Proxy-Secret")
 
@@ -111,3 +119,57 @@ def test_connection_named_normalises() -> None:
     assert connection_named([("connection", " Keep-Alive , X_Y ,"), ("Connection", "z")]) == {
         "keep-alive", "x-y", "z",
     }  # fmt: skip
+
+
+def injection(encoding: str = "latin-1") -> Injection:
+    return Injection(
+        user_header="X-Forwarded-User",
+        identity_headers=IDENTITY,
+        secret=(("X-Proxy-Secret", "s3cret"),),
+        encoding=encoding,
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "name", "sent"),
+    [
+        ("latin-1", "alice", "alice"),
+        ("latin-1", "jürgen", "jürgen"),
+        ("utf-8", "jürgen", "jürgen".encode().decode("latin-1")),
+        ("percent", "jürgen", "j%C3%BCrgen"),
+        ("percent", "a b", "a%20b"),
+    ],
+)
+def test_the_user_header_says_each_name_the_same_every_time(
+    encoding: str, name: str, sent: str
+) -> None:
+    inject = injection(encoding)
+    view = ClientView("198.51.100.7", "https", "jira.example.com", "198.51.100.7")
+    for _ in range(3):  # made once per name, then remembered
+        headers = inject.rewrite(
+            [("Host", "jira.example.com"), ("X-Forwarded-User", "admin")],
+            view,
+            user_name=name,
+            strip_authorization=True,
+            request_id="r-1",
+        )
+        assert headers == [
+            ("Host", "jira.example.com"),
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "jira.example.com"),
+            ("X-Request-Id", "r-1"),
+            ("X-Forwarded-User", sent),
+            ("X-Proxy-Secret", "s3cret"),
+        ]
+        identity = inject.identity(name)
+        identity.append(("X-Injected-By-Caller", "x"))  # a copy: the remembered one stays
+    assert inject.identity(name) == [("X-Forwarded-User", sent), ("X-Proxy-Secret", "s3cret")]
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("latin-1", "日本"), ("utf-8", "a\nb")])
+def test_an_unsendable_name_is_refused_every_time(encoding: str, name: str) -> None:
+    inject = injection(encoding)
+    for _ in range(2):
+        with pytest.raises(UnsendableUserName):
+            inject.identity(name)
