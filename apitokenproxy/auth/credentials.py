@@ -16,7 +16,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from ..errors import Unauthorized
@@ -108,6 +108,9 @@ class TokenAttempt:
 
     token: str
     username: str | None  # from Basic user:TOKEN; must then match the owner
+    # The verifier's keyed digest of the token, when the gate has made it
+    # (Gate.decide): a connection that repeats its header reuses it.
+    digest: bytes = field(default=b"", compare=False)
 
     def __repr__(self) -> str:
         return f"TokenAttempt(username={self.username!r}, token=<hidden>)"
@@ -155,8 +158,8 @@ def password_in_query(target: str) -> bool:
     # Checked on every request: most queries have neither the name nor an escape.
     if PASSWORD_PARAMETER not in query and "%" not in query:
         return False
-    for field in query.split("&"):
-        name = field.partition("=")[0]
+    for parameter in query.split("&"):
+        name = parameter.partition("=")[0]
         if name == PASSWORD_PARAMETER or ("%" in name and unquote_plus(name) == PASSWORD_PARAMETER):
             return True
     return False

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from ..errors import Unauthorized
 from .credentials import (
+    PASSWORD_PARAMETER,
     BasicCredentials,
     TokenAttempt,
     password_in_query,
@@ -134,12 +135,18 @@ class Gate:
         """What the credentials call for, from the header alone (``classify``).
 
         Pure: a connection that sends the same header again may reuse the
-        answer; the token it names is still checked on every request.
+        answer; the token it names is still checked on every request. A token's
+        cache key is made here, once for the header rather than once a request.
         """
-        return classify(authorization, allow_password=self._allow_password)
+        decision = classify(authorization, allow_password=self._allow_password)
+        if isinstance(decision, TokenAttempt):
+            token = decision.token
+            return TokenAttempt(token, decision.username, self._verifier.digest(token))
+        return decision
 
     def _check_network(self, decision: Decision, client: str, target: str) -> None:
-        if password_in_query(target):
+        # The name, or an escape that could spell it, is in the target: most have neither.
+        if (PASSWORD_PARAMETER in target or "%" in target) and password_in_query(target):
             if not self._allow_password:
                 raise Unauthorized(PASSWORDS_DISABLED, reason="password_disabled")
             self._networks.check(client)
@@ -163,7 +170,9 @@ class Gate:
         self._check_network(decision, client, target)
         if isinstance(decision, Admission):
             return decision
-        grant = self._verifier.verify_cached(decision.token, decision.username, client)
+        grant = self._verifier.verify_cached(
+            decision.token, decision.username, client, decision.digest
+        )
         if grant is None:
             return None
         if grant.restricted:

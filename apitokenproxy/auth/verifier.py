@@ -133,12 +133,19 @@ class TokenVerifier:
     def throttle(self) -> FailureThrottle:
         return self._throttle
 
-    def verify_cached(self, token: str, username: str | None, client: str) -> Grant | None:
+    def digest(self, token: str) -> bytes:
+        """The key ``token`` is cached under (a keyed digest, never the token)."""
+        return self._digest(token)
+
+    def verify_cached(
+        self, token: str, username: str | None, client: str, digest: bytes = b""
+    ) -> Grant | None:
         """The grant of a token already verified and still good, without awaiting; None when
         the caller must await verify() (not cached, expired, not the named user's, or named
         by an e-mail address not yet known), which then does the failure accounting.
-        ``client`` is the caller's address, kept as the token's ``lastAccessedFrom``."""
-        grant = self._cache.get(self._digest(token))
+        ``client`` is the caller's address, kept as the token's ``lastAccessedFrom``;
+        ``digest`` is ``digest(token)`` if the caller has it already."""
+        grant = self._cache.get(digest or self._digest(token))
         if grant is None:
             return None
         email = self._email_for(grant, username)

@@ -81,8 +81,15 @@ class CachedOnly:
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
+        self.asked: list[bytes] = []  # the cache keys verify_cached was given
 
-    def verify_cached(self, token: str, username: str | None, client: str) -> Grant | None:
+    def digest(self, token: str) -> bytes:
+        return b"key of " + token[-4:].encode()
+
+    def verify_cached(
+        self, token: str, username: str | None, client: str, digest: bytes = b""
+    ) -> Grant | None:
+        self.asked.append(digest)
         return self.grant
 
 
@@ -119,6 +126,20 @@ def test_admit_now_answers_a_cached_token_unless_its_networks_refuse(
         assert admission is None
     else:
         assert admission is not None and admission.token and admission.user_name == "alice"
+
+
+def test_a_token_headers_cache_key_is_made_once_by_decide() -> None:
+    verifier = CachedOnly(grant_for(token()))
+    gate = Gate(cast(TokenVerifier, verifier), allow_password=True)
+    decision = gate.decide([basic("alice", TOKEN)])
+    assert decision == TokenAttempt(TOKEN, "alice")
+    assert isinstance(decision, TokenAttempt) and decision.digest == verifier.digest(TOKEN)
+    for _ in range(2):  # the connection reuses its decision for the same header
+        assert gate.admit_now(decision, "GET", "10.1.2.3") is not None
+    assert verifier.asked == [verifier.digest(TOKEN)] * 2
+    assert gate.decide([basic("alice", "hunter2")]) == Admission(
+        None, False, password=True, outcome="password", claimed_user="alice"
+    )
 
 
 def test_a_grants_admission_is_made_once_and_follows_a_new_grant() -> None:
@@ -161,11 +182,15 @@ def test_a_password_in_the_query_is_held_to_the_password_rules(
         networks=AllowedNetworks(networks),
     )
     target = "/rest/api/2/issue/X-1?os_username=alice&os_password=pw"
+    # Spelt with escapes, as Tomcat decodes parameter names: the same login.
+    escaped = "/rest/api/2/issue/X-1?os_username=alice&%6Fs%5Fpassword=pw"
     if refused is None:
         assert gate.admit_now(decision, "GET", "127.0.0.1", target=target) is not None
+        assert gate.admit_now(decision, "GET", "127.0.0.1", target=escaped) is not None
         return
-    with pytest.raises(ProxyError) as info:
-        gate.admit_now(decision, "GET", "127.0.0.1", target=target)
-    assert info.value.reason == refused
+    for spelling in (target, escaped):
+        with pytest.raises(ProxyError) as info:
+            gate.admit_now(decision, "GET", "127.0.0.1", target=spelling)
+        assert info.value.reason == refused
     if decision is AS_IS:  # the same anonymous request without the password goes through
         assert gate.admit_now(decision, "GET", "127.0.0.1", target=target.partition("?")[0])

@@ -478,8 +478,16 @@ async def test_verify_cached(rig: Rig) -> None:
     # Recorded as verify() does, with the address of the latest use.
     assert await rig.last_accessed(token) == (START_MS + 1000, "192.0.2.2")
 
+    # With the cache key the gate made for the header: the same grant, and only its own.
+    digest = rig.verifier.digest(token)
+    assert digest == rig.verifier.digest(token) and token.encode() not in digest
+    found = rig.verifier.verify_cached(token, "alice", "192.0.2.2", digest)
+    assert found is not None and found.record.id == token_id(token)
+    assert rig.verifier.verify_cached(token, None, "192.0.2.2", rig.verifier.digest("x")) is None
+
     rig.clock.advance(1000)
     assert rig.verifier.verify_cached(token, "bob", ATTACKER) is None
+    assert rig.verifier.verify_cached(token, "bob", ATTACKER, digest) is None
     assert rig.verifier.verify_cached("atpx_garbage", None, ATTACKER) is None
     # Refusals are not uses.
     assert await rig.last_accessed(token) == (START_MS + 1000, "192.0.2.2")

@@ -172,10 +172,18 @@ def test_reason_phrases_are_the_standard_ones(status: int, line: str) -> None:
     assert head.split("\r\n")[0] == line
 
 
-@pytest.mark.parametrize("value", ["a\nX-Injected: 1", "a\rb", "a\x00", "a\x7f"])
+@pytest.mark.parametrize(
+    "value", ["a\nX-Injected: 1", "a\rb", "a\x00", "a\x7f", "\xe9t\xe9\n", "a\tb\x1f"]
+)
 def test_control_bytes_in_upstream_headers_are_refused(value: str) -> None:
     with pytest.raises(UpstreamUnavailable):
-        response_head(200, [("X-A", value)], Body.LENGTH, 0, close=False)
+        response_head(200, [("X-A", "ok"), ("X-A", value)], Body.LENGTH, 0, close=False)
+
+
+@pytest.mark.parametrize("value", ["a\tb", "caf\xe9", "\xa0\xff", "", "~!@#$%^&*()"])
+def test_tabs_and_latin1_values_pass(value: str) -> None:
+    head = response_head(200, [("X-A", value)], Body.LENGTH, 0, close=False)
+    assert f"\r\nX-A: {value}\r\n".encode("latin-1") in head
 
 
 def test_error_answers_to_head_have_no_body() -> None:
