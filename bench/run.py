@@ -3,8 +3,8 @@
 
     sudo apt-get install nginx wrk caddy
     pip install '.[postgres]'
-    python bench/run.py [--duration 15] [--connections 50] [--soak 0] [--variants]
-                        [--postgres URL]
+    python bench/run.py [--duration 10] [--rounds 3] [--connections 50] [--soak 0]
+                        [--variants] [--postgres URL]
 
 Everything runs on this machine, on loopback:
 
@@ -22,10 +22,12 @@ Everything runs on this machine, on loopback:
                sharing one PostgreSQL store, loaded at the same time
 
 Each target gets the same wrk load (same threads, connections, duration),
-one after the other, so the numbers of one run compare with each other;
-numbers from different runs or machines do not. Then one connection each
-against the upstream and apitokenproxy shows the latency the proxy adds, and
-the proxy workers' memory is read before and after.
+one after the other, in ``--rounds`` rounds; each number is the median of
+the rounds, and each ratio the median of the rounds' ratios, because a
+shared machine's speed drifts over minutes. The numbers of one run compare
+with each other; numbers from different runs or machines do not. Then one
+connection each against the upstream and apitokenproxy shows the latency
+the proxy adds, and the proxy workers' memory is read before and after.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,6 +232,23 @@ def wrk_together(
     )
 
 
+def median_of(rounds: list[Result]) -> list[Result]:
+    """One result per target, in first-seen order: the median of its rounds' numbers."""
+    targets = list(dict.fromkeys(r.target for r in rounds))
+    out = []
+    for target in targets:
+        mine = [r for r in rounds if r.target == target]
+        out.append(Result(
+            target,
+            mine[0].connections,
+            statistics.median(r.rps for r in mine),
+            statistics.median(r.p50_ms for r in mine),
+            statistics.median(r.p99_ms for r in mine),
+            sum(r.errors for r in mine),
+        ))  # fmt: skip
+    return out
+
+
 def prime(port: int, auth: str | None) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}")
     if auth:
@@ -309,8 +329,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=15, help="seconds per target (default 15)")
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per target and round (default 10)"
+    )
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every target; medians are reported, ratios taken per round (default 3)",
+    )
     parser.add_argument(
         "--variants",
         action="store_true",
@@ -448,6 +476,7 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
             ("apitokenproxy, fast lane off", PORTS["slowlane"], token),
         ]
     results: list[Result] = []
+    rounds: list[Result] = []  # every round's result, in order
     env = {**os.environ, "GOMAXPROCS": str(os.cpu_count() or 2)}
     with contextlib.ExitStack() as stack:
         stack.enter_context(
@@ -489,11 +518,16 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
             prime(port, auth)
             wrk(name, port, args.connections, 2, auth)
         rss_before = rss_kib(workers)
-        for size, path in PATHS.items():
-            for name, port, auth in targets:
-                results.append(
-                    wrk(f"{name}, {size}", port, args.connections, args.duration, auth, path)
-                )
+        # Rounds, each measuring every target once: a shared machine's speed drifts
+        # over minutes, so each ratio is taken within a round (targets minutes
+        # apart would compare the machine, not the proxies), and medians reported.
+        for _ in range(args.rounds):
+            for size, path in PATHS.items():
+                for name, port, auth in targets:
+                    rounds.append(
+                        wrk(f"{name}, {size}", port, args.connections, args.duration, auth, path)
+                    )
+        results.extend(median_of(rounds))
         for name, port, auth in (targets[0], targets[3]):
             results.append(wrk(f"{name}, 8 KB", port, 1, max(5, args.duration // 2), auth))
         if args.soak:
@@ -507,9 +541,15 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
     def find(target: str) -> Result:
         return next(r for r in results if r.target == target and r.connections == args.connections)
 
-    print(f"\n{args.connections} connections, {args.duration} s per target, wrk -t1, "
-          f"{os.cpu_count()} cores, apitokenproxy with its default configuration "
-          f"({len(workers)} workers)\n")  # fmt: skip
+    def per_round(ours: str, theirs: str) -> list[float]:
+        """The ratio of two targets' throughput in each round."""
+        a = [r.rps for r in rounds if r.target == ours]
+        b = [r.rps for r in rounds if r.target == theirs]
+        return [x / y for x, y in zip(a, b, strict=True)]
+
+    print(f"\n{args.connections} connections, {args.rounds} rounds of {args.duration} s per "
+          f"target (medians), wrk -t1, {os.cpu_count()} cores, apitokenproxy with its default "
+          f"configuration ({len(workers)} workers)\n")  # fmt: skip
     print(f"{'target':44} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:
         print(
@@ -520,8 +560,10 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
         caddy = find(f"caddy basic_auth + header_up, {size}")
         ours = find(f"apitokenproxy, token, defaults, {size}")
         nginx = find(f"nginx proxy, no auth, {size}")
-        ratios[size] = ours.rps / caddy.rps
-        print(f"\n{size}: apitokenproxy / caddy throughput {ours.rps / caddy.rps:.2f}, "
+        each = per_round(ours.target, caddy.target)
+        ratios[size] = statistics.median(each)
+        print(f"\n{size}: apitokenproxy / caddy throughput {ratios[size]:.2f} (median of the "
+              f"rounds' {', '.join(f'{r:.2f}' for r in each)}), "
               f"p99 {ours.p99_ms:.2f} ms against caddy's {caddy.p99_ms:.2f} ms; "
               f"/ nginx proxy {ours.rps / nginx.rps:.2f}")  # fmt: skip
         front = find(f"nginx + auth_request to apitokenproxy, {size}")
@@ -543,6 +585,7 @@ store: {{url: "sqlite:///{tmp}/tokens.db"}}
         args.json.write_text(json.dumps({
             "results": [asdict(r) for r in results],
             "ratio_vs_caddy": ratios,
+            "rounds": [asdict(r) for r in rounds],
             "added_latency_ms": ours1.p50_ms - direct1.p50_ms,
             "rss_kib": {"before": rss_before, "after": rss_after},
         }, indent=2))  # fmt: skip
