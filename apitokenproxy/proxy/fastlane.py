@@ -43,9 +43,11 @@ from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import new_request_id, request_id
 from .client import ClientView, Network, client_view
 from .framing import (
+    CHUNKED,
     LAST_CHUNK,
     MALFORMED,
     ONLY_HTTP_1,
+    UNTIL_CLOSE,
     Body,
     Headers,
     chunk,
@@ -436,7 +438,7 @@ class FrontConnection(asyncio.Protocol):
             out += self._extra
         head = frame_response_head(status, out, body, length, close=close)
         self._status = status
-        self._chunked = body in (Body.CHUNKED, Body.CLOSE)
+        self._chunked = body is CHUNKED or body is UNTIL_CLOSE
         # Held until the upstream's read is handled: head and body then leave
         # in one send, not two.
         self._out.append(head)

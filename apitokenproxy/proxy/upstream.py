@@ -27,7 +27,7 @@ import aiohttp
 import httptools
 
 from ..errors import ProxyError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
-from .framing import Body, Headers, request_head, response_body
+from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, request_head, response_body
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +194,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         body, length = response_body(self._method, status, self._headers)
         self._body = body
-        self._keep = self._parser.should_keep_alive() and body is not Body.CLOSE
+        self._keep = self._parser.should_keep_alive() and body is not UNTIL_CLOSE
         self._sink.response_head(status, self._headers, body, length)
         self._started = True
-        if body is Body.NONE:
+        if body is NO_BODY:
             # llhttp would read a HEAD answer's declared body; there is none,
             # and any byte that comes is unsolicited.
             self._done = True
@@ -291,7 +291,7 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             self._pool.discard(self)
             return
-        if self._started and not self._done and self._body is Body.CLOSE:
+        if self._started and not self._done and self._body is UNTIL_CLOSE:
             # A body delimited by the close is complete now; any other is cut.
             self._done = True
             self._finish()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httptools
 import pytest
 
-from apitokenproxy.errors import BadRequest, UpstreamUnavailable
+from apitokenproxy.errors import BadRequest
 from apitokenproxy.proxy.framing import (
     Body,
     chunk,
@@ -170,14 +170,6 @@ def test_the_client_gets_the_proxys_framing(
 def test_reason_phrases_are_the_standard_ones(status: int, line: str) -> None:
     head = response_head(status, [], Body.LENGTH, 0, close=False).decode()
     assert head.split("\r\n")[0] == line
-
-
-@pytest.mark.parametrize(
-    "value", ["a\nX-Injected: 1", "a\rb", "a\x00", "a\x7f", "\xe9t\xe9\n", "a\tb\x1f"]
-)
-def test_control_bytes_in_upstream_headers_are_refused(value: str) -> None:
-    with pytest.raises(UpstreamUnavailable):
-        response_head(200, [("X-A", "ok"), ("X-A", value)], Body.LENGTH, 0, close=False)
 
 
 @pytest.mark.parametrize("value", ["a\tb", "caf\xe9", "\xa0\xff", "", "~!@#$%^&*()"])

@@ -47,7 +47,14 @@ class QuirkyUpstream:
                     await writer.drain()
                     writer.close()
                     return
-                if head.startswith(b"HEAD "):
+                if path.startswith(b"/control-"):
+                    # A header value with a control byte, chosen by the path: 01, 7f, 00, 0a.
+                    byte = bytes([int(path.removeprefix(b"/control-"), 16)])
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nX-A: a" + byte + b"X-Injected: 1\r\n"
+                        b"Content-Length: 2\r\n\r\nok"
+                    )
+                elif head.startswith(b"HEAD "):
                     # A declared length and no body: llhttp alone would wait for it.
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
                 elif path == b"/no-content":
@@ -202,3 +209,18 @@ async def test_a_pool_that_stays_full_answers_503_not_never(make_world: MakeWorl
     assert (await resp.json())["error"] == "upstream_busy"
     assert (await slow).status == 200
     assert (await world.client.get("/rest/api/2/issue/X-1")).status == 200
+
+
+@pytest.mark.parametrize("byte", ["01", "7f", "00", "0a", "0d", "1b"])
+async def test_a_control_byte_in_an_upstream_header_value_never_reaches_the_client(
+    quirky: tuple[QuirkyUpstream, World], byte: str
+) -> None:
+    # The proxy writes the upstream's header values as llhttp read them, so the
+    # guarantee is the parser's: it refuses a control byte in a value (a bare LF
+    # or CR could end the line early and make two headers of one).
+    _, world = quirky
+    resp = await world.client.get(f"/control-{byte}")
+    assert resp.status == 502
+    assert "X-Injected" not in resp.headers and "X-A" not in resp.headers
+    assert (await resp.json())["error"] == "upstream_unavailable"
+    assert (await world.client.get("/fine")).status == 200
