@@ -22,9 +22,7 @@ nothing across Python builds.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -33,24 +31,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import issue_json, user_json  # bench/ holds scripts, not a package
+from run import jira_upstream, token_auth, wait_for_port  # bench/ holds scripts
 
 UPSTREAM, PROXY = 18090, 18091
 PATH = "/rest/api/2/user?username=alice"
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    sys.exit(f"nothing listens on port {port} after {timeout} s")
 
 
 def answer(sock: socket.socket) -> bytes:
@@ -120,8 +107,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-instructions-"))
     tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
-    (tmp / "user.json").write_bytes(user_json())
-    (tmp / "issue.json").write_bytes(issue_json())
     (tmp / "nginx.conf").write_text(f"""
 worker_processes 1;
 daemon off;
@@ -131,11 +116,7 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
     default_type application/json;
-    server {{
-        listen 127.0.0.1:{UPSTREAM};
-        location = /rest/api/2/user {{ root {tmp}; try_files /user.json =404; }}
-        location / {{ root {tmp}; try_files /issue.json =404; }}
-    }}
+{jira_upstream(tmp, UPSTREAM)}
 }}
 """)
     config = tmp / "proxy.yaml"
@@ -144,12 +125,7 @@ listen: {{host: 127.0.0.1, port: {PROXY}, workers: 1}}
 upstream: {{url: "http://127.0.0.1:{UPSTREAM}", product: jira}}
 store: {{url: "sqlite:///{tmp}/tokens.db"}}
 """)
-    made = json.loads(subprocess.run(
-        [sys.executable, "-m", "apitokenproxy", "tokens", "create", "-c", str(config),
-         "--user-key", "JIRAUSER10100", "--user-name", "alice", "--description", "bench"],
-        capture_output=True, text=True, check=True,
-    ).stdout)  # fmt: skip
-    auth = "Basic " + base64.b64encode(f"alice:{made['plainTextToken']}".encode()).decode()
+    auth = token_auth(config, (sys.executable, "-m", "apitokenproxy"))
     nginx = subprocess.Popen(
         ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -132,6 +132,18 @@ def user_json() -> bytes:
     return json.dumps(user, indent=1).encode()
 
 
+def jira_upstream(tmp: Path, port: int) -> str:
+    """Write the Jira answers into ``tmp`` and return the nginx server that serves them."""
+    (tmp / "issue.json").write_bytes(issue_json())
+    (tmp / "user.json").write_bytes(user_json())
+    return f"""
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location = /rest/api/2/user {{ root {tmp}; try_files /user.json =404; }}
+        location / {{ root {tmp}; try_files /issue.json =404; }}
+    }}"""
+
+
 def free(port: int) -> None:
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -249,6 +261,20 @@ def median_of(rounds: list[Result]) -> list[Result]:
     return out
 
 
+def basic_auth(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def token_auth(config: Path, command: tuple[str, ...] = ("apitokenproxy",)) -> str:
+    """Basic auth with a new token for USER, made by the CLI in ``config``'s store."""
+    made = json.loads(subprocess.run(
+        [*command, "tokens", "create", "-c", str(config),
+         "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
+        capture_output=True, text=True, check=True,
+    ).stdout)  # fmt: skip
+    return basic_auth(USER, made["plainTextToken"])
+
+
 def prime(port: int, auth: str | None) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}")
     if auth:
@@ -303,12 +329,7 @@ logging: {{level: WARNING, access_log: false}}
 """)
         configs.append(path)
     try:
-        made = json.loads(subprocess.run(
-            ["apitokenproxy", "tokens", "create", "-c", str(configs[0]),
-             "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
-            capture_output=True, text=True, check=True,
-        ).stdout)  # fmt: skip
-        auth = "Basic " + base64.b64encode(f"{USER}:{made['plainTextToken']}".encode()).decode()
+        auth = token_auth(configs[0])
         ports = [PORTS["pg1"], PORTS["pg2"]]
         with (
             running(["apitokenproxy", "serve", "--config", str(configs[0])], ports[0],
@@ -366,8 +387,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-bench-"))
     tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
-    (tmp / "issue.json").write_bytes(issue_json())
-    (tmp / "user.json").write_bytes(user_json())
     (tmp / "nginx.conf").write_text(f"""
 worker_processes 1;
 daemon off;
@@ -378,11 +397,7 @@ http {{
     access_log off;
     default_type application/json;
     upstream jira {{ server 127.0.0.1:{PORTS["upstream"]}; keepalive 128; }}
-    server {{
-        listen 127.0.0.1:{PORTS["upstream"]} reuseport;
-        location = /rest/api/2/user {{ root {tmp}; try_files /user.json =404; }}
-        location / {{ root {tmp}; try_files /issue.json =404; }}
-    }}
+{jira_upstream(tmp, PORTS["upstream"])}
     server {{
         listen 127.0.0.1:{PORTS["nginx"]};
         location / {{
@@ -453,20 +468,11 @@ upstream: {{url: "http://127.0.0.1:{PORTS["upstream"]}", product: jira}}
 store: {{url: "sqlite:///{tmp}/tokens.db"}}
 {extra}
 """)
-    made = json.loads(subprocess.run(
-        ["apitokenproxy", "tokens", "create", "-c", str(tmp / "apitoken.yaml"),
-         "--user-key", "JIRAUSER10100", "--user-name", USER, "--description", "bench"],
-        capture_output=True, text=True, check=True,
-    ).stdout)  # fmt: skip
-
-    def basic(secret: str) -> str:
-        return "Basic " + base64.b64encode(f"{USER}:{secret}".encode()).decode()
-
-    token = basic(made["plainTextToken"])
+    token = token_auth(tmp / "apitoken.yaml")
     targets = [
         ("upstream (nginx, direct)", PORTS["upstream"], None),
         ("nginx proxy, no auth", PORTS["nginx"], None),
-        ("caddy basic_auth + header_up", PORTS["caddy"], basic(PASSWORD)),
+        ("caddy basic_auth + header_up", PORTS["caddy"], basic_auth(USER, PASSWORD)),
         ("apitokenproxy, token, defaults", PORTS["apitoken"], token),
         ("nginx + auth_request to apitokenproxy", PORTS["authreq"], token),
     ]
