@@ -154,10 +154,10 @@ PASSWORD_PARAMETER = "os_password"  # noqa: S105 -- a parameter name, not a secr
 def password_in_query(target: str) -> bool:
     """Whether the request-target's query names ``os_password``, as Tomcat reads
     parameter names: split on ``&``, percent- and ``+``-decoded, case-sensitive."""
-    query = target.partition("?")[2]
-    # Checked on every request: most queries have neither the name nor an escape.
-    if PASSWORD_PARAMETER not in query and "%" not in query:
+    # Checked on every request: most targets have neither the name nor an escape.
+    if PASSWORD_PARAMETER not in target and "%" not in target:
         return False
+    query = target.partition("?")[2]
     for parameter in query.split("&"):
         name = parameter.partition("=")[0]
         if name == PASSWORD_PARAMETER or ("%" in name and unquote_plus(name) == PASSWORD_PARAMETER):

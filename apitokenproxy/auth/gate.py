@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from ..errors import Unauthorized
 from .credentials import (
-    PASSWORD_PARAMETER,
     BasicCredentials,
     TokenAttempt,
     password_in_query,
@@ -145,8 +144,7 @@ class Gate:
         return decision
 
     def _check_network(self, decision: Decision, client: str, target: str) -> None:
-        # The name, or an escape that could spell it, is in the target: most have neither.
-        if (PASSWORD_PARAMETER in target or "%" in target) and password_in_query(target):
+        if password_in_query(target):
             if not self._allow_password:
                 raise Unauthorized(PASSWORDS_DISABLED, reason="password_disabled")
             self._networks.check(client)
@@ -199,7 +197,9 @@ class Gate:
         self._check_network(decision, client, target)
         if isinstance(decision, Admission):
             return decision
-        grant = await self._verifier.verify(decision.token, decision.username, client=client)
+        grant = await self._verifier.verify(
+            decision.token, decision.username, client=client, digest=decision.digest
+        )
         if grant.restricted:
             enforce(grant, method, client, upgrade=upgrade)
         return self._admitted(grant)

@@ -160,7 +160,12 @@ class TokenVerifier:
         return len(self._cache)
 
     async def verify(
-        self, token: str, username: str | None = None, *, client: str | None = None
+        self,
+        token: str,
+        username: str | None = None,
+        *,
+        client: str | None = None,
+        digest: bytes = b"",
     ) -> Grant:
         """The grant of a good token; raise InvalidToken or TooManyRequests otherwise.
 
@@ -171,10 +176,10 @@ class TokenVerifier:
         token's time) and ``lastAccessedFrom``. Every use is recorded for
         ``lastAccessed``, every failure counted against the address and the
         user name; a failure while either is throttled is TooManyRequests,
-        never a good token.
+        never a good token. ``digest`` is ``digest(token)`` if the caller has it already.
         """
         keys = throttle_keys(client, username)
-        digest = self._digest(token)
+        digest = digest or self._digest(token)
         try:
             grant = self._cache.get(digest)
             if grant is None:

@@ -345,8 +345,7 @@ class FrontConnection(asyncio.Protocol):
         headers = self._headers
         view = self._view(headers)
         self._client = view.address
-        ids = self._request_ids
-        self._request_id = request_id(ids) if ids else new_request_id()
+        self._request_id = request_id(self._request_ids)
         gate = self._lane.gate
         try:
             if self._authorization == self._decided_for:

@@ -95,6 +95,9 @@ def test_secrets_are_hidden_from_repr() -> None:
         ("/x?a=1;os_password=pw", False),  # Tomcat splits on & only
         ("/os_password?x=1", False),  # the path is not the query
         ("/x?os+password=pw", False),
+        ("/os_password/x?a=1", False),  # in the path, not the query
+        ("/a%20b/x?os%5Fpassword=pw", True),
+        ("/a%20b/x?y=1", False),
     ],
 )
 def test_password_in_query(target: str, password: bool) -> None:
