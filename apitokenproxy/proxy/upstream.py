@@ -252,7 +252,9 @@ class UpstreamConnection(asyncio.Protocol):
             await self._drain
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self._paused:
+        """The exchange's receiver is slow: stop reading until it resumes. Ignored once
+        the exchange is over, so a connection never waits paused in the pool."""
+        if self._sink is not None and self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
 
@@ -272,6 +274,9 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self) -> None:
         sink, self._sink = self._sink, None
         self._stop_timer()
+        # The receiver may have paused reading inside the last read's callbacks; an
+        # idle connection must read, or the next exchange on it never hears its answer.
+        self.resume_reading()
         self._pool.release(self, self._keep)
         if sink is not None:
             sink.response_end()

@@ -1,0 +1,88 @@
+"""The upstream pool against a real socket, driven by sinks that behave as lanes do."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from apitokenproxy.errors import ProxyError
+from apitokenproxy.proxy.framing import Body, Headers, request_head
+from apitokenproxy.proxy.upstream import UpstreamConnection, UpstreamPool
+
+BODY = b"x" * 100_000
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Every request gets BODY with its length, on a keep-alive connection."""
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        writer.close()  # the client left, or the test's server is closing
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[UpstreamPool]:
+    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = UpstreamPool("127.0.0.1", port, limit=1, connect_timeout=5, read_timeout=300)
+    yield pool
+    pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+class SlowClient:
+    """A lane whose client stops reading as the answer ends: it pauses the upstream
+    from inside the last body callback (the aiohttp lane's high-water mark) or from
+    inside ``response_end`` (the fast lane's final write filling the client's buffer)."""
+
+    def __init__(self, pause_in: str) -> None:
+        self.pause_in = pause_in
+        self.upstream: UpstreamConnection | None = None
+        self.received = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def attached(self, upstream: UpstreamConnection) -> None:
+        self.upstream = upstream
+
+    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
+        pass
+
+    def response_body(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.pause_in == "body" and self.received == len(BODY) and self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def response_flush(self) -> None:
+        pass
+
+    def response_end(self) -> None:
+        if self.pause_in == "end" and self.upstream is not None:
+            self.upstream.pause_reading()
+        self.done.set_result(self.received)
+
+    def response_failed(self, error: ProxyError, *, started: bool) -> None:
+        self.done.set_exception(error)
+
+
+@pytest.mark.parametrize("pause_in", ["body", "end"])
+async def test_a_connection_paused_as_its_answer_ended_serves_the_next_request(
+    pool: UpstreamPool, pause_in: str
+) -> None:
+    # Issue 18, item 1: the connection went back to the pool still paused for
+    # reading, and the next request on it waited for the read timeout (300 s).
+    request = request_head("GET", "/big", [("Host", "x")], 0)
+    for _ in range(3):
+        first = SlowClient(pause_in)
+        pool.send(first, "GET", request)
+        assert await asyncio.wait_for(first.done, 10) == len(BODY)
+        # The client catches up only after its exchange is over, too late to resume anything.
+        second = SlowClient("never")
+        pool.send(second, "GET", request)
+        assert await asyncio.wait_for(second.done, 10) == len(BODY)
+    assert pool.in_use == 0
