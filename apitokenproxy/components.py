@@ -29,6 +29,7 @@ from .auth.networks import AllowedNetworks
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
+from .live import ClientTimeouts
 from .notify.channel import Channel
 from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
@@ -214,8 +215,7 @@ class Components:
                     pool=pool,
                     trusted=trusted,
                     served_here=served_here,
-                    header_timeout=config.listen.header_timeout_seconds,
-                    keepalive_timeout=config.listen.keepalive_timeout_seconds,
+                    timeouts=ClientTimeouts.from_config(config.listen),
                     access_log=access_log,
                     metrics=metrics,
                 ),

@@ -120,7 +120,7 @@ class Reloader:
         trusted = parse_networks(new.proxy.trusted_proxies)
         c.token_api.trusted = c.forwarder.trusted = c.fast_lane.trusted = trusted
         c.forward_auth.trusted = trusted
-        c.fast_lane.header_timeout = new.listen.header_timeout_seconds
-        c.fast_lane.keepalive_timeout = new.listen.keepalive_timeout_seconds
+        # Shared by both lanes (the aiohttp lane's new connections read it too).
+        c.fast_lane.timeouts.update(new.listen)
         c.pool.connect_timeout = new.upstream.connect_timeout_seconds
         c.pool.read_timeout = new.upstream.read_timeout_seconds

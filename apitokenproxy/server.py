@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Any, cast
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from .app import COMPONENTS, create_metrics_app
 from .components import Components
 from .config import TlsConfig
 from .errors import ProxyError, error_response
+from .live import ClientTimeouts
 from .ops.accesslog import OBSERVED, Observed
 from .ops.requestid import HEADER as REQUEST_ID
 from .ops.requestid import new_request_id
@@ -66,16 +68,18 @@ class GatewayRequestHandler(RequestHandler):
     - Requests that do not parse as HTTP (smuggling attempts, oversized or
       folded headers) get the proxy's JSON error, and one log line without a
       traceback, so a flood of garbage cannot fill the log with stacks.
-    - A connection that has not sent a complete request head within
-      ``header_timeout`` seconds is closed (slow-loris). Between requests,
-      aiohttp's keep-alive timeout does the same.
+    - A connection that has not sent a complete request head within the
+      header timeout is closed (slow-loris). Between requests, aiohttp's
+      keep-alive timeout does the same. Both are read from the live
+      ``ClientTimeouts`` when the connection opens, so a reload reaches every
+      connection opened after it.
     - During shutdown, the body of a request in flight is still read, so an
       upload under way finishes instead of stalling.
     """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._header_timeout = cast(GatewayServer, self._manager).header_timeout
+        self._header_timeout = cast(GatewayServer, self._manager).timeouts.header
         self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._header_timeout, self._drop_if_silent
         )
@@ -123,7 +127,8 @@ class GatewayRequestHandler(RequestHandler):
             # token or a password: neither the answer nor the log repeats it.
             log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
             response = error_response(status, "malformed_request", MALFORMED)
-        observed = Observed(new_request_id())
+        # A request that did not parse has no headers to decide its client from.
+        observed = Observed(new_request_id(), client=request.remote or "unknown")
         request[OBSERVED] = observed
         response.headers[REQUEST_ID] = observed.request_id
         response.force_close()
@@ -133,10 +138,13 @@ class GatewayRequestHandler(RequestHandler):
 
 
 class GatewayServer(web.Server):
-    header_timeout = 30.0
+    def __init__(self, *args: Any, timeouts: ClientTimeouts, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeouts = timeouts
 
     def __call__(self) -> RequestHandler:
-        return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
+        options = {**self._kwargs, "keepalive_timeout": self.timeouts.keepalive}
+        return GatewayRequestHandler(self, loop=self._loop, **options)
 
 
 class GatewayRunner(web.AppRunner):
@@ -146,9 +154,8 @@ class GatewayRunner(web.AppRunner):
     it builds is rebuilt as a GatewayServer with the same handler and options.
     """
 
-    def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._header_timeout = header_timeout
         self.fast: FastLane | None = None
         self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
         self.metrics: web.AppRunner | None = None  # metrics.port's, if set
@@ -170,14 +177,13 @@ class GatewayRunner(web.AppRunner):
         server = await super()._make_server()
         kwargs = dict(server._kwargs)
         kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS])
-        gateway = GatewayServer(
+        return GatewayServer(
             server.request_handler,
             request_factory=server.request_factory,
             loop=asyncio.get_running_loop(),
+            timeouts=self.app[COMPONENTS].fast_lane.timeouts,
             **kwargs,
         )
-        gateway.header_timeout = self._header_timeout
-        return gateway
 
 
 def _access_logger(components: Components) -> type[AbstractAccessLogger]:
@@ -187,16 +193,23 @@ def _access_logger(components: Components) -> type[AbstractAccessLogger]:
 
     class RequestLogAdapter(AbstractAccessLogger):
         def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-            observed = request.get(OBSERVED) or Observed(new_request_id())
+            found = request.get(OBSERVED)
+            observed = found or Observed(new_request_id())
+            # aiohttp's own ``time`` comes from the event loop's clock: whole
+            # milliseconds under uvloop. The record's stamp is finer.
+            seconds = time if found is None else (perf_counter_ns() - found.started) / 1e9
+            client = observed.client
+            if client is None:
+                client = client_of(cast(web.Request, request), components.forwarder.trusted).address
             requests.record(
-                client_of(cast(web.Request, request), components.forwarder.trusted).address,
+                client,
                 request.method,
                 request.raw_path,
                 response.status,
                 "aiohttp",
                 request.content.total_bytes,
                 response.body_length,
-                time,
+                seconds,
                 observed.upstream_seconds,
                 observed.auth,
                 observed.reason,
@@ -208,7 +221,7 @@ def _access_logger(components: Components) -> type[AbstractAccessLogger]:
                 "aiohttp",
                 request.method,
                 response.status,
-                time,
+                seconds,
                 observed.upstream_seconds,
                 observed.auth,
                 observed.reason,
@@ -224,15 +237,11 @@ async def start_site(
     *,
     reuse_port: bool = False,
     access_log: bool = True,
-    keepalive_timeout: float = 75.0,
-    header_timeout: float = 30.0,
 ) -> GatewayRunner:
     """Set up ``app`` and listen; the caller owns the runner and must clean it up."""
     runner = GatewayRunner(
         app,
-        header_timeout=header_timeout,
         shutdown_timeout=SHUTDOWN_SECONDS,
-        keepalive_timeout=keepalive_timeout,
         # Always given: the hook feeds the metrics too (components.access_log says
         # whether lines are written).
         access_log=logging.getLogger("apitokenproxy.access"),
@@ -252,8 +261,6 @@ async def start_site(
         }
         if config.proxy.fast_path:
             runner.fast = components.fast_lane
-            runner.fast.header_timeout = header_timeout
-            runner.fast.keepalive_timeout = keepalive_timeout
             site = FastSite(runner, runner.fast, host=host, port=port, **options)
         else:
             site = web.TCPSite(runner, host, port, **options)

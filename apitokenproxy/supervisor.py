@@ -231,8 +231,6 @@ def _run_worker(
             config.listen.port,
             reuse_port=reuse_port,
             access_log=config.logging.access_log,
-            keepalive_timeout=config.listen.keepalive_timeout_seconds,
-            header_timeout=config.listen.header_timeout_seconds,
             started=started,
             config_path=path,
         )

@@ -229,7 +229,7 @@ async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
 
     runners = []
 
-    async def make(config: dict[str, Any] | None = None, header_timeout: float = 30.0) -> Live:
+    async def make(config: dict[str, Any] | None = None) -> Live:
         upstream = FakeUpstream("jira", JIRA_USERS)
         server = await aiohttp_server(upstream.app())
         raw = deep_merge(
@@ -243,9 +243,7 @@ async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
         )
         clock = FakeClock()
         app = create_app(config_from_dict(raw), clock=clock)
-        runner = await start_site(
-            app, "127.0.0.1", 0, access_log=False, header_timeout=header_timeout
-        )
+        runner = await start_site(app, "127.0.0.1", 0, access_log=False)
         runners.append(runner)
         port = runner.addresses[0][1]
         return Live(port, upstream, app, clock, upstream_port=server.port)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,10 @@ from typing import Any
 
 import httptools
 
-from apitokenproxy.app import create_app
+from apitokenproxy.app import COMPONENTS, create_app
 from apitokenproxy.auth.identity import ActingAs, PasswordRejected, User
 from apitokenproxy.config import config_from_dict
+from apitokenproxy.ops.accesslog import AccessLog
 from apitokenproxy.server import start_site
 
 from .conftest import LANES, base_config, deep_merge
@@ -391,6 +393,23 @@ class KnownPasswords:
         return None
 
 
+@dataclass
+class AccessLines:
+    """Where a proxy_in_front writes its access log, and the lines it wrote."""
+
+    stream: io.StringIO = field(default_factory=io.StringIO)
+    log: AccessLog | None = None
+
+    def take(self) -> list[str]:
+        """Every line written since the last take."""
+        if self.log is not None:
+            self.log.flush()
+        lines = self.stream.getvalue().splitlines()
+        self.stream.seek(0)
+        self.stream.truncate()
+        return lines
+
+
 _ONE_CONNECTION = {
     "upstream": {"max_connections": 1},
     # Some rows fail authentication on purpose; none of them is about throttling.
@@ -400,19 +419,28 @@ _ONE_CONNECTION = {
 
 @contextlib.asynccontextmanager
 async def proxy_in_front(
-    upstream: RawUpstream, lane: str, store_dir: Path, config: dict[str, Any] | None = None
+    upstream: RawUpstream,
+    lane: str,
+    store_dir: Path,
+    config: dict[str, Any] | None = None,
+    access_log: AccessLines | None = None,
 ) -> AsyncIterator[int]:
     """The proxy, served as ``apitokenproxy serve`` serves it, forwarding to ``upstream``;
     yields its port.
 
     One upstream connection at most, so a poisoned or leaked pooled connection
-    is certain to be the one the next request gets.
+    is certain to be the one the next request gets. With ``access_log``, the
+    access log is on and written there.
     """
     raw = base_config(upstream.url, f"sqlite:///{store_dir / 'raw.db'}")
-    for extra in (LANES[lane], _ONE_CONNECTION, config or {}):
+    logging = {"logging": {"access_log": access_log is not None}}
+    for extra in (LANES[lane], _ONE_CONNECTION, logging, config or {}):
         raw = deep_merge(raw, extra)
     app = create_app(config_from_dict(raw), identity=KnownPasswords())
-    runner = await start_site(app, "127.0.0.1", 0, access_log=False)
+    runner = await start_site(app, "127.0.0.1", 0, access_log=access_log is not None)
+    if access_log is not None:
+        access_log.log = app[COMPONENTS].access_log
+        access_log.log.stream = access_log.stream
     try:
         yield runner.addresses[0][1]
     finally:

@@ -23,6 +23,7 @@ method, user name, request id) is escaped so that it cannot forge a line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sys
@@ -65,19 +66,11 @@ _CACHE_MAX = 4096
 _MILLIS = tuple(f"{n:03d}" for n in range(1000))
 
 
-class _Millis(dict[float, str]):
-    """Durations in milliseconds with three decimals, remembered: at the event loop
-    clock's resolution (uvloop's is a millisecond) the same few values recur, and
-    formatting a float costs several times a lookup."""
+def milliseconds(seconds: float) -> str:
+    """A duration in milliseconds with three decimals (a microsecond's resolution)."""
+    micros = round(seconds * 1_000_000)
+    return f"{micros // 1000}.{_MILLIS[micros % 1000]}"
 
-    def __missing__(self, seconds: float) -> str:
-        if len(self) >= _CACHE_MAX:
-            self.clear()
-        text = self[seconds] = f"{seconds * 1000:.3f}"
-        return text
-
-
-_MS = _Millis()
 
 # What a line says of who made a request and how it authenticated: the same for
 # every request of a client with one token, so escaped and joined once.
@@ -177,10 +170,10 @@ class AccessLog:
         path = target.partition("?")[0]
         if not path.startswith("/"):
             path = loggable_path(path)
-        ms = _MS[seconds]
+        ms = milliseconds(seconds)
         # Formatted by hand, not by json.dumps of a dict: half the time, the same JSON.
         if self._format == "json":
-            upstream_ms = "null" if upstream_seconds is None else _MS[upstream_seconds]
+            upstream_ms = "null" if upstream_seconds is None else milliseconds(upstream_seconds)
             line = (
                 f'{{"time":"{stamp}Z","client":{parts[0]},"method":{_JSON(method)},'
                 f'"path":{_JSON(path)},"status":{status},"bytes_in":{bytes_in},'
@@ -188,7 +181,7 @@ class AccessLog:
                 f'{parts[1]}{request_id}"}}\n'
             )
         else:
-            upstream_ms = "-" if upstream_seconds is None else _MS[upstream_seconds]
+            upstream_ms = "-" if upstream_seconds is None else milliseconds(upstream_seconds)
             if not (path.isprintable() and method.isprintable()) or '"' in path:
                 # Escaped as in JSON, so no client can forge a line or a field.
                 method, path = _JSON(method)[1:-1], _JSON(path)[1:-1]
@@ -218,11 +211,17 @@ class Observed:
     """What the aiohttp lane learns about a request while serving it, for its log line."""
 
     request_id: str
+    # When the record was made, as the aiohttp lane's handlers first see the
+    # request (perf_counter_ns: the event loop's clock has a millisecond's resolution).
+    started: int = dataclasses.field(default_factory=time.perf_counter_ns)
     auth: str | None = None
     reason: str | None = None
     user: str | None = None
     token_id: int | None = None
     upstream_seconds: float | None = None
+    # The client's address when it is known without the request's headers (a
+    # request aiohttp could not parse has none to read X-Forwarded-For from).
+    client: str | None = None
 
     def authenticated(
         self, auth: str | None, reason: str | None, user: str | None, token_id: int | None

@@ -55,10 +55,6 @@ ARGON2_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
-# lane, method, status, seconds, upstream seconds, auth, reason: see Metrics.request.
-Observation = tuple[str, str, int, float, float | None, str | None, str | None]
-# Distinct observations kept before they are folded into the histograms early.
-FOLD_AT = 4096
 
 
 class LocalHistogram:
@@ -231,7 +227,6 @@ class Metrics:
         for kind in ("refused", "reset", "timeout", "invalid", "pool_exhausted"):
             self._upstream_errors.labels(kind)  # every kind present, at 0, for rate()
         # What accumulated since the last flush.
-        self._observed: dict[Observation, int] = {}
         self._counts: dict[tuple[str, str, str], int] = {}
         self._outcomes: dict[tuple[str, str], int] = {}
         self._durations = {lane: LocalHistogram(REQUEST_BUCKETS) for lane in ("fast", "aiohttp")}
@@ -254,27 +249,18 @@ class Metrics:
         auth: str | None,
         reason: str | None,
     ) -> None:
-        # Counted by the whole observation: at the event loop clock's resolution
-        # (uvloop's is a millisecond) the same few recur, so a request costs one
-        # dict update here and is sorted into counters and histograms by _fold.
-        key = (lane, method, status, seconds, upstream_seconds, auth, reason)
-        observed = self._observed
-        observed[key] = observed.get(key, 0) + 1
-        if len(observed) >= FOLD_AT:
-            self._fold()  # a clock finer than that: bounded memory all the same
-
-    def _fold(self) -> None:
-        observed, self._observed = self._observed, {}
-        counts, outcomes = self._counts, self._outcomes
-        for (lane, method, status, seconds, upstream_seconds, auth, reason), n in observed.items():
-            key = (lane, method if method in METHODS else "other", _STATUS_CLASS[status // 100])
-            counts[key] = counts.get(key, 0) + n
-            self._durations[lane].observe(seconds, n)
-            if upstream_seconds is not None:
-                self._upstream_durations[lane].observe(upstream_seconds, n)
-            if auth is not None:
-                outcome = (auth, reason or "")
-                outcomes[outcome] = outcomes.get(outcome, 0) + n
+        # Sorted at once into plain counters and histograms: a few dict and list
+        # updates; prometheus_client's objects get the sums at the flush.
+        key = (lane, method if method in METHODS else "other", _STATUS_CLASS[status // 100])
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        self._durations[lane].observe(seconds)
+        if upstream_seconds is not None:
+            self._upstream_durations[lane].observe(upstream_seconds)
+        if auth is not None:
+            outcome = (auth, reason or "")
+            outcomes = self._outcomes
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     def store_call(self, operation: str, seconds: float, failed: bool, result: Any) -> None:
         histogram = self._store.get(operation)
@@ -297,7 +283,6 @@ class Metrics:
 
     def flush(self) -> None:
         """Move what accumulated into prometheus_client, and read the sources."""
-        self._fold()
         counts, self._counts = self._counts, {}
         for key, n in counts.items():
             self._requests.labels(*key).inc(n)

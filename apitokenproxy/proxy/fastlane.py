@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from multidict import CIMultiDict
 
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
+from ..live import ClientTimeouts
 from ..ops.accesslog import AccessLog
 from ..ops.metrics import Metrics
 from ..ops.requestid import HEADER as REQUEST_ID
@@ -88,8 +90,7 @@ class FastLane:
         pool: UpstreamPool,
         trusted: tuple[Network, ...],
         served_here: Callable[[str], bool],
-        header_timeout: float,
-        keepalive_timeout: float,
+        timeouts: ClientTimeouts,
         access_log: AccessLog,
         metrics: Metrics,
     ) -> None:
@@ -99,8 +100,7 @@ class FastLane:
         self.trusted = trusted
         # Whether a path is one the application serves itself (the token API, health).
         self.served_here = served_here
-        self.header_timeout = header_timeout
-        self.keepalive_timeout = keepalive_timeout
+        self.timeouts = timeouts  # read at each use: a reload changes them live
         self.access_log = access_log
         self.metrics = metrics
         self.connections: set[FrontConnection] = set()
@@ -177,8 +177,10 @@ class FrontConnection(asyncio.Protocol):
         self._request_ids: list[str] = []
         self._request_id = ""
         self._client = ""
-        self._begun = 0.0
-        self._sent_at = 0.0
+        # Durations come from perf_counter_ns: the event loop's clock has a
+        # millisecond's resolution under uvloop.
+        self._begun = 0
+        self._sent_at = 0
         self._upstream_seconds: float | None = None
         self._bytes_out = 0
         self._decided: Decision | None = None
@@ -194,7 +196,7 @@ class FrontConnection(asyncio.Protocol):
             self._peer = str(peer[0])
         self._scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
         self._lane.connections.add(self)
-        self._arm(self._lane.header_timeout)
+        self._arm(self._lane.timeouts.header)
 
     def data_received(self, data: bytes) -> None:
         if self.busy:
@@ -234,6 +236,9 @@ class FrontConnection(asyncio.Protocol):
     # -- reading requests ------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        if not self._in_message and not self._pending:
+            # A request's time runs from its first byte, as nginx's $request_time does.
+            self._begun = time.perf_counter_ns()
         self._pending.append(data)
         self._pending_size += len(data)
         if not self._head_done and self._pending_size > MAX_HEAD:
@@ -274,13 +279,12 @@ class FrontConnection(asyncio.Protocol):
         self._host = ""
         self._body.clear()
         self._head_done = False
-        self._begun = self._loop.time()
         self._request_ids = []
         self._request_id = self._client = ""
         self._upstream_seconds = None
         self._bytes_out = 0
         self._decided = self._admission = self._refusal = None
-        self._arm(self._lane.header_timeout)
+        self._arm(self._lane.timeouts.header)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -421,7 +425,7 @@ class FrontConnection(asyncio.Protocol):
         data = request_head(self._method, self._target, outgoing, len(body)) + body
         self._extra = admission.response_headers
         self._by_token = admission.token
-        self._sent_at = self._loop.time()
+        self._sent_at = time.perf_counter_ns()
         self._lane.pool.send(self, self._method, data)
 
     # -- the upstream's answer (ResponseSink) ------------------------------------
@@ -431,7 +435,7 @@ class FrontConnection(asyncio.Protocol):
 
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self._keep_alive or self._lane.closing
-        self._upstream_seconds = self._loop.time() - self._sent_at
+        self._upstream_seconds = (time.perf_counter_ns() - self._sent_at) / 1e9
         out = for_client(headers, self._request_id, token=self._by_token)
         if self._extra:
             out += self._extra
@@ -464,7 +468,7 @@ class FrontConnection(asyncio.Protocol):
             self._upstream = None
             self.abort()
             return
-        self._upstream_seconds = self._loop.time() - self._sent_at
+        self._upstream_seconds = (time.perf_counter_ns() - self._sent_at) / 1e9
         self._refuse(error)
 
     # -- answering ----------------------------------------------------------
@@ -503,7 +507,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _done(self, status: int) -> None:
         lane = self._lane
-        seconds = self._loop.time() - self._begun
+        seconds = (time.perf_counter_ns() - self._begun) / 1e9
         if self._refusal is None and self._admission is not None:
             admission = self._admission  # the common case, without a tuple
             auth: str | None = admission.outcome
@@ -540,7 +544,7 @@ class FrontConnection(asyncio.Protocol):
         if not self._keep_alive or self._lane.closing:
             self.close()
             return
-        self._arm(self._lane.keepalive_timeout)
+        self._arm(self._lane.timeouts.keepalive)
         if self._read_paused and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()

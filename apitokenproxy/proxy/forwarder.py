@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -147,11 +148,11 @@ class Forwarder:
                 )
             else:
                 await self._stream(request, target, headers, length, responder, body)
-            sent_at = asyncio.get_running_loop().time()
+            sent_at = time.perf_counter_ns()
             try:
                 status, upstream_headers, framing, declared = await responder.head
             finally:
-                record.upstream_seconds = asyncio.get_running_loop().time() - sent_at
+                record.upstream_seconds = (time.perf_counter_ns() - sent_at) / 1e9
         except BaseException:
             responder.abandon()
             raise

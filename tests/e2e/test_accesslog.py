@@ -236,3 +236,34 @@ async def test_the_same_requests_log_the_same_fields_on_both_lanes(
                 entry.pop("request_id")  # made by each proxy
     assert len(logged["fast"]) == 8
     assert logged["fast"] == logged["aiohttp"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "aiohttp"])
+async def test_durations_are_finer_than_the_event_loops_clock(
+    aiohttp_server: Any, tmp_path: Path, fast_path: bool
+) -> None:
+    # Issue 18, item 4: under uvloop (what serve runs on) the event loop's clock
+    # has a millisecond's resolution, and every ms and upstream_ms was a whole
+    # number: ms=1.000, upstream_ms=0.000. A microsecond clock almost never is.
+    from ..processes import serve_config, start, stop, wait_for
+
+    config, port = await serve_config(
+        aiohttp_server, tmp_path, logging={"format": "json"}, proxy={"fast_path": fast_path}
+    )
+    proc = await start("serve", "--config", str(config))
+    try:
+        await wait_for(proc, "listening on")
+        async with aiohttp.ClientSession() as session:
+            for _ in range(30):
+                async with session.get(f"http://127.0.0.1:{port}{ISSUE}") as resp:
+                    assert resp.status == 200
+    finally:
+        out = await stop(proc)
+    entries = [json.loads(text) for text in out.splitlines() if text.startswith('{"time"')]
+    assert len(entries) == 30
+    assert all(e["lane"] == ("fast" if fast_path else "aiohttp") for e in entries)
+    for field in ("ms", "upstream_ms"):
+        values = [e[field] for e in entries]
+        whole = [v for v in values if round(v * 1000) % 1000 == 0]
+        assert len(whole) < len(values) / 2, (field, values)

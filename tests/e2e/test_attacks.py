@@ -277,7 +277,7 @@ async def test_bad_framing_is_refused_cleanly_and_others_are_served(live: Live, 
 
 
 async def test_a_slow_loris_is_cut_off_while_others_are_served(make_live: MakeLive) -> None:
-    live = await make_live(header_timeout=0.5)
+    live = await make_live({"listen": {"header_timeout_seconds": 0.5}})
     slow = []
     for _ in range(20):
         reader, writer = await asyncio.open_connection("127.0.0.1", live.port)

@@ -92,4 +92,4 @@ async def test_small_requests_after_large_downloads_are_answered(
 
         await asyncio.gather(*(client(n) for n in range(CLIENTS)))
     finally:
-        await stop(proc)
+        print(await stop(proc))  # the proxy's log, shown if the test fails

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 
 from ..fakes import USER_HEADER
 from ..rawupstream import (
+    AccessLines,
     ParsedRequest,
     RawUpstream,
     parse_requests,
@@ -245,6 +247,7 @@ class Front:
     port: int
     upstream: RawUpstream
     token: bytes
+    access_log: AccessLines
 
 
 async def token_for(port: int, user: str = "alice") -> bytes:
@@ -260,11 +263,22 @@ async def token_for(port: int, user: str = "alice") -> bytes:
 
 
 @pytest.fixture
-async def front(lane: str, tmp_path: Path) -> AsyncIterator[Front]:
-    async with raw_upstream() as upstream, proxy_in_front(upstream, lane, tmp_path) as port:
+async def front(
+    lane: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Front]:
+    log = AccessLines()
+    async with (
+        raw_upstream() as upstream,
+        proxy_in_front(upstream, lane, tmp_path, access_log=log) as port,
+    ):
         token = await token_for(port)
         upstream.drop_connections()  # the token API asked nothing of it, but start clean
-        yield Front(port, upstream, token)
+        log.take()
+        yield Front(port, upstream, token, log)
+    # Issue 18, item 5: a malformed request must never cost a traceback (the
+    # aiohttp lane's access-log hook crashed on aiohttp's error requests).
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 # The corpus ------------------------------------------------------------------------------------
@@ -366,6 +380,8 @@ async def test_the_upstream_reads_each_request_as_the_proxy_did(front: Front, na
     answers = await converse(front.port, with_token(case.raw, front.token), case.answers)
     outcome = check(front.upstream, answers, case.claims())
     assert outcome in case.allowed, outcome
+    # One access-log line for every answer, malformed requests' included.
+    assert len(front.access_log.take()) == len(answers), answers
     if outcome != REFUSED:
         assert len(answers) == case.answers, answers
         assert not any(r.target == "/admin" for r in front.upstream.served)

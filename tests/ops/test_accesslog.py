@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from apitokenproxy.ops.accesslog import AccessLog, Format
+from apitokenproxy.ops.accesslog import AccessLog, Format, milliseconds
 
 TEXT = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) \"(.*)\" (\d{3}) in=(\d+) out=(\d+) "
@@ -154,3 +154,21 @@ async def test_durations_have_three_decimals_however_often_they_recur(format: Fo
             assert f" ms={shown} upstream_ms={shown} " in text
         else:
             assert f'"ms":{shown},"upstream_ms":{shown},' in text
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (0.0, "0.000"),
+        (0.0000004, "0.000"),
+        (0.0004, "0.400"),
+        (0.000019, "0.019"),
+        (0.019502, "19.502"),
+        (0.0195024, "19.502"),
+        (0.0195026, "19.503"),
+        (0.9999996, "1000.000"),
+        (332.0, "332000.000"),
+    ],
+)
+def test_milliseconds_have_a_microseconds_resolution(seconds: float, shown: str) -> None:
+    assert milliseconds(seconds) == shown
