@@ -85,7 +85,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             record.authenticated("refused", exc.reason, None, None)
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
-        return exc.to_response()
+        response = exc.to_response()
+        if exc.closes:
+            # What is left of the request is never read: the connection ends here.
+            response.force_close()
+            response.headers["Connection"] = "close"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

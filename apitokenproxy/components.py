@@ -110,6 +110,8 @@ class Components:
                 skip_auto_headers=SKIP_AUTO_HEADERS,
             )
             stack.push_async_callback(websockets.close)
+            # Read live by both lanes and the pool; a reload updates them in place.
+            timeouts = ClientTimeouts.from_config(config.listen)
             pool = pool_for(
                 upstream.url,
                 limit=upstream.max_connections,
@@ -117,6 +119,8 @@ class Components:
                 read_timeout=upstream.read_timeout_seconds,
                 ca_file=upstream.ca_file,
                 verify_tls=upstream.verify_tls,
+                per_client=upstream.max_connections_per_client,
+                timeouts=timeouts,
             )
             stack.callback(pool.close)
             access_log = AccessLog(config.logging.access_log, format=config.logging.format)
@@ -180,6 +184,7 @@ class Components:
                 trusted,
                 context_path=context_path,
                 public_url=config.listen.public_url.rstrip("/"),
+                timeouts=timeouts,
             )
             sources.cache_hits = lambda: verifier.hits
             sources.cache_misses = lambda: verifier.misses
@@ -207,7 +212,7 @@ class Components:
                     tokens=lambda: service.config,
                     own_origin=token_api.own_origin,
                 ),
-                forwarder=Forwarder(pool, websockets, gate, injection, config, trusted),
+                forwarder=Forwarder(pool, websockets, gate, injection, config, trusted, timeouts),
                 forward_auth=ForwardAuth(gate, injection, trusted),
                 fast_lane=FastLane(
                     gate=gate,
@@ -215,7 +220,7 @@ class Components:
                     pool=pool,
                     trusted=trusted,
                     served_here=served_here,
-                    timeouts=ClientTimeouts.from_config(config.listen),
+                    timeouts=timeouts,
                     access_log=access_log,
                     metrics=metrics,
                 ),

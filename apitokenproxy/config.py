@@ -131,6 +131,15 @@ class ListenConfig:
     # (slow-loris), and may stay idle this long between requests.
     header_timeout_seconds: float = field(default=30.0, metadata=_check(_positive))
     keepalive_timeout_seconds: float = field(default=75.0, metadata=_check(_positive))
+    # A request body must keep coming: at most this long between two reads, and
+    # after the first body_timeout_seconds at least body_min_rate bytes a second
+    # on average (0: no minimum), else 408 and the connection closes (nginx's
+    # client_body_timeout, Apache's RequestReadTimeout MinRate).
+    body_timeout_seconds: float = field(default=60.0, metadata=_check(_positive))
+    body_min_rate: int = field(default=500, metadata=_check(_not_negative))
+    # A client must keep reading its answer: one that takes none of it for this
+    # long is cut off, and the upstream connection it held is freed.
+    send_timeout_seconds: float = field(default=60.0, metadata=_check(_positive))
     # The URL clients use to reach the proxy (context path included); used for
     # the absolute links in tokensByFilter. Empty: taken from each request.
     public_url: str = field(default="", metadata=_check(_optional_http_url))
@@ -157,6 +166,10 @@ class UpstreamConfig:
     # Total time for the proxy's own REST calls (password check, permissions).
     identity_timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
     max_connections: int = field(default=256, metadata=_check(_positive))
+    # Of those, at most this many in use for one client address at once (0: no
+    # cap), so slow clients at one address cannot hold them all. Behind a load
+    # balancer, list it in proxy.trusted_proxies, or every client shares its address.
+    max_connections_per_client: int = field(default=64, metadata=_check(_not_negative))
     # For an https:// upstream: a PEM bundle of the CAs to trust (empty: the
     # system's), and whether to check its certificate at all.
     ca_file: str = ""

@@ -6,8 +6,11 @@
     ├── Forbidden            403    authenticated, but not allowed
     │   └── UnsendableUserName 403  the owner's name cannot travel in the user header
     ├── NotFound             404    no such resource (or not the caller's)
+    ├── RequestTimeout       408    the request body arrived too slowly
+    │   └── ClientTooSlow    408    the client stopped reading its answer (cut, never answered)
     ├── PayloadTooLarge      413    request body over the configured limit
     ├── TooManyRequests      429    failed-attempt throttling
+    ├── TooManyInFlight      429    the client's address holds its share of the upstream
     ├── StoreUnavailable     503    the token store cannot be used right now
     ├── Busy                 503    too much argon2 work is already queued
     ├── UpstreamBusy         503    every upstream connection stayed in use too long
@@ -62,6 +65,8 @@ class ProxyError(Exception):
     code = "internal_error"
     # Set when the failure refuses the request's credentials (one of REASONS).
     reason: str | None = None
+    # Whether the answer ends the connection (what is left of the request is unread).
+    closes = False
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -116,6 +121,20 @@ class NotFound(ProxyError):
     code = "not_found"
 
 
+class RequestTimeout(ProxyError):
+    """The request body stalled, or arrived slower than ``listen.body_min_rate``."""
+
+    status = 408
+    code = "request_timeout"
+    # The rest of the body is never read: the connection ends with this answer.
+    closes = True
+
+
+class ClientTooSlow(RequestTimeout):
+    """The client took none of its answer for ``listen.send_timeout_seconds``: the
+    answer has begun, so its connection is cut and the upstream connection freed."""
+
+
 class PayloadTooLarge(ProxyError):
     """The request body is over the configured limit."""
 
@@ -133,6 +152,18 @@ class TooManyRequests(ProxyError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
         self.retry_after = retry_after
+
+
+class TooManyInFlight(ProxyError):
+    """The client's address already has ``upstream.max_connections_per_client`` upstream
+    connections in use; retry once one of its requests is answered."""
+
+    status = 429
+    code = "too_many_in_flight"
+    kind = "client_limit"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class StoreUnavailable(ProxyError):

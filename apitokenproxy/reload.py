@@ -8,7 +8,8 @@ log line every change that needs a restart. No connection is dropped.
 
 Live: the log level, the access log and its format, throttling, the token rules
 (validity limits, per-group rules, the per-user cap), the allowed networks
-and token managers, trusted proxies, the client and upstream timeouts, and the TLS certificate
+and token managers, trusted proxies, the client and upstream timeouts, the
+upstream connections one client may hold, and the TLS certificate
 (re-read from its files, for renewals; new connections get it).
 """
 
@@ -38,6 +39,10 @@ LIVE = (
     "proxy.trusted_proxies",
     "listen.header_timeout_seconds",
     "listen.keepalive_timeout_seconds",
+    "listen.body_timeout_seconds",
+    "listen.body_min_rate",
+    "listen.send_timeout_seconds",
+    "upstream.max_connections_per_client",
     "upstream.connect_timeout_seconds",
     "upstream.read_timeout_seconds",
     "listen.tls.",
@@ -124,3 +129,4 @@ class Reloader:
         c.fast_lane.timeouts.update(new.listen)
         c.pool.connect_timeout = new.upstream.connect_timeout_seconds
         c.pool.read_timeout = new.upstream.read_timeout_seconds
+        c.pool.per_client = new.upstream.max_connections_per_client

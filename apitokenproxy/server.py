@@ -79,6 +79,8 @@ class GatewayRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        # Done when the client goes: the forwarder stops waiting for the upstream.
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._header_timeout = cast(GatewayServer, self._manager).timeouts.header
         self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._header_timeout, self._drop_if_silent
@@ -105,6 +107,8 @@ class GatewayRequestHandler(RequestHandler):
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None

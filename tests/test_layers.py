@@ -27,8 +27,9 @@ ALLOWED = {
     "store": SHARED,
     "ops": SHARED,
     "auth": SHARED | {"store", "ops"},
-    # tokenapi asks proxy/client.py who the client is, the one rule both share.
-    "tokenapi": SHARED | {"store", "auth", "ops", "proxy.client"},
+    # tokenapi asks proxy/client.py who the client is, and reads bodies at the pace
+    # proxy/pacing.py sets: the rules both share.
+    "tokenapi": SHARED | {"store", "auth", "ops", "proxy.client", "proxy.pacing"},
     "proxy": SHARED | {"auth", "ops"},
     # Expiry warnings read the store; e-mail addresses are handed in by the composition root.
     "notify": SHARED | {"store"},

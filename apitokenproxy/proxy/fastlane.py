@@ -59,6 +59,7 @@ from .framing import (
 )
 from .framing import response_head as frame_response_head
 from .headers import Injection, for_client
+from .pacing import body_deadline, too_slow
 from .upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class FrontConnection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._stash = bytearray()  # bytes received while a request is in flight
+        self._body_started = self._body_last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._read_paused = False
@@ -323,8 +325,11 @@ class FrontConnection(asyncio.Protocol):
             elif key == "authorization":
                 self._authorization.append(value)
             elif key == "content-length":
-                if int(value) > FAST_BODY_MAX:
+                length = int(value)
+                if length > FAST_BODY_MAX:
                     raise _HandOff
+                if length:
+                    self._body_began()
             elif key == REQUEST_ID_NAME:
                 self._request_ids.append(value)
             elif key in _HAND_OFF_HEADERS:
@@ -335,6 +340,31 @@ class FrontConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body += body
+        self._body_last = self._loop.time()
+        self._pace_body()
+
+    def _body_began(self) -> None:
+        # From the end of the head, the body's pace rules (proxy/pacing.py), not the
+        # header timeout.
+        self._body_started = self._body_last = self._loop.time()
+        self._pace_body()
+
+    def _pace_body(self) -> None:
+        timeouts = self._lane.timeouts
+        deadline = self._deadline = body_deadline(
+            self._body_started,
+            self._body_last,
+            len(self._body),
+            idle=timeouts.body,
+            min_rate=timeouts.body_min_rate,
+        )
+        timer = self._timer
+        if timer is not None and timer.when() > deadline:
+            # The lazy timer only ever moves later by itself.
+            timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._expire)
 
     def on_message_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()
@@ -426,7 +456,7 @@ class FrontConnection(asyncio.Protocol):
         self._extra = admission.response_headers
         self._by_token = admission.token
         self._sent_at = time.perf_counter_ns()
-        self._lane.pool.send(self, self._method, data)
+        self._lane.pool.send(self, self._method, data, self._client)
 
     # -- the upstream's answer (ResponseSink) ------------------------------------
 
@@ -596,7 +626,11 @@ class FrontConnection(asyncio.Protocol):
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._expire)
             return
-        log.debug("closing %s: no complete request in time", self._peer)
+        if self._head_done and self._in_message:
+            # The head is in, the body is not: say why the request is refused.
+            self._refuse(too_slow(self._lane.timeouts), close=True)
+            return
+        log.debug("closing %s: no complete request head in time", self._peer)
         self.close()
 
     def close(self) -> None:

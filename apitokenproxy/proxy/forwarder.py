@@ -25,6 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -35,11 +36,13 @@ from yarl import URL
 
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
-from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
+from ..errors import BadRequest, ClientTooSlow, PayloadTooLarge, ProxyError, error_response
+from ..live import ClientTimeouts
 from ..ops.accesslog import observed
 from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
+from .pacing import PacedBody
 from .upstream import UpstreamConnection, UpstreamPool, translate
 
 log = logging.getLogger(__name__)
@@ -72,8 +75,10 @@ class Forwarder:
         injection: Injection,
         config: Config,
         trusted: tuple[Network, ...],
+        timeouts: ClientTimeouts,
     ) -> None:
         self.trusted = trusted
+        self._timeouts = timeouts  # live: the body's pace (proxy/pacing.py)
         self._pool = pool
         self._websockets = websockets
         self._gate = gate
@@ -105,7 +110,7 @@ class Forwarder:
         headers = self._headers(request, view, admission)
         if _is_websocket(request):
             return await self._websocket(request, target, headers, admission.response_headers)
-        return await self._http(request, target, headers, admission)
+        return await self._http(request, target, headers, admission, view.address)
 
     async def _admit(self, request: web.Request, view: ClientView) -> Admission:
         """Admit the request, then refuse a declared body over the limit (before any upload)."""
@@ -126,31 +131,33 @@ class Forwarder:
         )
 
     async def _http(
-        self, request: web.Request, target: str, headers: Headers, admission: Admission
+        self,
+        request: web.Request,
+        target: str,
+        headers: Headers,
+        admission: Admission,
+        client: str,
     ) -> web.StreamResponse:
         method = request.method
-        responder = _Responder()
+        responder = _Responder(request.transport)
         record = observed(request)
         length = request.content_length if request.body_exists else 0
+        body = PacedBody(request.content, self._timeouts)
         try:
             # A body is read before an upstream connection is taken, up to
             # _SMALL_BODY, so a client that starts an upload and stalls holds
             # none of the pool (as nginx buffers request bodies).
+            start = await body.read_up_to(_SMALL_BODY) if length != 0 else b""
+            if length is None and len(start) <= _SMALL_BODY and body.at_eof():
+                length = len(start)  # a small chunked body goes out with its length
             if length is not None and length <= _SMALL_BODY:
-                body = await request.content.readexactly(length) if length else b""
+                data = request_head(method, target, headers, length) + start
+                self._pool.send(responder, method, data, client)
             else:
-                body = await _read_up_to(request.content, _SMALL_BODY)
-            if length is None and len(body) <= _SMALL_BODY and request.content.at_eof():
-                length = len(body)  # a small chunked body goes out with its length
-            if length is not None and length <= _SMALL_BODY:
-                self._pool.send(
-                    responder, method, request_head(method, target, headers, length) + body
-                )
-            else:
-                await self._stream(request, target, headers, length, responder, body)
+                await self._stream(request, target, headers, length, responder, body, start)
             sent_at = time.perf_counter_ns()
             try:
-                status, upstream_headers, framing, declared = await responder.head
+                status, upstream_headers, framing, declared = await _answer(request, responder)
             finally:
                 record.upstream_seconds = (time.perf_counter_ns() - sent_at) / 1e9
         except BaseException:
@@ -170,26 +177,33 @@ class Forwarder:
         headers: Headers,
         length: int | None,
         responder: _Responder,
+        body: PacedBody,
         start: bytes,
     ) -> None:
         """Send a large request body as it arrives (``start`` already read), never more
-        than the limit."""
+        than the limit, holding an upstream connection for the client's address."""
         if self._max_body and length is not None and length > self._max_body:
             raise _too_large(self._max_body)
-        conn = await self._pool.acquire()
+        view = client_of(request, self.trusted)
+        conn = await self._pool.acquire(view.address)
         conn.begin(responder, request.method, request_head(request.method, target, headers, length))
         seen = 0
+        data = start
         try:
-            async for data in _prepend(start, request.content.iter_chunked(_CHUNK)):
+            while data:
                 seen += len(data)
                 if self._max_body and seen > self._max_body:
                     raise _too_large(self._max_body)
                 conn.write(data if length is not None else chunk(data))
-                await conn.drain()
+                try:
+                    await conn.drain()
+                except ConnectionResetError:
+                    return  # the upstream is gone: the responder has its error
+                # Raises if the client is gone (ConnectionResetError) or too slow
+                # (RequestTimeout); either way the upstream connection goes with it.
+                data = await body.next()
             if length is None:
                 conn.write(LAST_CHUNK)
-        except ConnectionResetError:
-            pass  # the upstream is gone: the responder has its error
         except BaseException:
             responder.abandon()
             raise
@@ -301,9 +315,13 @@ async def _relay_websocket(
 
 
 class _Responder:
-    """Receives an upstream response in callbacks and hands it to a coroutine."""
+    """Receives an upstream response in callbacks and hands it to a coroutine.
 
-    def __init__(self) -> None:
+    ``client`` is the client's transport, cut when the client stopped reading
+    (``ClientTooSlow``), even while the relay waits to write to it."""
+
+    def __init__(self, client: asyncio.Transport | None) -> None:
+        self._client = client
         loop = asyncio.get_running_loop()
         self.head: asyncio.Future[tuple[int, Headers, Body, int | None]] = loop.create_future()
         self._loop = loop
@@ -341,6 +359,10 @@ class _Responder:
         if not self.head.done():
             self.head.set_exception(error)
         self._error = error
+        if isinstance(error, ClientTooSlow) and self._client is not None:
+            # The relay may be waiting for a write to a client that reads nothing:
+            # cut it, as the pool cut the upstream connection it held.
+            self._client.abort()
         self._wake()
 
     def _wake(self) -> None:
@@ -407,24 +429,25 @@ async def admit(
     return admission
 
 
-async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """The body's first bytes: all of it if it ends within ``limit``, else a little more."""
-    parts: list[bytes] = []
-    size = 0
-    while size <= limit:
-        data = await content.readany()
-        if not data:
-            break
-        parts.append(data)
-        size += len(data)
-    return b"".join(parts)
+@runtime_checkable
+class WatchedConnection(Protocol):
+    """A connection handler that says when its client has gone (server.GatewayRequestHandler)."""
+
+    closed: asyncio.Future[None]
 
 
-async def _prepend(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if start:
-        yield start
-    async for data in rest:
-        yield data
+async def _answer(
+    request: web.Request, responder: _Responder
+) -> tuple[int, Headers, Body, int | None]:
+    """The upstream's answer head, unless the client goes away first (ConnectionResetError):
+    a client that hangs up must not hold an upstream connection until the upstream answers."""
+    protocol = request.protocol
+    if responder.head.done() or not isinstance(protocol, WatchedConnection):
+        return await responder.head
+    await asyncio.wait((responder.head, protocol.closed), return_when=asyncio.FIRST_COMPLETED)
+    if not responder.head.done():
+        raise ConnectionResetError("the client went away before the upstream answered")
+    return responder.head.result()
 
 
 def _target(request: web.Request) -> str:

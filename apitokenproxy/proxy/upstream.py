@@ -26,7 +26,15 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 
-from ..errors import ProxyError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
+from ..errors import (
+    ClientTooSlow,
+    ProxyError,
+    TooManyInFlight,
+    UpstreamBusy,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ..live import ClientTimeouts
 from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, request_head, response_body
 
 log = logging.getLogger(__name__)
@@ -114,8 +122,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._paused_at = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
+        # Whom the exchange under way is for: a client's address, or None for the
+        # proxy's own calls (held: counted in the pool's shares until released).
+        self.holder: str | None = None
+        self.held = False
 
     # -- asyncio.Protocol --------------------------------------------------
 
@@ -256,7 +269,16 @@ class UpstreamConnection(asyncio.Protocol):
         the exchange is over, so a connection never waits paused in the pool."""
         if self._sink is not None and self.transport is not None and not self._paused:
             self._paused = True
+            self._paused_at = self._loop.time()
             self.transport.pause_reading()
+            # The lazy timer may be due only at the read timeout: a client that reads
+            # nothing is cut at the (usually shorter) send timeout.
+            due = self._paused_at + self._pool.timeouts.send
+            timer = self._timer
+            if timer is None or timer.when() > due:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = self._loop.call_at(due, self._check_timeout)
 
     def resume_reading(self) -> None:
         if self.transport is not None and self._paused:
@@ -282,7 +304,8 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_end()
 
     def _fail(self, error: ProxyError) -> None:
-        self._pool.failed(error)
+        if not isinstance(error, ClientTooSlow):
+            self._pool.failed(error)
         sink, self._sink = self._sink, None
         self._stop_timer()
         self._pool.discard(self)
@@ -305,8 +328,9 @@ class UpstreamConnection(asyncio.Protocol):
             data, _ = self._retry
             self._sink = None
             self._stop_timer()
+            holder = self.holder
             self._pool.discard(self)
-            self._pool.resend(sink, self._method, data)
+            self._pool.resend(sink, self._method, data, holder)
             return
         self._fail(UpstreamUnavailable(NO_ANSWER, kind="reset"))
 
@@ -316,7 +340,17 @@ class UpstreamConnection(asyncio.Protocol):
             return
         now = self._loop.time()
         if self._paused:
-            self._last = now  # the client is slow, not the upstream
+            # The client is slow, not the upstream; but not forever.
+            send_timeout = self._pool.timeouts.send
+            if now - self._paused_at >= send_timeout:
+                slow = f"the client took none of its answer for {send_timeout:g} s"
+                log.info("cut a connection: %s", slow)
+                self._fail(ClientTooSlow(slow))
+                return
+            self._last = now
+            due = min(now + self._pool.read_timeout, self._paused_at + send_timeout)
+            self._timer = self._loop.call_at(due, self._check_timeout)
+            return
         due = self._last + self._pool.read_timeout
         if now < due:
             self._timer = self._loop.call_at(due, self._check_timeout)
@@ -335,8 +369,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+def reserved_for_the_proxy(limit: int) -> int:
+    """Connections kept from clients for the proxy's own REST calls: a sixteenth, at
+    least one, and none in a pool too small to spare one (fewer than four)."""
+    return max(1, limit // 16) if limit >= 4 else 0
+
+
 class UpstreamPool:
-    """Connections to one upstream, at most ``limit`` open at once (busy or idle)."""
+    """Connections to one upstream, at most ``limit`` open at once (busy or idle).
+
+    Clients share them under two rules, so that slow clients cannot take them
+    all: the proxy's own calls (``fetch``: passwords, sysadmins, owners) keep
+    ``reserved_for_the_proxy(limit)`` that no client exchange may use, and one
+    client address may have at most ``per_client`` in use at once (0: no cap;
+    beyond it, its requests wait like any other, then get 429).
+    """
 
     def __init__(
         self,
@@ -347,12 +394,20 @@ class UpstreamPool:
         connect_timeout: float,
         read_timeout: float,
         tls: ssl.SSLContext | None = None,
+        per_client: int = 0,
+        timeouts: ClientTimeouts | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._host, self._port, self._tls = host, port, tls
         self._limit = limit
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.per_client = per_client
+        # Read live: how long a slow client may leave its answer unread.
+        self.timeouts = timeouts or ClientTimeouts(30.0, 75.0)
+        self._client_share = limit - reserved_for_the_proxy(limit)
+        self._by_client: dict[str, int] = {}  # exchanges in use per client address
+        self._clients = 0  # exchanges in use for clients, all addresses
         self._idle: list[UpstreamConnection] = []
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -374,26 +429,78 @@ class UpstreamPool:
             self.discard(conn)
         return None
 
-    async def acquire(self) -> UpstreamConnection:
-        """A pooled connection or a new one; waits while ``limit`` are in use, but
-        no longer than the connect timeout (then UpstreamBusy, 503)."""
+    def _blocked(self, client: str | None) -> str | None:
+        """Why an exchange for ``client`` (None: the proxy's own) must wait, if it must."""
+        if client is None:
+            return None
+        if self.per_client and self._by_client.get(client, 0) >= self.per_client:
+            return "client"
+        if self._clients >= self._client_share:
+            return "share"
+        return None
+
+    def _take(self, client: str | None) -> None:
+        """Count an exchange for ``client`` in its shares (before any await, so that
+        acquirers waiting for a new connection cannot all pass the same check)."""
+        if client is not None:
+            self._by_client[client] = self._by_client.get(client, 0) + 1
+            self._clients += 1
+
+    def _give(self, client: str | None) -> None:
+        if client is not None:
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]
+            self._clients -= 1
+        self._wake()
+
+    def _hold(self, conn: UpstreamConnection, client: str | None) -> None:
+        self._take(client)
+        conn.holder, conn.held = client, True
+
+    def _unhold(self, conn: UpstreamConnection) -> None:
+        if conn.held:
+            conn.held = False
+            self._give(conn.holder)
+
+    def held_by(self, client: str) -> int:
+        """Exchanges in use for ``client`` now."""
+        return self._by_client.get(client, 0)
+
+    async def acquire(self, client: str | None = None) -> UpstreamConnection:
+        """A pooled connection or a new one, held for ``client`` (None: the proxy's own
+        call) until released; waits while the rules above say no, but no longer than
+        the connect timeout (then TooManyInFlight, 429, or UpstreamBusy, 503)."""
         deadline = self.loop.time() + self.connect_timeout
         while True:
-            conn = self.idle_connection()
-            if conn is not None:
-                return conn
-            if self._open < self._limit:
-                break
+            blocked = self._blocked(client)
+            if blocked is None:
+                conn = self.idle_connection()
+                if conn is not None:
+                    self._hold(conn, client)
+                    return conn
+                if self._open < self._limit:
+                    break
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             timer = self.loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
             except TimeoutError as exc:
-                busy = UpstreamBusy(
-                    f"all {self._limit} upstream connections stayed in use for "
-                    f"{self.connect_timeout:g} s; retry shortly"
-                )
+                busy: ProxyError
+                if blocked == "client":
+                    busy = TooManyInFlight(
+                        f"your address has {self.per_client} requests waiting on the "
+                        f"upstream already (upstream.max_connections_per_client); retry "
+                        "when one is answered"
+                    )
+                else:
+                    busy = UpstreamBusy(
+                        f"all {self._limit} upstream connections stayed in use for "
+                        f"{self.connect_timeout:g} s; retry shortly"
+                    )
                 self.failed(busy)
                 raise busy from exc
             finally:
@@ -403,6 +510,7 @@ class UpstreamPool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         self._open += 1
+        self._take(client)
         try:
             _, fresh = await asyncio.wait_for(
                 self.loop.create_connection(
@@ -412,7 +520,7 @@ class UpstreamPool:
             )
         except BaseException as exc:
             self._open -= 1
-            self._wake()
+            self._give(client)
             error: ProxyError | None = None
             if isinstance(exc, TimeoutError):
                 error = UpstreamTimeout(SLOW_CONNECT)
@@ -422,6 +530,7 @@ class UpstreamPool:
                 raise  # cancelled
             self.failed(error)
             raise error from exc
+        fresh.holder, fresh.held = client, True
         return fresh
 
     def failed(self, error: ProxyError) -> None:
@@ -429,36 +538,45 @@ class UpstreamPool:
         kind = getattr(error, "kind", "invalid")
         self.failures[kind] = self.failures.get(kind, 0) + 1
 
-    def send(self, sink: ResponseSink, method: str, data: bytes) -> None:
-        """Send a whole request; the answer goes to ``sink``, in callbacks."""
-        conn = self.idle_connection()
-        if conn is not None:
-            conn.begin(sink, method, data, retry=method in SAFE)
-            return
-        self.loop.create_task(self._send_later(sink, method, data))
+    def send(self, sink: ResponseSink, method: str, data: bytes, client: str | None = None) -> None:
+        """Send a whole request for ``client`` (None: the proxy's own call); the answer
+        goes to ``sink``, in callbacks."""
+        if self._blocked(client) is None:
+            conn = self.idle_connection()
+            if conn is not None:
+                self._hold(conn, client)
+                conn.begin(sink, method, data, retry=method in SAFE)
+                return
+        self.loop.create_task(self._send_later(sink, method, data, client))
 
-    def resend(self, sink: ResponseSink, method: str, data: bytes) -> None:
+    def resend(self, sink: ResponseSink, method: str, data: bytes, client: str | None) -> None:
         """Send again on a new connection: the reused one died before answering."""
-        self.loop.create_task(self._send_later(sink, method, data, fresh=True))
+        self.loop.create_task(self._send_later(sink, method, data, client, fresh=True))
 
     async def _send_later(
-        self, sink: ResponseSink, method: str, data: bytes, fresh: bool = False
+        self,
+        sink: ResponseSink,
+        method: str,
+        data: bytes,
+        client: str | None,
+        fresh: bool = False,
     ) -> None:
         try:
-            conn = await (self._connect() if fresh else self.acquire())
+            conn = await (self._connect(client) if fresh else self.acquire(client))
         except ProxyError as exc:
             sink.response_failed(exc, started=False)
             return
         conn.begin(sink, method, data, retry=not fresh and method in SAFE)
 
-    async def _connect(self) -> UpstreamConnection:
+    async def _connect(self, client: str | None) -> UpstreamConnection:
         # A fresh connection for a retry: drop the idle ones, which likely died too.
         while self._idle:
             self.discard(self._idle.pop())
-        return await self.acquire()
+        return await self.acquire(client)
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
         """The exchange on ``conn`` is over; pool it only if it is clean."""
+        self._unhold(conn)
         transport = conn.transport
         if (
             reusable
@@ -474,6 +592,7 @@ class UpstreamPool:
 
     def discard(self, conn: UpstreamConnection) -> None:
         """Close ``conn`` and free its slot (at most once)."""
+        self._unhold(conn)
         if conn in self._idle:
             self._idle.remove(conn)
         conn.close()
@@ -486,11 +605,12 @@ class UpstreamPool:
             self._wake()
 
     def _wake(self) -> None:
+        # Every waiter looks again: which of them may go depends on whom each waits
+        # for (its address's share, the clients' share, any connection at all).
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
 
     async def fetch(
         self, method: str, target: str, headers: Headers, *, within: float
@@ -523,11 +643,15 @@ def pool_for(
     read_timeout: float = 300.0,
     ca_file: str = "",
     verify_tls: bool = True,
+    per_client: int = 0,
+    timeouts: ClientTimeouts | None = None,
 ) -> UpstreamPool:
     """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's).
 
     An https upstream's certificate is checked against ``ca_file`` (or the
     system's CAs) and its host name, unless ``verify_tls`` is false.
+    ``per_client`` caps the connections one client address holds (0: no cap);
+    ``timeouts`` are the live client timeouts (a slow reader's is ``send``).
     """
     parts = urlsplit(url)
     tls: ssl.SSLContext | None = None
@@ -543,6 +667,8 @@ def pool_for(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         tls=tls,
+        per_client=per_client,
+        timeouts=timeouts,
     )
 
 

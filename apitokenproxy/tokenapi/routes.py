@@ -20,9 +20,11 @@ from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
-from ..errors import Forbidden
+from ..errors import Forbidden, PayloadTooLarge
+from ..live import ClientTimeouts
 from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
+from ..proxy.pacing import PacedBody
 from .inputs import (
     parse_audit_query,
     parse_create,
@@ -71,6 +73,14 @@ class TokenApi:
     trusted: tuple[Network, ...]
     context_path: str
     public_url: str  # empty: taken from each request
+    timeouts: ClientTimeouts  # live: a body's pace (proxy/pacing.py)
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body, read at the pace both lanes hold bodies to, within MAX_BODY_BYTES."""
+        body = await PacedBody(request.content, self.timeouts).read_up_to(MAX_BODY_BYTES)
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        return body
 
     async def _caller(self, request: web.Request) -> Caller:
         view = client_of(request, self.trusted)
@@ -104,7 +114,7 @@ class TokenApi:
     async def create_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         spec = parse_create(
-            parse_json_object(await request.read()), self.service.max_description_length
+            parse_json_object(await self._body(request)), self.service.max_description_length
         )
         created = await self.service.create(caller, spec)
         return json_response({**filtered(created.record), "plainTextToken": created.plaintext})
@@ -113,14 +123,14 @@ class TokenApi:
         caller = await self._caller(request)
         token_id = parse_token_id(request.match_info["id"])
         change = parse_patch(
-            parse_json_object(await request.read()), self.service.max_description_length
+            parse_json_object(await self._body(request)), self.service.max_description_length
         )
         return json_response(listed(await self.service.change(caller, token_id, change)))
 
     async def rotate_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         token_id = parse_token_id(request.match_info["id"])
-        done = await self.service.rotate(caller, token_id, parse_rotate(await request.read()))
+        done = await self.service.rotate(caller, token_id, parse_rotate(await self._body(request)))
         return json_response({**rotated(done.record), "plainTextToken": done.plaintext})
 
     async def current_token(self, request: web.Request) -> web.Response:

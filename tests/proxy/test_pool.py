@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from apitokenproxy.errors import ProxyError
+from apitokenproxy.errors import ProxyError, TooManyInFlight, UpstreamBusy
 from apitokenproxy.proxy.framing import Body, Headers, request_head
-from apitokenproxy.proxy.upstream import UpstreamConnection, UpstreamPool
+from apitokenproxy.proxy.upstream import UpstreamConnection, UpstreamPool, reserved_for_the_proxy
 
 BODY = b"x" * 100_000
 
@@ -86,3 +86,56 @@ async def test_a_connection_paused_as_its_answer_ended_serves_the_next_request(
         pool.send(second, "GET", request)
         assert await asyncio.wait_for(second.done, 10) == len(BODY)
     assert pool.in_use == 0
+
+
+@pytest.fixture
+async def shared_pool() -> AsyncIterator[UpstreamPool]:
+    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = UpstreamPool(
+        "127.0.0.1", port, limit=8, connect_timeout=0.2, read_timeout=300, per_client=2
+    )
+    yield pool
+    pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_one_address_holds_at_most_its_share(shared_pool: UpstreamPool) -> None:
+    # Issue 18, item 12: slow clients at one address could hold every connection.
+    pool = shared_pool
+    first, second = await pool.acquire("10.0.0.1"), await pool.acquire("10.0.0.1")
+    with pytest.raises(TooManyInFlight) as refused:
+        await pool.acquire("10.0.0.1")
+    assert refused.value.status == 429 and "max_connections_per_client" in refused.value.message
+    other = await pool.acquire("10.0.0.2")  # another address is not held back
+    assert pool.held_by("10.0.0.1") == 2 and pool.held_by("10.0.0.2") == 1
+    # A waiter gets the connection its address gives back.
+    waiting = asyncio.ensure_future(pool.acquire("10.0.0.1"))
+    await asyncio.sleep(0)
+    pool.release(first, True)
+    assert await waiting is first
+    for conn in (second, other, first):
+        pool.discard(conn)
+    assert pool.in_use == 0 and pool.held_by("10.0.0.1") == 0
+
+
+async def test_the_proxys_own_calls_keep_a_slice_no_client_can_take(
+    shared_pool: UpstreamPool,
+) -> None:
+    pool = shared_pool
+    assert reserved_for_the_proxy(8) == 1
+    held = [await pool.acquire(f"10.0.0.{n}") for n in range(7)]
+    with pytest.raises(UpstreamBusy):
+        await pool.acquire("10.0.0.99")
+    own = await pool.acquire(None)  # the proxy's own REST call
+    assert pool.in_use == 8
+    for conn in (*held, own):
+        pool.discard(conn)
+
+
+@pytest.mark.parametrize(
+    "limit, kept", [(1, 0), (3, 0), (4, 1), (16, 1), (32, 2), (256, 16), (1000, 62)]
+)
+def test_what_is_kept_for_the_proxy(limit: int, kept: int) -> None:
+    assert reserved_for_the_proxy(limit) == kept
