@@ -145,7 +145,6 @@ class FrontConnection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._stash = bytearray()  # bytes received while a request is in flight
-        self._body_started = self._body_last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._read_paused = False
@@ -340,24 +339,24 @@ class FrontConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body += body
-        self._body_last = self._loop.time()
-        self._pace_body()
+        timeouts = self._lane.timeouts
+        self._pace_body(
+            body_deadline(
+                self._deadline or self._loop.time(),
+                self._loop.time(),
+                len(body),
+                idle=timeouts.body,
+                min_rate=timeouts.body_min_rate,
+            )
+        )
 
     def _body_began(self) -> None:
         # From the end of the head, the body's pace rules (proxy/pacing.py), not the
         # header timeout.
-        self._body_started = self._body_last = self._loop.time()
-        self._pace_body()
+        self._pace_body(self._loop.time() + self._lane.timeouts.body)
 
-    def _pace_body(self) -> None:
-        timeouts = self._lane.timeouts
-        deadline = self._deadline = body_deadline(
-            self._body_started,
-            self._body_last,
-            len(self._body),
-            idle=timeouts.body,
-            min_rate=timeouts.body_min_rate,
-        )
+    def _pace_body(self, deadline: float) -> None:
+        self._deadline = deadline
         timer = self._timer
         if timer is not None and timer.when() > deadline:
             # The lazy timer only ever moves later by itself.

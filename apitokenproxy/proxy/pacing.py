@@ -1,13 +1,20 @@
 """How slowly a client may send a request body: one rule for both lanes.
 
-A body must keep coming: no more than ``listen.body_timeout_seconds`` between
-two reads, and, once that long has passed since it began, at least
-``listen.body_min_rate`` bytes a second on average (nginx's
-``client_body_timeout`` and Apache's ``RequestReadTimeout ... MinRate``
-together). A client that trickles a large upload a byte at a time would
-otherwise hold a worker's resources, and once its body streams, an upstream
-connection, for as long as it likes. ``body_deadline`` is the pure rule; the
-fast lane applies it in its connection timer, ``paced`` to aiohttp's stream.
+A body must keep coming. It starts with ``listen.body_timeout_seconds`` in
+hand; every byte that arrives buys ``1 / listen.body_min_rate`` seconds more,
+but the client never holds more than ``body_timeout_seconds`` ahead of the
+clock. So a body silent for that long is too slow, and so is one that comes
+slower than ``body_min_rate`` bytes a second for long (a client at 80% of the
+rate lasts five times the timeout), while a fast start buys no licence to
+trickle afterwards: an upload that sends 300 KiB at once and then a byte every
+five seconds is cut ``body_timeout_seconds`` after the burst. (nginx's
+``client_body_timeout`` is the silence alone; Apache's ``RequestReadTimeout
+... MinRate`` grows its deadline with the bytes, up to a cap.) A client that
+trickles a large upload would otherwise hold a worker's resources, and once its
+body streams an upstream connection, for as long as it likes.
+
+``body_deadline`` is the pure rule; the fast lane applies it in its
+connection timer, ``PacedBody`` to aiohttp's stream.
 """
 
 from __future__ import annotations
@@ -23,14 +30,14 @@ TOO_SLOW = "the request body arrived too slowly"
 
 
 def body_deadline(
-    started: float, last: float, received: int, *, idle: float, min_rate: float
+    deadline: float, now: float, received: int, *, idle: float, min_rate: float
 ) -> float:
-    """When a body that began at ``started``, last gave bytes at ``last`` and has
-    ``received`` of them so far, becomes too slow (times in seconds, any clock)."""
-    deadline = last + idle
-    if min_rate > 0:
-        deadline = min(deadline, started + max(idle, received / min_rate))
-    return deadline
+    """The body's new deadline once ``received`` more bytes came at ``now`` (any clock,
+    in seconds); a body starts with ``now + idle``. Without a minimum rate, only the
+    silence counts."""
+    if min_rate <= 0:
+        return now + idle
+    return min(now + idle, deadline + received / min_rate)
 
 
 def too_slow(timeouts: ClientTimeouts) -> RequestTimeout:
@@ -46,8 +53,7 @@ class PacedBody:
         self._content = content
         self._timeouts = timeouts
         self._loop = asyncio.get_running_loop()
-        self._started: float | None = None
-        self._last = 0.0
+        self._deadline: float | None = None
         self.received = 0
 
     def at_eof(self) -> bool:
@@ -56,22 +62,21 @@ class PacedBody:
     async def next(self) -> bytes:
         """The next bytes of the body; b"" at its end."""
         timeouts = self._timeouts
-        if self._started is None:
-            self._started = self._last = self._loop.time()
-        deadline = body_deadline(
-            self._started,
-            self._last,
-            self.received,
-            idle=timeouts.body,
-            min_rate=timeouts.body_min_rate,
-        )
+        if self._deadline is None:
+            self._deadline = self._loop.time() + timeouts.body
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(self._deadline):
                 data = await self._content.readany()
         except TimeoutError as exc:
             raise too_slow(timeouts) from exc
         self.received += len(data)
-        self._last = self._loop.time()
+        self._deadline = body_deadline(
+            self._deadline,
+            self._loop.time(),
+            len(data),
+            idle=timeouts.body,
+            min_rate=timeouts.body_min_rate,
+        )
         return data
 
     async def read_up_to(self, limit: int) -> bytes:
