@@ -8,8 +8,11 @@ and replaced after a back-off (1 s, doubling, at most 30 s); a worker that canno
 start (a port in use, a store it cannot open) stops them all; and if
 workers keep dying (more than ``MAX_RESTARTS`` in ``RESTART_WINDOW``
 seconds) the parent gives up. Either way the parent then exits non-zero,
-with the reason on one line. SIGTERM and SIGINT are passed on to every
-worker, which then shut down cleanly; SIGHUP stops nothing. The workers'
+with the reason on one line. Before the first worker starts, the parent
+opens the store once (creating and migrating it) and closes it again, so
+workers never race each other to set up a new one. SIGTERM and SIGINT are
+passed on to every worker, which then shut down cleanly; SIGHUP stops
+nothing. The workers'
 Prometheus metrics meet in a directory made for the run and removed at its
 end; a worker that ends is marked dead there, so its gauges leave the sum.
 """
@@ -34,9 +37,11 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .app import create_app
 from .auth.identity import IdentityProvider
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, StoreConfig, load_config
+from .errors import ProxyError
 from .ops.metrics import MULTIPROCESS_ENV
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
+from .store import opened
 
 log = logging.getLogger("apitokenproxy")
 
@@ -71,6 +76,22 @@ def serve(
     Supervisor(config, identity, count, path).run()
 
 
+def prepare_store(config: StoreConfig) -> None:
+    """Open the store (creating and migrating it as needed), then close it.
+
+    Raise StartupError, with the store's reason, if it cannot be opened.
+    """
+
+    async def open_and_close() -> None:
+        async with opened(config):
+            pass
+
+    try:
+        asyncio.run(open_and_close())
+    except ProxyError as exc:
+        raise StartupError(exc.message) from exc
+
+
 class Supervisor:
     def __init__(
         self, config: Config, identity: IdentityProvider | None, count: int, path: str | None
@@ -88,6 +109,10 @@ class Supervisor:
         self._metrics_dir = ""
 
     def run(self) -> None:
+        setup_logging(self._config.logging.level)
+        # Workers opening a new SQLite file together would each switch it to
+        # WAL and migrate it at once; done here first, they find it ready.
+        prepare_store(self._config.store)
         # The workers' metrics meet in one directory for this run (ops/metrics.py):
         # any worker answering a scrape sums them all.
         self._metrics_dir = tempfile.mkdtemp(prefix="apitokenproxy-metrics-")
@@ -100,7 +125,6 @@ class Supervisor:
         self.run_finished()
 
     def _supervise(self) -> None:
-        setup_logging(self._config.logging.level)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)

@@ -1,19 +1,25 @@
-"""The supervisor's decisions about dead workers, without starting any."""
+"""The supervisor's decisions about dead workers, without starting any; the
+store it prepares before them."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from apitokenproxy.config import config_from_dict
+from apitokenproxy.config import StoreConfig, config_from_dict
 from apitokenproxy.server import StartupError
+from apitokenproxy.store import schema
 from apitokenproxy.supervisor import (
     EXIT_STARTUP,
     MAX_BACKOFF,
     MAX_RESTARTS,
     Supervisor,
+    prepare_store,
     worker_count,
 )
 
@@ -64,3 +70,33 @@ def test_a_worker_that_cannot_start_stops_them_all() -> None:
 def test_worker_count(configured: int, expected: int) -> None:
     assert worker_count(configured) == expected
     assert worker_count(0) >= 1
+
+
+async def _schema_version(store_url: str) -> tuple[int, int]:
+    """The version the store is at, and the latest there is."""
+    if store_url.startswith("sqlite:///"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        return int(version), len(schema.migrations(schema.SQLITE))
+    import asyncpg
+
+    conn = await asyncpg.connect(store_url)
+    try:
+        version = await conn.fetchval("SELECT max(version) FROM schema_version")
+    finally:
+        await conn.close()
+    return int(version), len(schema.migrations(schema.POSTGRES))
+
+
+def test_the_parent_creates_and_migrates_the_store_before_any_worker(store_url: str) -> None:
+    # Issue 18, item 2: workers setting up a new SQLite file together collided.
+    prepare_store(StoreConfig(url=store_url))
+    version, latest = asyncio.run(_schema_version(store_url))
+    assert version == latest
+    prepare_store(StoreConfig(url=store_url))  # again: nothing to do, no error
+
+
+def test_a_store_the_parent_cannot_open_is_a_startup_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StartupError, match="cannot create the folder"):
+        prepare_store(StoreConfig(url=f"sqlite:///{tmp_path / 'file' / 'tokens.db'}"))
