@@ -1,9 +1,12 @@
-"""The supervisor's decisions about dead workers, without starting any; the
-store it prepares before them."""
+"""The supervisor's decisions about workers and signals, without starting any;
+the store it prepares before them."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -100,3 +103,59 @@ def test_a_store_the_parent_cannot_open_is_a_startup_error(tmp_path: Path) -> No
     (tmp_path / "file").write_text("")
     with pytest.raises(StartupError, match="cannot create the folder"):
         prepare_store(StoreConfig(url=f"sqlite:///{tmp_path / 'file' / 'tokens.db'}"))
+
+
+@dataclass
+class Running:
+    """A worker process as the supervisor sees it, alive."""
+
+    pid: int
+
+    def is_alive(self) -> bool:
+        return True
+
+
+def test_a_stop_signal_is_passed_on_to_each_worker_once_and_nothing_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 18, item 3: the group's SIGTERM reaches the workers too; each
+    # further one passed on used to kill a worker whose shutdown was under way.
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    sup = supervisor()
+    sup._workers = {0: Running(10), 1: Running(11)}  # type: ignore[dict-item]
+    sup._stop(signal.SIGTERM, None)
+    sup._stop(signal.SIGINT, None)
+    sup._stop(signal.SIGTERM, None)
+    sup._hangup(signal.SIGHUP, None)  # nothing to reload any more
+    assert sent == [(10, signal.SIGTERM), (11, signal.SIGTERM)]
+
+
+def test_a_worker_started_as_the_stop_came_is_told_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+
+    class Spawned(Running):
+        def start(self) -> None:
+            sup._stop(signal.SIGTERM, None)  # the signal lands while it starts
+
+    sup = supervisor()
+    monkeypatch.setattr(sup._context, "Process", lambda **_: Spawned(12))
+    sup._start(0)
+    assert sent == [(12, signal.SIGTERM)]
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "warned"),
+    [(0, False), (-signal.SIGTERM, False), (-signal.SIGKILL, True), (1, True)],
+)
+def test_a_worker_cut_short_while_stopping_is_reported(
+    caplog: pytest.LogCaptureFixture, exitcode: int, warned: bool
+) -> None:
+    # SIGTERM ends a worker only before it serves or once its shutdown is done.
+    sup = supervisor()
+    sup._stopping = True
+    with caplog.at_level(logging.WARNING, logger="apitokenproxy"):
+        sup._ended(0, Ended(exitcode))  # type: ignore[arg-type]
+    assert ("while stopping" in caplog.text) is warned
+    assert not sup._due and sup._failure is None
