@@ -3,8 +3,8 @@
 ``start_site`` listens (the fast lane first, aiohttp for what it hands on);
 ``run_until_signalled`` serves until SIGTERM or SIGINT, then stops
 accepting, lets in-flight requests finish (up to ``SHUTDOWN_SECONDS``),
-flushes ``lastAccessed`` and closes the store. Worker processes are
-``supervisor.py``'s.
+flushes ``lastAccessed`` and closes the store; a stop signal repeated
+meanwhile changes nothing. Worker processes are ``supervisor.py``'s.
 """
 
 from __future__ import annotations
@@ -291,11 +291,25 @@ async def run_until_signalled(
     **site_options: Any,
 ) -> None:
     """Serve ``app`` (see ``start_site`` for the options) until SIGTERM/SIGINT,
-    then shut down cleanly; on SIGHUP, reload ``config_path`` (``reload.py``)."""
+    then shut down cleanly; on SIGHUP, reload ``config_path`` (``reload.py``).
+
+    The signals stay handled until the shutdown is done: another SIGTERM
+    (a supervisor passing on the one its process group got) or SIGHUP would
+    otherwise end the process before ``lastAccessed`` is written; SIGHUP stays
+    ignored afterwards. A stop signal the process ignores (a worker's SIGINT)
+    stays ignored.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+
+    def stop_once(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("%s: already shutting down", sig.name)
+        stop.set()
+
+    stops = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) != signal.SIG_IGN]
+    for sig in stops:
+        loop.add_signal_handler(sig, stop_once, sig)
     loop.add_signal_handler(signal.SIGHUP, _hangup)
     runner: GatewayRunner | None = None
     try:
@@ -314,10 +328,16 @@ async def run_until_signalled(
         await stop.wait()
         log.info("shutting down: finishing in-flight requests and flushing writes")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        if runner is not None:
-            await runner.cleanup()
+        loop.add_signal_handler(signal.SIGHUP, _hangup_while_stopping)
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            for sig in (*stops, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            # SIGHUP never means "stop", though that is its default; a late
+            # one (logrotate, a supervisor) must not turn a clean exit into a kill.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def listen_tls(tls: TlsConfig) -> ssl.SSLContext | None:
@@ -341,6 +361,10 @@ def _hangup() -> None:
     # Init systems and logrotate send SIGHUP; it must not stop the proxy, even
     # before it listens (or when it was started without a file to reload).
     log.warning("SIGHUP: no configuration file to reload")
+
+
+def _hangup_while_stopping() -> None:
+    log.info("SIGHUP: shutting down, nothing to reload")
 
 
 def _bound_port(runner: web.AppRunner, fallback: int) -> int:

@@ -8,8 +8,12 @@ and replaced after a back-off (1 s, doubling, at most 30 s); a worker that canno
 start (a port in use, a store it cannot open) stops them all; and if
 workers keep dying (more than ``MAX_RESTARTS`` in ``RESTART_WINDOW``
 seconds) the parent gives up. Either way the parent then exits non-zero,
-with the reason on one line. SIGTERM and SIGINT are passed on to every
-worker, which then shut down cleanly; SIGHUP stops nothing. The workers'
+with the reason on one line. Before the first worker starts, the parent
+opens the store once (creating and migrating it) and closes it again, so
+workers never race each other to set up a new one. The first SIGTERM or
+SIGINT is passed on to every worker as SIGTERM, once (workers ignore
+SIGINT: a terminal's Ctrl-C reaches the whole group), and the parent waits
+for them all to finish shutting down; SIGHUP stops nothing. The workers'
 Prometheus metrics meet in a directory made for the run and removed at its
 end; a worker that ends is marked dead there, so its gauges leave the sum.
 """
@@ -34,9 +38,11 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .app import create_app
 from .auth.identity import IdentityProvider
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, StoreConfig, load_config
+from .errors import ProxyError
 from .ops.metrics import MULTIPROCESS_ENV
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
+from .store import opened
 
 log = logging.getLogger("apitokenproxy")
 
@@ -71,6 +77,22 @@ def serve(
     Supervisor(config, identity, count, path).run()
 
 
+def prepare_store(config: StoreConfig) -> None:
+    """Open the store (creating and migrating it as needed), then close it.
+
+    Raise StartupError, with the store's reason, if it cannot be opened.
+    """
+
+    async def open_and_close() -> None:
+        async with opened(config):
+            pass
+
+    try:
+        asyncio.run(open_and_close())
+    except ProxyError as exc:
+        raise StartupError(exc.message) from exc
+
+
 class Supervisor:
     def __init__(
         self, config: Config, identity: IdentityProvider | None, count: int, path: str | None
@@ -88,6 +110,10 @@ class Supervisor:
         self._metrics_dir = ""
 
     def run(self) -> None:
+        setup_logging(self._config.logging.level)
+        # Workers opening a new SQLite file together would each switch it to
+        # WAL and migrate it at once; done here first, they find it ready.
+        prepare_store(self._config.store)
         # The workers' metrics meet in one directory for this run (ops/metrics.py):
         # any worker answering a scrape sums them all.
         self._metrics_dir = tempfile.mkdtemp(prefix="apitokenproxy-metrics-")
@@ -100,7 +126,6 @@ class Supervisor:
         self.run_finished()
 
     def _supervise(self) -> None:
-        setup_logging(self._config.logging.level)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
@@ -131,6 +156,8 @@ class Supervisor:
         )
         process.start()
         self._workers[slot] = process
+        if self._stopping:  # a stop signal came while it was being started
+            self._tell_to_stop(process)
 
     def _start_due(self) -> None:
         now = time.monotonic()
@@ -143,6 +170,12 @@ class Supervisor:
     def _ended(self, slot: int, process: BaseProcess) -> None:
         code = process.exitcode
         if self._stopping:
+            # SIGTERM ends a worker only before it serves or after its shutdown
+            # (run_until_signalled); any other end may have lost pending writes.
+            if code not in (0, -signal.SIGTERM):
+                log.warning(
+                    "worker %d (pid %s) ended with %s while stopping", slot, process.pid, _how(code)
+                )
             return
         if code == EXIT_STARTUP:
             self._give_up("a worker could not start; see the line above")
@@ -151,7 +184,7 @@ class Supervisor:
         self._deaths.append(now)
         while self._deaths and self._deaths[0] < now - RESTART_WINDOW:
             self._deaths.popleft()
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        how = _how(code)
         if len(self._deaths) > MAX_RESTARTS:
             log.error("worker %d (pid %s) died (%s)", slot, process.pid, how)
             self._give_up(
@@ -170,14 +203,25 @@ class Supervisor:
         self._stop(signal.SIGTERM, None)
 
     def _stop(self, signum: int, _frame: object) -> None:
+        # Once: when the signal went to the whole process group (systemd, docker,
+        # a terminal) the workers have it already, and another changes nothing.
+        if self._stopping:
+            log.info("%s: already stopping", signal.Signals(signum).name)
+            return
         self._stopping = True
         self._due.clear()
         for process in self._workers.values():
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
+            self._tell_to_stop(process)
+
+    def _tell_to_stop(self, process: BaseProcess) -> None:
+        if process.is_alive() and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
 
     def _hangup(self, signum: int, _frame: object) -> None:
+        if self._stopping:
+            log.info("SIGHUP: stopping, nothing to reload")
+            return
         # Each worker reloads for itself; a file they would all refuse is
         # refused here once. (Workers started later read the file anew.)
         if self._path is not None:
@@ -194,6 +238,11 @@ class Supervisor:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGHUP)
+
+
+def _how(code: int | None) -> str:
+    """A process's exit code in words."""
+    return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
 
 def _worker_main(config: Config, identity: IdentityProvider | None, path: str | None) -> None:

@@ -30,11 +30,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start(*args: str) -> asyncio.subprocess.Process:
+async def start(*args: str, own_group: bool = False) -> asyncio.subprocess.Process:
+    """``python -m apitokenproxy ARGS``; ``own_group`` starts it in a session and
+    process group of its own, as systemd and docker do (``os.killpg`` reaches the
+    whole tree, this test left out)."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "apitokenproxy", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=own_group,
     )  # fmt: skip
 
 

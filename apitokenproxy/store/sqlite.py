@@ -1,7 +1,8 @@
 """The embedded store: SQLite through aiosqlite.
 
 One connection per process, in WAL mode (readers never wait for the writer)
-with a busy timeout (several worker processes share the file). Every method
+with a busy timeout (several worker processes share the file); opening waits
+for another process creating or migrating the same file. Every method
 runs under one asyncio lock, because statements of concurrent coroutines
 would otherwise interleave inside each other's transactions on the shared
 connection. Writes use ``BEGIN IMMEDIATE`` so two processes never deadlock
@@ -20,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 SQL = schema.statements(schema.SQLITE)
 MIGRATIONS = schema.migrations(schema.SQLITE)
+# Waits between tries while another process holds a new file's write lock.
+RETRY_FIRST_SECONDS = 0.01
+RETRY_MAX_SECONDS = 0.25
 
 
 class SQLiteStore:
@@ -68,15 +73,42 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open the token database {path}: {exc}") from exc
         store = cls(conn)
         try:
-            async with store._translated():
-                await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
-                await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute("PRAGMA synchronous = FULL")
-            await store.migrate()
+            await store._prepare(path, busy_timeout_seconds)
         except BaseException:
             await conn.close()
             raise
         return store
+
+    async def _prepare(self, path: str, busy_timeout_seconds: float) -> None:
+        """Set the connection up and migrate, waiting for another process doing the same.
+
+        Turning a new file to WAL upgrades the pragma's read lock to a write
+        lock, and SQLite refuses that upgrade at once, without waiting its
+        busy timeout, while another connection holds the write lock (waiting
+        could deadlock): so the second of two processes opening a new file
+        together failed with "locked". Each busy step is tried again, from the
+        start, until ``busy_timeout_seconds`` have passed; every step is
+        idempotent and the migration is one transaction.
+        """
+        deadline = time.monotonic() + busy_timeout_seconds
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                async with self._translated():
+                    await self._conn.execute(
+                        f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}"
+                    )
+                    await self._conn.execute("PRAGMA journal_mode = WAL")
+                    await self._conn.execute("PRAGMA synchronous = FULL")
+                await self.migrate()
+                return
+            except StoreUnavailable as exc:
+                if not _busy(exc.__cause__) or time.monotonic() + delay > deadline:
+                    raise
+            if delay == RETRY_FIRST_SECONDS:
+                log.info("the token database %s is being opened by another process; waiting", path)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def migrate(self) -> int:
         """Apply pending migrations; return the schema version now in force."""
@@ -350,6 +382,12 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
     # SQLite may already have ended the transaction itself (e.g. on a full disk).
     with contextlib.suppress(sqlite3.Error):
         await conn.execute("ROLLBACK")
+
+
+def _busy(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is SQLite's "another connection holds the lock" (worth another try)."""
+    code = getattr(exc, "sqlite_errorcode", 0) if isinstance(exc, sqlite3.Error) else 0
+    return code & 0xFF == sqlite3.SQLITE_BUSY  # BUSY and its extended codes
 
 
 def _explain(exc: sqlite3.Error) -> str:
