@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
+from ..auth.grant import ScopeRefused
 from ..errors import Forbidden
 from ..ops.accesslog import observed
 from ..proxy.client import Network, client_of
@@ -34,7 +35,7 @@ from .inputs import (
     wants_origin,
 )
 from .paging import envelope, offset
-from .service import TokenService
+from .service import MANAGE_WITH, TokenService
 from .shapes import audit_entry, current, filtered, listed, rotated
 
 BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
@@ -58,7 +59,9 @@ ROUTES = (
 def json_response(data: Any, status: int = 200) -> web.Response:
     # Sorted keys: the seed's examples list fields alphabetically.
     return web.Response(
-        status=status, text=json.dumps(data, sort_keys=True), content_type="application/json"
+        status=status,
+        text=json.dumps(data, sort_keys=True),
+        content_type="application/json",
     )
 
 
@@ -74,13 +77,17 @@ class TokenApi:
 
     async def _caller(self, request: web.Request) -> Caller:
         view = client_of(request, self.trusted)
-        caller = await self.authenticator.caller(
-            request.headers.getall("Authorization", []),
-            view.address,
-            request.method,
-            cookie="; ".join(request.headers.getall("Cookie", [])) or None,
-            request_id=observed(request).request_id,
-        )
+        try:
+            caller = await self.authenticator.caller(
+                request.headers.getall("Authorization", []),
+                view.address,
+                request.method,
+                cookie="; ".join(request.headers.getall("Cookie", [])) or None,
+                request_id=observed(request).request_id,
+            )
+        except ScopeRefused as exc:
+            # Here every call but a read manages tokens: say what may do it.
+            raise ScopeRefused(f"{exc.message}; {MANAGE_WITH}") from exc
         if caller.method == "session":
             refusal = csrf_refusal(
                 request.method,

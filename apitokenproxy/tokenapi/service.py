@@ -1,6 +1,6 @@
 """What the management API does, apart from HTTP: the rules about tokens.
 
-Each method takes an authenticated ``Caller`` and inputs that ``api.py`` has
+Each method takes an authenticated ``Caller`` and inputs that ``inputs.py`` has
 already checked, and either returns records or raises a ``ProxyError``.
 Permission rules, in one place:
 
@@ -13,9 +13,12 @@ Permission rules, in one place:
 - only a sysadmin may read the audit trail;
 - someone else's token id is "not found" to a normal user, never "forbidden",
   so ids cannot be probed;
-- with ``tokens.tokens_may_manage_tokens`` false, a caller who logged in with
-  a token may not create or delete tokens (so a leaked token cannot renew
-  itself); renaming and listing stay allowed;
+- what a caller who logged in with a token may change is ``management_refusal``,
+  a table of its own: a limited token (read scope, or allowed addresses) may
+  read but manage nothing, so it can neither lift its own limits nor make a
+  token without them; the secret a rotation replaced, and any token while
+  ``tokens.tokens_may_manage_tokens`` is false, may rename and narrow but
+  not create, rotate, move or delete tokens;
 - who may own a token and for how long is ``policy.py``; a new token past
   ``tokens.max_per_user`` is refused with the number its owner holds.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.grant import Grant
@@ -83,6 +87,62 @@ def widens(current: str, requested: str) -> bool:
     return SCOPES.index(requested) > SCOPES.index(current)
 
 
+class Act(Enum):
+    """What a call does to tokens, as ``management_refusal`` judges it; the value
+    completes "may not ..." in a refusal."""
+
+    CREATE = "create tokens"
+    RENAME = "rename tokens"
+    NARROW = "change the scope of tokens"
+    MOVE = "change where tokens may be used from"
+    ROTATE = "rotate tokens"
+    DELETE = "delete tokens"
+
+
+# What a replaced secret, and a token where tokens may not manage tokens, may
+# still do: changes that can only take away from what a token can do.
+HARMLESS = frozenset({Act.RENAME, Act.NARROW})
+
+# Where a token that may not manage tokens sends its holder instead.
+MANAGE_WITH = "to manage tokens, log in with your password or use your browser session"
+
+
+def management_refusal(
+    grant: Grant | None, act: Act, *, tokens_may_manage_tokens: bool
+) -> Forbidden | None:
+    """Why a caller who presented ``grant`` (None: a password or a browser session)
+    may not ``act``, or None if it may. Reading is never refused here."""
+    if grant is None:
+        return None
+    if grant.restricted:
+        # Anything it could change or make would be a way out of its own limits.
+        return Forbidden(
+            f"{_limits(grant)}, and a limited token may read the token API but not "
+            f"{act.value}, so that it can never lift its limits: {MANAGE_WITH}"
+        )
+    if act in HARMLESS:
+        return None
+    if grant.rotated:
+        # The grace is for updating where the secret is used, not for its
+        # holder to rotate the owner's new secret away or mint a spare.
+        return Forbidden(
+            f"this secret was replaced by a rotation: it may still be used until its grace "
+            f"ends, but not to {act.value}; use the new secret"
+        )
+    if not tokens_may_manage_tokens:
+        return Forbidden(f"API tokens may not {act.value} on this site: {MANAGE_WITH}")
+    return None
+
+
+def _limits(grant: Grant) -> str:
+    limits = []
+    if grant.read_only:
+        limits.append("has the read scope")
+    if grant.networks:
+        limits.append("may be used only from its allowed addresses")
+    return "this token " + " and ".join(limits)
+
+
 class TokenService:
     def __init__(
         self,
@@ -108,7 +168,7 @@ class TokenService:
 
     async def create(self, caller: Caller, request: CreateRequest) -> CreatedToken:
         config = self.config
-        self._require_not_token(caller, "create tokens")
+        self._permit(caller, Act.CREATE)
         owner = caller.user
         if request.for_user_key is not None and request.for_user_key != caller.user.key:
             await self._require_manager(caller, "create tokens for other users")
@@ -154,6 +214,7 @@ class TokenService:
         return CreatedToken(record, format_token(record.id, secret))
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
+        self._permit(caller, Act.RENAME)
         await self._own_token(caller, token_id)
         record = await self._store.update_description(
             token_id, description, caller.action(self._clock())
@@ -167,9 +228,7 @@ class TokenService:
         if change.scope is None and change.allowed_networks is None:
             assert change.description is not None
             return await self.rename(caller, token_id, change.description)
-        if change.allowed_networks is not None:
-            # A leaked token must not lift the address limit that contains it.
-            self._require_not_token(caller, "change where tokens may be used from")
+        self._permit(caller, Act.NARROW if change.allowed_networks is None else Act.MOVE)
         current = await self._own_token(caller, token_id)
         if change.scope is not None and widens(current.scope, change.scope):
             raise BadRequest(
@@ -193,7 +252,7 @@ class TokenService:
         self, caller: Caller, token_id: int, requested_grace: int | None
     ) -> CreatedToken:
         """A new secret for the same token; the current one keeps working for the grace."""
-        self._require_not_token(caller, "rotate tokens")
+        self._permit(caller, Act.ROTATE)
         await self._own_token(caller, token_id)
         grace = grace_seconds(requested_grace, self.config.max_rotation_grace_seconds)
         secret = new_secret()
@@ -232,7 +291,7 @@ class TokenService:
         return await self._store.list_owned(caller.user.key)
 
     async def delete(self, caller: Caller, token_id: int) -> None:
-        self._require_not_token(caller, "delete tokens")
+        self._permit(caller, Act.DELETE)
         record = await self._store.get(token_id)
         if record is None:
             raise _not_found(token_id)
@@ -243,7 +302,7 @@ class TokenService:
         self._verifier.forget([token_id])
 
     async def delete_all_for(self, caller: Caller, user_key: str) -> int:
-        self._require_not_token(caller, "delete tokens")
+        self._permit(caller, Act.DELETE)
         await self._require_manager(caller, "delete all tokens of a user")
         deleted = await self._store.delete_all_for(user_key, caller.action(self._clock()))
         self._verifier.forget(deleted)
@@ -282,18 +341,12 @@ class TokenService:
         if not await self._auth.may_manage(caller):
             raise Forbidden(f"only system administrators and token managers may {action}")
 
-    def _require_not_token(self, caller: Caller, action: str) -> None:
-        if caller.grant is not None and caller.grant.rotated:
-            # The grace is for updating where the secret is used, not for its
-            # holder to rotate the owner's new secret away or mint a spare.
-            raise Forbidden(
-                f"this secret was replaced by a rotation: it may still be used until its grace "
-                f"ends, but not to {action}; use the new secret"
-            )
-        if caller.token_id is not None and not self.config.tokens_may_manage_tokens:
-            raise Forbidden(
-                f"API tokens may not {action} on this site: log in with your password to do it"
-            )
+    def _permit(self, caller: Caller, act: Act) -> None:
+        refusal = management_refusal(
+            caller.grant, act, tokens_may_manage_tokens=self.config.tokens_may_manage_tokens
+        )
+        if refusal is not None:
+            raise refusal
 
 
 def _not_found(token_id: int) -> NotFound:
