@@ -6,7 +6,8 @@ sysadmins, paged like ``tokensByFilter``. ``TokenApi``'s
 handlers only translate HTTP to ``TokenService`` calls and back; what a
 request may carry is checked in ``inputs.py``, what an answer looks like is
 ``shapes.py``. ``ROUTES`` is the one table of paths, which the application
-registers and the fast lane consults.
+registers and the fast lane consults. Every answer a handler makes says
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -56,12 +57,20 @@ ROUTES = (
 )
 
 
+# Create and rotate answer with a plaintext token, the others with tokens, their
+# owners and addresses: no cache may keep any of them. A browser session's call
+# has no Authorization header, which is all that keeps a shared cache from storing
+# an answer; Pragma is for HTTP/1.0 caches.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     # Sorted keys: the seed's examples list fields alphabetically.
     return web.Response(
         status=status,
         text=json.dumps(data, sort_keys=True),
         content_type="application/json",
+        headers=NO_STORE,
     )
 
 
@@ -144,7 +153,7 @@ class TokenApi:
     async def delete_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         await self.service.delete(caller, parse_token_id(request.match_info["id"]))
-        return web.Response(status=204)
+        return web.Response(status=204, headers=NO_STORE)
 
     async def delete_all_for(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
