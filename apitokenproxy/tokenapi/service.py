@@ -19,27 +19,28 @@ Permission rules, in one place:
   token without them; the secret a rotation replaced, and any token while
   ``tokens.tokens_may_manage_tokens`` is false, may rename and narrow but
   not create, rotate, move or delete tokens;
-- who may own a token and for how long is ``policy.py``; a new token past
-  ``tokens.max_per_user`` is refused with the number its owner holds.
+- who may own a token and for how long is ``policy.py``, applied by
+  ``TokenMaker``, the one creation path the command line shares; a new token
+  past ``tokens.max_per_user`` is refused with the number its owner holds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.grant import Grant
 from ..auth.hashing import SecretHasher
-from ..auth.identity import IdentityProvider
+from ..auth.identity import IdentityProvider, User
 from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
 from ..errors import BadRequest, Forbidden, NotFound
 from ..store import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore
-from ..store.audit import AuditPage, AuditQuery
+from ..store.audit import Action, AuditPage, AuditQuery
 from ..store.base import SCOPES
 from .policy import check_may_hold, granted_months, needs_groups
 from .validity import valid_until
@@ -143,6 +144,56 @@ def _limits(grant: Grant) -> str:
     return "this token " + " and ".join(limits)
 
 
+# The owner's upstream groups, asked as the owner (the trusted header).
+GroupsOf = Callable[[User], Awaitable[frozenset[str]]]
+
+
+class TokenMaker:
+    """Makes a token: the one creation path of the token API and the command line.
+
+    Whoever asks has already been allowed to make a token for ``owner``, and
+    ``request`` has passed ``inputs.parse_create`` (description, validity,
+    scope, addresses). This applies the site's policy for the owner
+    (``tokens.allowed_groups`` and ``group_limits``, asking ``groups_of`` only
+    when they are set; the validity rules; ``tokens.max_per_user``) and writes
+    the token with its audit event, in one transaction, as ``action``'s actor's.
+    """
+
+    def __init__(self, store: TokenStore, hasher: SecretHasher, groups_of: GroupsOf) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._groups_of = groups_of
+
+    async def create(
+        self, owner: User, request: CreateRequest, config: TokensConfig, action: Action
+    ) -> CreatedToken:
+        groups: frozenset[str] = frozenset()
+        if needs_groups(config):
+            groups = await self._groups_of(owner)
+            check_may_hold(owner.name, groups, config)
+        months = granted_months(request.months, groups, config)
+        secret = new_secret()
+        token = NewToken(
+            owner_key=owner.key,
+            owner_name=owner.name,
+            description=request.description,
+            secret_hash=await self._hasher.hash(secret),
+            created=action.at,
+            valid_until=valid_until(action.at, months),
+            created_by_key=action.actor_key,
+            scope=request.scope,
+            allowed_networks=request.allowed_networks,
+        )
+        try:
+            record = await self._store.create(token, action, limit=config.max_per_user)
+        except OwnerAtLimit as exc:
+            raise BadRequest(
+                f"{owner.name} already has {exc.count} API tokens and may hold at most "
+                f"{config.max_per_user}: delete one before creating another"
+            ) from exc
+        return CreatedToken(record, format_token(record.id, secret))
+
+
 class TokenService:
     def __init__(
         self,
@@ -161,6 +212,7 @@ class TokenService:
         self._verifier = verifier
         self.config = config  # replaced by a configuration reload
         self._clock = clock
+        self._maker = TokenMaker(store, hasher, authenticator.groups)
 
     @property
     def max_description_length(self) -> int:
@@ -184,34 +236,7 @@ class TokenService:
                     f"{owner.name} is a system administrator: only system administrators "
                     "may create tokens for them"
                 )
-        groups: frozenset[str] = frozenset()
-        if needs_groups(config):
-            groups = await self._auth.groups(owner)
-            check_may_hold(owner.name, groups, config)
-        months = granted_months(request.months, groups, config)
-        secret = new_secret()
-        created = self._clock()
-        token = NewToken(
-            owner_key=owner.key,
-            owner_name=owner.name,
-            description=request.description,
-            secret_hash=await self._hasher.hash(secret),
-            created=created,
-            valid_until=valid_until(created, months),
-            created_by_key=caller.user.key,
-            scope=request.scope,
-            allowed_networks=request.allowed_networks,
-        )
-        try:
-            record = await self._store.create(
-                token, caller.action(created), limit=config.max_per_user
-            )
-        except OwnerAtLimit as exc:
-            raise BadRequest(
-                f"{owner.name} already has {exc.count} API tokens and may hold at most "
-                f"{config.max_per_user}: delete one before creating another"
-            ) from exc
-        return CreatedToken(record, format_token(record.id, secret))
+        return await self._maker.create(owner, request, config, caller.action(self._clock()))
 
     async def rename(self, caller: Caller, token_id: int, description: str) -> TokenRecord:
         self._permit(caller, Act.RENAME)
