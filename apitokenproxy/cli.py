@@ -8,16 +8,20 @@
     apitokenproxy tokens list|create|revoke|revoke-all --config FILE ...
     apitokenproxy audit --config FILE [--user-key K] [--since DATE] [--json]
 
-``tokens`` works on the store directly, for operators: no upstream needed.
-A running proxy notices revocations made this way within a second. Each
-change is in the audit trail as the operating-system user's, authenticated
-by "cli".
+``tokens`` works on the store directly, for operators. ``tokens create``
+makes a token as the token API does (``TokenMaker``: the same checks of its
+values, the site's token policy, the per-user cap, the audit event); it asks
+the upstream only when ``tokens.allowed_groups`` or ``group_limits`` need
+the owner's groups. A running proxy notices revocations made this way within
+a second. Each change is in the audit trail as the operating-system user's,
+authenticated by "cli".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import importlib.metadata
 import json
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,17 +40,26 @@ from aiohttp import web
 
 from .app import create_app
 from .auth.hashing import SecretHasher
-from .auth.tokens import format_token, new_secret
-from .config import ConfigError, config_from_dict, load_config
+from .auth.identity import ActingAs, UpstreamIdentity, User
+from .config import Config, ConfigError, config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
-from .errors import ProxyError
+from .errors import (
+    BadRequest,
+    NotFound,
+    ProxyError,
+    UpstreamBusy,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from .proxy.headers import Injection
+from .proxy.upstream import pool_for
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
-from .store import NewToken, opened
+from .store import opened
 from .store.audit import Action, AuditEvent, AuditQuery, How
 from .supervisor import serve
-from .tokenapi.inputs import parse_networks
+from .tokenapi.inputs import parse_create
+from .tokenapi.service import GroupsOf, TokenMaker
 from .tokenapi.shapes import audit_entry, audit_line, filtered
-from .tokenapi.validity import effective_months, valid_until
 
 log = logging.getLogger("apitokenproxy")
 
@@ -110,7 +123,12 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = token_command("list", "list tokens (all, or one user's)", _tokens_list)
     listing.add_argument("--user-key", help="only this user's tokens")
-    create = token_command("create", "create a token for a user key", _tokens_create)
+    create = token_command(
+        "create",
+        "create a token for a user key, as POST /user/token would (its messages name that "
+        "call's fields: tokenDescription, tokenValidityTimeInMonths, allowedAddresses)",
+        _tokens_create,
+    )
     create.add_argument("--user-key", required=True)
     create.add_argument("--user-name", required=True, help="the user's login name")
     create.add_argument("--description", required=True)
@@ -338,47 +356,79 @@ def _tokens_list(args: argparse.Namespace) -> int:
 
 def _tokens_create(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.months is not None and args.months < 1:
-        print("apitokenproxy: --months must be a positive whole number", file=sys.stderr)
-        return 2
-    if not args.description.strip():
-        print("apitokenproxy: --description must not be empty", file=sys.stderr)
-        return 2
+    # The token API's own checks, on the body it would have been sent.
+    fields = {
+        "tokenDescription": args.description,
+        "tokenForUserKey": args.user_key,
+        "tokenValidityTimeInMonths": args.months,
+        "scope": args.scope,
+        "allowedAddresses": args.allowed_address,
+    }
     try:
-        networks = parse_networks(args.allowed_address)
-    except ProxyError as exc:
-        print(f"apitokenproxy: --allowed-address: {exc.message}", file=sys.stderr)
+        request = parse_create(fields, config.tokens.max_description_length)
+    except BadRequest as exc:
+        print(f"apitokenproxy: {exc.message}", file=sys.stderr)
         return 2
+    owner = User(args.user_key, args.user_name)
 
     async def run() -> dict[str, Any]:
         hasher = SecretHasher(workers=1)
         try:
-            secret = new_secret()
-            created = time.time_ns() // 1_000_000
-            months = effective_months(
-                args.months,
-                config.tokens.default_validity_months,
-                config.tokens.max_validity_months,
-            )
-            new = NewToken(
-                owner_key=args.user_key,
-                owner_name=args.user_name,
-                description=args.description,
-                secret_hash=await hasher.hash(secret),
-                created=created,
-                valid_until=valid_until(created, months),
-                created_by_key=CLI_KEY,
-                scope=args.scope,
-                allowed_networks=networks,
-            )
+            async with opened(config.store) as store, _owners_groups(config) as groups_of:
+                maker = TokenMaker(store, hasher, groups_of)
+                created = await maker.create(owner, request, config.tokens, _cli_action())
         finally:
             hasher.close()
-        async with opened(config.store) as store:
-            record = await store.create(new, _cli_action(created))
-        return {**filtered(record), "plainTextToken": format_token(record.id, secret)}
+        return {**filtered(created.record), "plainTextToken": created.plaintext}
 
     print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _owners_groups(config: Config) -> AsyncIterator[GroupsOf]:
+    """A token owner's groups, asked as the proxy asks: of the upstream, as the
+    owner through the trusted header. Nothing is sent unless they are asked for."""
+    upstream = config.upstream
+    pool = pool_for(
+        upstream.url,
+        limit=2,
+        connect_timeout=upstream.connect_timeout_seconds,
+        read_timeout=upstream.read_timeout_seconds,
+        ca_file=upstream.ca_file,
+        verify_tls=upstream.verify_tls,
+    )
+    injection = Injection.from_config(upstream)
+    identity = UpstreamIdentity(
+        pool.fetch,
+        upstream.url,
+        upstream.product,
+        admin_groups=config.auth.admin_groups,
+        timeout_seconds=upstream.identity_timeout_seconds,
+    )
+
+    def acting(name: str) -> ActingAs:
+        return ActingAs(dict(injection.identity(name)))
+
+    async def groups_of(owner: User) -> frozenset[str]:
+        try:
+            # The name travels in the header: it must be the key's, or the
+            # groups would be someone else's.
+            found = await identity.find_user(owner.key, acting(owner.name))
+            if found is not None and found.name.casefold() == owner.name.casefold():
+                return await identity.groups(found, acting(found.name))
+        except (UpstreamUnavailable, UpstreamTimeout, UpstreamBusy) as exc:
+            raise UpstreamUnavailable(
+                f"cannot check the token policy for {owner.name}: {exc.message}"
+            ) from exc
+        if found is None:
+            raise NotFound(f"no user has the user key {owner.key!r}")
+        raise BadRequest(f"the user key {owner.key} is {found.name}'s, not {owner.name}'s")
+
+    try:
+        yield groups_of
+    finally:
+        pool.close()
 
 
 def _tokens_revoke(args: argparse.Namespace) -> int:

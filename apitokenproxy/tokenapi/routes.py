@@ -6,7 +6,8 @@ sysadmins, paged like ``tokensByFilter``. ``TokenApi``'s
 handlers only translate HTTP to ``TokenService`` calls and back; what a
 request may carry is checked in ``inputs.py``, what an answer looks like is
 ``shapes.py``. ``ROUTES`` is the one table of paths, which the application
-registers and the fast lane consults.
+registers and the fast lane consults. Every answer a handler makes says
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
+from ..auth.grant import ScopeRefused
 from ..errors import Forbidden, PayloadTooLarge
 from ..live import ClientTimeouts
 from ..ops.accesslog import observed
@@ -36,7 +38,7 @@ from .inputs import (
     wants_origin,
 )
 from .paging import envelope, offset
-from .service import TokenService
+from .service import MANAGE_WITH, TokenService
 from .shapes import audit_entry, current, filtered, listed, rotated
 
 BASE_PATH = "/rest/de.resolution.apitokenauth/latest"
@@ -57,10 +59,20 @@ ROUTES = (
 )
 
 
+# Create and rotate answer with a plaintext token, the others with tokens, their
+# owners and addresses: no cache may keep any of them. A browser session's call
+# has no Authorization header, which is all that keeps a shared cache from storing
+# an answer; Pragma is for HTTP/1.0 caches.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     # Sorted keys: the seed's examples list fields alphabetically.
     return web.Response(
-        status=status, text=json.dumps(data, sort_keys=True), content_type="application/json"
+        status=status,
+        text=json.dumps(data, sort_keys=True),
+        content_type="application/json",
+        headers=NO_STORE,
     )
 
 
@@ -84,13 +96,17 @@ class TokenApi:
 
     async def _caller(self, request: web.Request) -> Caller:
         view = client_of(request, self.trusted)
-        caller = await self.authenticator.caller(
-            request.headers.getall("Authorization", []),
-            view.address,
-            request.method,
-            cookie="; ".join(request.headers.getall("Cookie", [])) or None,
-            request_id=observed(request).request_id,
-        )
+        try:
+            caller = await self.authenticator.caller(
+                request.headers.getall("Authorization", []),
+                view.address,
+                request.method,
+                cookie="; ".join(request.headers.getall("Cookie", [])) or None,
+                request_id=observed(request).request_id,
+            )
+        except ScopeRefused as exc:
+            # Here every call but a read manages tokens: say what may do it.
+            raise ScopeRefused(f"{exc.message}; {MANAGE_WITH}") from exc
         if caller.method == "session":
             refusal = csrf_refusal(
                 request.method,
@@ -147,7 +163,7 @@ class TokenApi:
     async def delete_token(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         await self.service.delete(caller, parse_token_id(request.match_info["id"]))
-        return web.Response(status=204)
+        return web.Response(status=204, headers=NO_STORE)
 
     async def delete_all_for(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)

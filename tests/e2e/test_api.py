@@ -349,6 +349,37 @@ async def test_delete_all_for_is_for_sysadmins(jira: World) -> None:
     assert (await jira.client.app[COMPONENTS].store.find_by_expiry(None, 0, 50)).total == 1
 
 
+async def test_no_answer_of_the_token_api_may_be_stored_by_a_cache(jira: World) -> None:
+    """Issue 18, item 13: create and rotate answer with ``plainTextToken``, and a browser
+    or proxy cache must never keep it; the other answers list tokens, owners and
+    addresses, and a session caller's (a cookie, no Authorization) could be kept by a
+    shared cache and shown to the next user. So every answer says ``no-store``."""
+    made = await jira.client.post(
+        f"{API}/user/token", json={"tokenDescription": "t"}, headers=ADMIN
+    )
+    token_id = (await made.json())["id"]
+    await token_for(jira, BOB)
+    answers = [made]
+    for method, path, body in [
+        ("POST", f"/user/token/{token_id}/rotate", {}),
+        ("GET", "/user/token", None),
+        ("PATCH", f"/user/token/{token_id}", {"tokenDescription": "renamed"}),
+        ("GET", "/user/tokensByFilter?notValidAfter=-1", None),
+        ("GET", "/audit", None),
+        ("DELETE", "/user/token/deleteAllFor/JIRAUSER10105", None),
+        ("DELETE", f"/user/token/{token_id}", None),
+    ]:
+        answers.append(await jira.client.request(method, API + path, json=body, headers=ADMIN))
+    reader = await token_for(jira, ALICE)
+    answers.append(
+        await jira.client.get(f"{API}/user/token/current", headers=bearer(reader["plainTextToken"]))
+    )
+    for resp in answers:
+        assert resp.status in (200, 204), (resp.url, await resp.text())
+        assert resp.headers.getall("Cache-Control") == ["no-store"], resp.url
+        assert resp.headers.getall("Pragma") == ["no-cache"], resp.url  # HTTP/1.0 caches
+
+
 async def test_admin_user_keys_from_config_are_sysadmins(make_world: MakeWorld) -> None:
     world = await make_world(config={"auth": {"admin_user_keys": ["JIRAUSER10100"]}})
     resp = await world.client.delete(f"{API}/user/token/deleteAllFor/JIRAUSER10105", headers=ALICE)

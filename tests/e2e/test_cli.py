@@ -19,8 +19,9 @@ import yaml
 
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.cli import main
+from apitokenproxy.tokenapi.validity import valid_until
 
-from ..fakes import basic
+from ..fakes import JIRA_USERS, FakeUpstream, basic
 from ..processes import free_port, serve_config, start, stop, wait_for, write_config
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -505,3 +506,129 @@ async def test_sighup_reloads_what_it_can_and_refuses_a_broken_file(
     finally:
         out = await stop(proc)
     assert proc.returncode == 0, out
+
+
+# Issue 18, item 13: `tokens create` makes tokens as the token API does ----------------
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    """Run the command as an operator does; its exit status and everything it printed."""
+    proc = await start(*args)
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+def stored_tokens(tmp_path: Path) -> int:
+    database = tmp_path / "tokens.db"
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as db:
+        return int(db.execute("SELECT count(*) FROM tokens").fetchone()[0])
+
+
+async def fake_jira(aiohttp_server: Any) -> tuple[FakeUpstream, str]:
+    upstream = FakeUpstream("jira", JIRA_USERS)
+    server = await aiohttp_server(upstream.app())
+    return upstream, str(server.make_url("")).rstrip("/")
+
+
+ALICE_KEY, BOB_KEY = "JIRAUSER10100", "JIRAUSER10105"
+
+
+@pytest.mark.slow  # real processes
+@pytest.mark.parametrize(
+    ("tokens", "owner", "extra", "status", "expected"),
+    [
+        ({}, (ALICE_KEY, "alice"), ["--description", "x" * 256], 2,
+         "tokenDescription is longer than 255 characters"),
+        ({"max_description_length": 8}, (ALICE_KEY, "alice"), ["--description", "x" * 9], 2,
+         "tokenDescription is longer than 8 characters"),
+        ({"allowed_groups": ["developers"]}, (BOB_KEY, "bob"), [], 1,
+         "bob may not hold API tokens: only members of developers may"),
+        # The groups asked for must be the owner's: the name has to be the key's.
+        ({"allowed_groups": ["jira-users"]}, (ALICE_KEY, "bob"), [], 1,
+         f"the user key {ALICE_KEY} is alice's, not bob's"),
+        ({"allowed_groups": ["jira-users"]}, ("JIRAUSER99999", "bob"), [], 1,
+         "no user has the user key 'JIRAUSER99999'"),
+        ({"default_validity_months": 0, "max_validity_months": 0,
+          "group_limits": [{"group": "jira-users", "max_validity_months": 0}]},
+         (BOB_KEY, "bob"), [], 1, "tokens that never expire are not allowed for your groups: "
+         "give tokenValidityTimeInMonths"),
+    ],
+    ids=["description-length", "configured-length", "allowed-groups", "name-not-the-keys",
+         "unknown-key", "never-expires"],
+)  # fmt: skip
+async def test_tokens_create_obeys_the_token_apis_rules(
+    aiohttp_server: Any,
+    tmp_path: Path,
+    tokens: dict[str, Any],
+    owner: tuple[str, str],
+    extra: list[str],
+    status: int,
+    expected: str,
+) -> None:
+    """Each row was created by the command before, whatever the site's token policy."""
+    _, url = await fake_jira(aiohttp_server)
+    config = str(write_config(tmp_path, url, tokens=tokens))
+    key, name = owner
+    code, out = await cli("tokens", "create", "-c", config, "--user-key", key,
+                          "--user-name", name, *(extra or ["--description", "ci"]))  # fmt: skip
+    assert (code, out.strip()) == (status, f"apitokenproxy: {expected}")
+    assert stored_tokens(tmp_path) == 0
+
+
+@pytest.mark.slow  # real processes
+async def test_tokens_create_obeys_max_per_user(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, tokens={"max_per_user": 1}))
+    create = ("tokens", "create", "-c", config, "--user-key", ALICE_KEY, "--user-name", "alice")
+    code, out = await cli(*create, "--description", "first")
+    assert code == 0, out
+    code, out = await cli(*create, "--description", "second")
+    assert (code, out.strip()) == (
+        1,
+        "apitokenproxy: alice already has 1 API tokens and may hold at most 1: "
+        "delete one before creating another",
+    )
+    assert stored_tokens(tmp_path) == 1
+
+
+@pytest.mark.slow  # real processes
+async def test_tokens_create_asks_the_upstream_for_the_owners_groups(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """As the proxy does: as the owner, through the trusted header; the group's
+    validity limit applies, and the token is still the command line's."""
+    upstream, url = await fake_jira(aiohttp_server)
+    limits = [{"group": "developers", "max_validity_months": 3}]
+    config = str(write_config(tmp_path, url, tokens={"group_limits": limits}))
+    code, out = await cli("tokens", "create", "-c", config, "--user-key", ALICE_KEY,
+                          "--user-name", "alice", "--description", "ci", "--months", "12")  # fmt: skip
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["validUntil"] == valid_until(created["created"], 3)
+    assert created["tokenCreatedByUserKey"] == "apitokenproxy-cli"
+    asked = [r for r in upstream.received if r.path_qs == "/rest/api/2/myself?expand=groups"]
+    assert [dict(r.headers).get("X-Forwarded-User") for r in asked] == ["alice"]
+    assert all("Authorization" not in dict(r.headers) for r in upstream.received)
+    code, out = await cli("audit", "-c", config, "--json")
+    [event] = json.loads(out)
+    assert (event["event"], event["actorUserKey"], event["actorAuthentication"]) == (
+        "created", "apitokenproxy-cli", "cli"
+    )  # fmt: skip
+
+
+@pytest.mark.slow  # real processes
+async def test_tokens_create_without_the_upstream_its_policy_needs_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # Nothing listens on port 9; without a group rule the command does not ask.
+    config = str(write_config(tmp_path, tokens={"allowed_groups": ["developers"]}))
+    code, out = await cli("tokens", "create", "-c", config, "--user-key", ALICE_KEY,
+                          "--user-name", "alice", "--description", "ci")  # fmt: skip
+    assert code == 1, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert out.startswith("apitokenproxy: cannot check the token policy for alice: ")
+    assert "refused the connection" in out and "Traceback" not in out
+    assert stored_tokens(tmp_path) == 0
