@@ -198,3 +198,18 @@ def test_a_password_in_the_query_is_held_to_the_password_rules(
         assert info.value.reason == refused
     if decision is AS_IS:  # the same anonymous request without the password goes through
         assert gate.admit_now(decision, "GET", "127.0.0.1", target=target.partition("?")[0])
+
+
+@pytest.mark.parametrize(
+    ("allow_password", "networks", "judges"),
+    [(True, (), False), (False, (), True), (True, ("10.0.0.0/8",), True)],
+)
+def test_the_query_matters_where_the_password_rules_can_refuse(
+    allow_password: bool, networks: tuple[str, ...], judges: bool
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token()))),
+        allow_password=allow_password,
+        networks=AllowedNetworks(networks),
+    )
+    assert gate.judges_query is judges
