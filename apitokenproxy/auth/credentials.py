@@ -125,12 +125,17 @@ def misplaced_token(positions: Sequence[str], elsewhere: str = "") -> bool:
     password that merely contains the prefix is refused too (the safe side).
     Pure, and costs a substring test for credentials without an underscore.
     """
-    if bears_prefix(elsewhere):
+    if elsewhere and bears_prefix(elsewhere):
         return True
-    bearing = [value for value in positions if bears_prefix(value)]
-    if not bearing:
-        return False
-    return len(bearing) > 1 or _ONE_TOKEN.fullmatch(bearing[0]) is None
+    tokens = 0
+    for value in positions:
+        if "_" not in value:
+            continue
+        if _ONE_TOKEN.fullmatch(value) is not None:
+            tokens += 1  # one token alone in this position
+        elif _PREFIX_LOWER in value.lower():
+            return True
+    return tokens > 1
 
 
 def _parse_basic(encoded: str) -> BasicCredentials:
