@@ -28,7 +28,7 @@ from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config, PagesConfig
 from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
-from .ops.accesslog import observed
+from .ops.accesslog import loggable_path, observed
 from .ops.requestid import HEADER as REQUEST_ID
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
@@ -84,7 +84,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.reason is not None and record.auth != "refused":
             record.authenticated("refused", exc.reason, None, None)
         if exc.status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
+            path = loggable_path(request.raw_path)
+            log.warning("%s %s -> %d: %s", request.method, path, exc.status, exc.message)
         response = exc.to_response()
         if exc.closes:
             # What is left of the request is never read: the connection ends here.
@@ -98,7 +99,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", request.method, loggable_path(request.raw_path))
         return error_response(500, "internal_error", "internal error; see the proxy's log")
 
 

@@ -52,6 +52,7 @@ REASONS = (
     "scope",  # a read-only token asked to write
     "password_rejected",  # the upstream refused a password (token API)
     "password_disabled",  # a password on the data path while auth.allow_password_basic_auth is off
+    "uri_missing",  # forward auth: the front proxy did not say the request's URI, and it matters
     "scheme",  # a scheme the token API does not accept
     "throttled",  # 429: too many failures from this address or for this user name
     "busy",  # 503: too many argon2 checks already queued

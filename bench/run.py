@@ -418,6 +418,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
             proxy_set_header Upgrade $http_upgrade;
         }}
         location / {{

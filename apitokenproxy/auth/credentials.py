@@ -5,6 +5,12 @@ and raises ``MalformedCredentials`` when the header is ours to read but broken.
 Schemes the proxy does not handle (OAuth 1, Negotiate, ...) come back as
 ``OtherCredentials`` so the data path can forward them untouched.
 
+Anything carrying the token prefix is ours (``misplaced_token``): a token is
+read only when it stands alone in a token position (the Bearer value, the
+Basic user name or password); the prefix anywhere else (quoted, in angle
+brackets, padded, glued to other text, in another case, twice, under another
+scheme) is a broken header, refused, never forwarded with the token in it.
+
 ``password_in_query`` finds the other place a password travels: Seraph (Jira's
 and Confluence's authentication) logs a request in from its ``os_username`` and
 ``os_password`` parameters, so a query with ``os_password`` is a password login.
@@ -25,6 +31,14 @@ from .tokens import PREFIX, MalformedToken, looks_like_token, parse_token
 # Far above any real user name plus token, far below what could hurt.
 MAX_HEADER_LENGTH = 4096
 _SEPARATOR = re.compile(r"[ \t]+")
+# A credential that is one token and nothing else: the prefix, then the token's characters.
+_ONE_TOKEN = re.compile(rf"{PREFIX}[0-9A-Za-z_]*")
+_PREFIX_LOWER = PREFIX.lower()
+
+MISPLACED = (
+    "send the token alone, as Bearer TOKEN or Basic user:TOKEN, "
+    "with nothing around it (no quotes, brackets, spaces or other text)"
+)
 
 
 class MalformedCredentials(ValueError):
@@ -70,19 +84,58 @@ def parse_authorization(values: Sequence[str]) -> Credentials | None:
     scheme, _, rest = _SEPARATOR.sub(" ", value.strip(" \t")).partition(" ")
     match scheme.lower():
         case "basic":
-            return _parse_basic(rest)
+            credentials = _parse_basic(rest)
+            positions: tuple[str, ...] = (credentials.username, credentials.password)
         case "bearer":
             if not rest or any(c in rest for c in " \t,"):
                 raise MalformedCredentials("Bearer needs exactly one token after the scheme")
-            return BearerCredentials(rest)
+            return _alone(BearerCredentials(rest), (rest,))
         case "":
             raise MalformedCredentials("the Authorization header is empty")
-        case _ if PREFIX in value:
+        case _:
             # One of our tokens under no scheme ("TOKEN", "Token TOKEN"): refused
             # here, never passed on to end up in the upstream's logs.
-            raise MalformedCredentials("send the token as Bearer TOKEN or Basic user:TOKEN")
-        case _:
-            return OtherCredentials(scheme)
+            return _alone(OtherCredentials(scheme), (), value)
+    return _alone(credentials, positions)
+
+
+def _alone(
+    credentials: Credentials, positions: tuple[str, ...], elsewhere: str = ""
+) -> Credentials:
+    if misplaced_token(positions, elsewhere):
+        raise MalformedCredentials(MISPLACED)
+    return credentials
+
+
+def bears_prefix(value: str) -> bool:
+    """Whether ``value`` carries the token prefix anywhere, in any case."""
+    return "_" in value and _PREFIX_LOWER in value.lower()
+
+
+def misplaced_token(positions: Sequence[str], elsewhere: str = "") -> bool:
+    """Whether the token prefix (in any case) appears other than as exactly one
+    token standing alone in one of ``positions``.
+
+    ``positions`` are a credential's values a token may be: the Bearer value,
+    or the Basic user name and password. ``elsewhere`` is text that never
+    holds a token (the whole value of a scheme the proxy does not read).
+    True means the credentials are ours but broken: a token quoted, in
+    brackets, padded with spaces or tabs, glued to other text, spelt in
+    another case, or two of them; they must be refused, never forwarded. A
+    password that merely contains the prefix is refused too (the safe side).
+    Pure, and costs a substring test for credentials without an underscore.
+    """
+    if elsewhere and bears_prefix(elsewhere):
+        return True
+    tokens = 0
+    for value in positions:
+        if "_" not in value:
+            continue
+        if _ONE_TOKEN.fullmatch(value) is not None:
+            tokens += 1  # one token alone in this position
+        elif _PREFIX_LOWER in value.lower():
+            return True
+    return tokens > 1
 
 
 def _parse_basic(encoded: str) -> BasicCredentials:

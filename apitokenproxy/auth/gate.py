@@ -130,6 +130,12 @@ class Gate:
         # every request it admits. Keyed by identity, checked by identity.
         self._admissions: dict[int, tuple[Grant, Admission]] = {}
 
+    @property
+    def judges_query(self) -> bool:
+        """Whether a request's query can change its decision: a password in it
+        (``os_password``) is refused, or held to ``auth.allowed_networks``."""
+        return not self._allow_password or self._networks.restricted
+
     def decide(self, authorization: Sequence[str]) -> Decision:
         """What the credentials call for, from the header alone (``classify``).
 

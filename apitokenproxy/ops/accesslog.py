@@ -16,8 +16,10 @@ loses at most that much of the log.
 
 Nothing secret is written: the query string is dropped (Jira URLs carry
 JQL and, from careless scripts, credentials), an absolute-form target loses
-its authority (``user:password@``), and every value a client chose (path,
-method, user name, request id) is escaped so that it cannot forge a line.
+its authority (``user:password@``), a value or path segment that carries the
+token prefix is written as ``<token>`` (``loggable``, ``loggable_path``), and
+every value a client chose (path, method, user name, request id) is escaped
+so that it cannot forge a line.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Literal, TextIO
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from .requestid import HEADER as REQUEST_ID
-from .requestid import request_id
+from .requestid import TOKEN_PREFIX, request_id
 
 FLUSH_SECONDS = 0.5
 MAX_BATCH = 512
@@ -46,12 +49,33 @@ _BARE = re.compile(r"[!#-<>-\[\]-~]+")
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
+# Written instead of anything that carries the token prefix.
+TOKEN_PLACEHOLDER = "<token>"  # noqa: S105 (a placeholder, not a secret)
+
+
+def _bears_token(value: str) -> bool:
+    return "_" in value and TOKEN_PREFIX in value.lower()
+
+
+def loggable(value: str) -> str:
+    """``value`` as a log may show it: ``<token>`` if it carries the token prefix
+    anywhere, in any case (a token, or a user name glued to one), else itself."""
+    return TOKEN_PLACEHOLDER if _bears_token(value) else value
+
+
 def loggable_path(target: str) -> str:
-    """The path of a request-target: no query, no authority."""
+    """The path of a request-target as a log may show it: no query, no authority,
+    and each segment that carries the token prefix (percent-encoded or not)
+    replaced by ``<token>``; the upstream still gets the path as it was sent."""
     path = target.partition("?")[0]
     if not path.startswith("/"):
         # An absolute-form target: its authority may carry user:password.
         path = "/" + path.partition("//")[2].partition("/")[2]
+    if "_" in path or "%" in path:
+        path = "/".join(
+            TOKEN_PLACEHOLDER if _bears_token(unquote(segment)) else segment
+            for segment in path.split("/")
+        )
     return path
 
 
@@ -81,9 +105,9 @@ def _text_who(who: Who) -> tuple[str, str]:
     """The text line's client field, and its fields from ``lane`` to ``request_id=``."""
     client, lane, auth, reason, user, token_id = who
     return (
-        _text(client),
+        _text(loggable(client)),
         f" lane={lane} auth={auth or '-'} reason={reason or '-'} "
-        f"user={'-' if user is None else _text(user)} "
+        f"user={'-' if user is None else _text(loggable(user))} "
         f"token_id={'-' if token_id is None else token_id} request_id=",
     )
 
@@ -96,9 +120,9 @@ def _json_who(who: Who) -> tuple[str, str]:
     """The JSON line's client member, and its members from ``lane`` to ``request_id``'s name."""
     client, lane, auth, reason, user, token_id = who
     return (
-        _JSON(client),
+        _JSON(loggable(client)),
         f',"lane":"{lane}","auth":{_word(auth)},"reason":{_word(reason)},'
-        f'"user":{"null" if user is None else _JSON(user)},'
+        f'"user":{"null" if user is None else _JSON(loggable(user))},'
         f'"token_id":{"null" if token_id is None else token_id},"request_id":"',
     )
 
@@ -168,7 +192,7 @@ class AccessLog:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         stamp = self._stamp + _MILLIS[ns // 1_000_000 % 1000]
         path = target.partition("?")[0]
-        if not path.startswith("/"):
+        if not path.startswith("/") or "_" in path or "%" in path:
             path = loggable_path(path)
         ms = milliseconds(seconds)
         # Formatted by hand, not by json.dumps of a dict: half the time, the same JSON.

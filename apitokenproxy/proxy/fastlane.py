@@ -38,7 +38,7 @@ from multidict import CIMultiDict
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
 from ..live import ClientTimeouts
-from ..ops.accesslog import AccessLog
+from ..ops.accesslog import AccessLog, loggable_path
 from ..ops.metrics import Metrics
 from ..ops.requestid import HEADER as REQUEST_ID
 from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
@@ -428,7 +428,9 @@ class FrontConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("unexpected error admitting %s %s", self._method, self._target)
+            log.exception(
+                "unexpected error admitting %s %s", self._method, loggable_path(self._target)
+            )
             self._reply(500, "internal_error", "internal error; see the proxy's log", close=True)
             return
         finally:
@@ -504,7 +506,8 @@ class FrontConnection(asyncio.Protocol):
 
     def _refuse(self, exc: ProxyError, *, close: bool = False) -> None:
         if exc.status >= 500:
-            log.warning("%s %s -> %d: %s", self._method, self._target, exc.status, exc.message)
+            path = loggable_path(self._target)  # no query, no token: as in the access log
+            log.warning("%s %s -> %d: %s", self._method, path, exc.status, exc.message)
         self._refusal = exc.reason
         self._reply(exc.status, exc.code, exc.message, list(exc.headers.items()), close=close)
 

@@ -22,19 +22,46 @@ A token's scope and allowed networks apply as on the data path. The scope
 needs the client's method in ``X-Forwarded-Method`` and a WebSocket handshake's
 ``Upgrade`` header passed on (nginx sends neither by itself: see
 docs/front-proxies.md); a read token is refused when the method is not said.
+
+The client's request-target, which the front proxy names in ``X-Original-URI``
+(nginx's convention, set in its configuration) or ``X-Forwarded-Uri`` (Traefik
+and Caddy send it), is held to the data path's rule for a password in the
+query (``credentials.password_in_query``, applied by the gate). Where that rule
+can refuse (``auth.allow_password_basic_auth`` off or ``auth.allowed_networks``
+set), a subrequest that names no target is refused (403, ``uri_missing``):
+its query may log a user in at the upstream, unseen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
+from ..auth.credentials import password_in_query
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
+from ..errors import Forbidden
 from .client import Network, client_of
 from .forwarder import admit
 from .headers import Injection
 
 FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
+# Where front proxies name the client's request-target: nginx's convention, then
+# Traefik's and Caddy's (docs/front-proxies.md shows each configuration).
+TARGET_HEADERS = ("X-Original-URI", "X-Forwarded-Uri")
+
+
+class UnsaidTarget(Forbidden):
+    """Forward auth without the client's request-target, where its query matters."""
+
+    reason = "uri_missing"
+
+
+UNSAID_TARGET = (
+    "the front proxy did not say the request's URI: set X-Original-URI "
+    "(nginx: proxy_set_header X-Original-URI $request_uri) or X-Forwarded-Uri"
+)
 
 
 class ForwardAuth:
@@ -46,8 +73,15 @@ class ForwardAuth:
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
         authorization = request.headers.getall("Authorization", [])
+        said = [v for name in TARGET_HEADERS for v in request.headers.getall(name, ())]
+        if not said and self._gate.judges_query:
+            raise UnsaidTarget(UNSAID_TARGET)
         admission = await admit(
-            self._gate, request, client_of(request, self.trusted).address, _method(request)
+            self._gate,
+            request,
+            client_of(request, self.trusted).address,
+            _method(request),
+            strictest_target([*said, request.raw_path]),
         )
         headers = {self._injection.user_header: "", FORWARD_AUTHORIZATION: ""}
         if admission.user_name is not None:
@@ -56,6 +90,13 @@ class ForwardAuth:
         if not admission.strip_authorization and authorization:
             headers[FORWARD_AUTHORIZATION] = authorization[0]
         return web.Response(status=200, headers=headers)
+
+
+def strictest_target(targets: Sequence[str]) -> str:
+    """The request-target to judge among those said (the front proxy's, a client's
+    own copy, the subrequest's own): one with a password in its query if any is,
+    so no value can hide another's password; else the first."""
+    return next((target for target in targets if password_in_query(target)), targets[0])
 
 
 # Said of a request whose method the front proxy did not pass on: never a read.

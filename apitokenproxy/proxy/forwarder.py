@@ -38,7 +38,7 @@ from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import BadRequest, ClientTooSlow, PayloadTooLarge, ProxyError, error_response
 from ..live import ClientTimeouts
-from ..ops.accesslog import observed
+from ..ops.accesslog import loggable_path, observed
 from .client import ClientView, Network, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
@@ -240,7 +240,8 @@ class Forwarder:
         except ProxyError as exc:
             # The status line is gone already; cutting the connection is the
             # only way left to tell the client the body is incomplete.
-            log.warning("%s %s: %s; connection closed", request.method, request.path, exc.message)
+            path = loggable_path(request.raw_path)
+            log.warning("%s %s: %s; connection closed", request.method, path, exc.message)
             if request.transport is not None:
                 request.transport.close()
         except ConnectionResetError:

@@ -12,9 +12,13 @@ from apitokenproxy.auth.credentials import (
     Credentials,
     MalformedCredentials,
     OtherCredentials,
+    TokenAttempt,
+    misplaced_token,
     parse_authorization,
     password_in_query,
+    token_in,
 )
+from apitokenproxy.auth.tokens import format_token
 
 
 def b64(raw: bytes) -> str:
@@ -67,6 +71,100 @@ def test_parses(values: list[str], expected: Credentials | None) -> None:
 def test_refuses(values: list[str], fragment: str) -> None:
     with pytest.raises(MalformedCredentials, match=fragment):
         parse_authorization(values)
+
+
+def basic(text: str) -> str:
+    return "Basic " + b64(text.encode())
+
+
+TOKEN = format_token(7, "A" * 32)
+OTHER = format_token(8, "B" * 32)
+
+
+@pytest.mark.parametrize(
+    ("positions", "elsewhere", "misplaced"),
+    [
+        ((), "", False),
+        (("alice", "pw"), "", False),
+        ((TOKEN,), "", False),  # Bearer TOKEN
+        (("alice", TOKEN), "", False),  # Basic alice:TOKEN
+        ((TOKEN, ""), "", False),  # Basic TOKEN:, the token as user name
+        ((TOKEN, "x"), "", False),  # Basic TOKEN:x, likewise
+        (("alice", "atpx_nonsense"), "", False),  # one (bad) token alone: the verifier's
+        (("alice", "atpx_"), "", False),
+        # Wrapped, padded, glued, in another case, or two of them: ours, and broken.
+        ((f'"{TOKEN}"',), "", True),
+        ((f"<{TOKEN}>",), "", True),
+        ((f"'{TOKEN}'",), "", True),
+        ((f"({TOKEN})",), "", True),
+        ((f"{TOKEN};",), "", True),
+        ((f"token={TOKEN}",), "", True),
+        ((f"x{TOKEN}",), "", True),
+        ((TOKEN.upper(),), "", True),
+        ((TOKEN.replace("atpx_", "Atpx_"),), "", True),
+        (("alice", f" {TOKEN}"), "", True),
+        (("alice", f"{TOKEN} "), "", True),
+        (("alice", f"\t{TOKEN}"), "", True),
+        (("alice", f'"{TOKEN}"'), "", True),
+        (("alice", f"<{TOKEN}>"), "", True),
+        (("alice", f"{TOKEN}\n"), "", True),
+        (("alice", f"pw{TOKEN}"), "", True),
+        ((f" {TOKEN}", ""), "", True),
+        ((f"alice {TOKEN}", "pw"), "", True),
+        ((TOKEN, OTHER), "", True),  # two tokens: which one is meant?
+        ((TOKEN, TOKEN), "", True),
+        ((TOKEN, f"x{OTHER}"), "", True),
+        (("alice", "my-atpx_password"), "", True),  # a password with the prefix: a known limit
+        (("alice", "ATPX_pw"), "", True),
+        # A scheme with no token position: any prefix in the whole value.
+        ((), f"Token {TOKEN}", True),
+        ((), TOKEN, True),
+        ((), "OAuth oauth_token=ATPX_1", True),
+        ((), 'OAuth oauth_consumer_key="x"', False),
+    ],
+)
+def test_misplaced_token(positions: tuple[str, ...], elsewhere: str, misplaced: bool) -> None:
+    assert misplaced_token(positions, elsewhere) is misplaced
+
+
+@pytest.mark.parametrize(
+    ("value", "attempt"),
+    [
+        (f"Bearer {TOKEN}", TokenAttempt(TOKEN, None)),
+        (basic(f"alice:{TOKEN}"), TokenAttempt(TOKEN, "alice")),
+        (basic(f"{TOKEN}:"), TokenAttempt(TOKEN, None)),
+        (basic(f"{TOKEN}:x"), TokenAttempt(TOKEN, None)),
+        (basic("alice:pw"), None),
+        ("Bearer jira-personal-access-token", None),
+    ],
+)
+def test_a_token_alone_in_a_token_position_is_read(value: str, attempt: TokenAttempt) -> None:
+    assert token_in(parse_authorization([value])) == attempt
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f'Bearer "{TOKEN}"',
+        f"Bearer <{TOKEN}>",
+        f"Bearer x{TOKEN}",
+        f"Bearer {TOKEN.upper()}",
+        basic(f"alice: {TOKEN}"),
+        basic(f"alice:{TOKEN} "),
+        basic("alice:\t" + TOKEN),
+        basic(f'alice:"{TOKEN}"'),
+        basic(f"alice:<{TOKEN}>"),
+        basic(f" {TOKEN}:"),
+        basic(f"{TOKEN}:{OTHER}"),
+        basic(f"alice:pw{TOKEN}"),
+        basic("alice:my-atpx_password"),
+        f"Token {TOKEN}",
+        f"OAuth oauth_token={TOKEN.upper()}",
+    ],
+)
+def test_a_token_anywhere_else_is_malformed(value: str) -> None:
+    with pytest.raises(MalformedCredentials, match="alone"):
+        parse_authorization([value])
 
 
 def test_secrets_are_hidden_from_repr() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def b64(raw: bytes) -> str:
 @example(["Basic " + b64(b"\xff\xfe:\x00")])  # not UTF-8
 @example(["Basic ="])  # padding only
 @example(["Basic " + b64(b":" + TOKEN.encode())])  # empty user name
+@example(["Basic " + b64(b"alice: " + TOKEN.encode())])  # once forwarded as a password
 @example(["Bearer " + TOKEN + "\x0b"])  # vertical tab after the token
 @example([f"Bearer {TOKEN}", f"Bearer {TOKEN}"])  # the same header twice
 def test_authorization_parsing_never_fails_unexpectedly(values: list[str]) -> None:
@@ -63,6 +65,16 @@ def test_authorization_parsing_never_fails_unexpectedly(values: list[str]) -> No
     attempt = token_in(parsed)
     if attempt is not None:
         assert attempt.token.startswith(PREFIX)
+    # Whatever carries the prefix and was read is the one token the attempt checks.
+    match parsed:
+        case BasicCredentials(username=username, password=password):
+            fields: tuple[str, ...] = (username, password)
+        case BearerCredentials(token=token):
+            fields = (token,)
+        case _:
+            fields = ()
+    bearing = [f for f in fields if PREFIX in f.lower()]
+    assert bearing == ([] if attempt is None else [attempt.token])
     try:
         decision = classify(values, allow_password=False)
     except Unauthorized:
@@ -70,6 +82,47 @@ def test_authorization_parsing_never_fails_unexpectedly(values: list[str]) -> No
     # With passwords refused, nothing carrying a Basic password gets through as is.
     if isinstance(decision, Admission):
         assert not isinstance(parsed, BasicCredentials)
+
+
+# Around a token: what a pasted token, a config template or a shell quote adds.
+wrappers = st.text(alphabet=" \t\"'<>()[]{};,=:xX-", max_size=3)
+
+
+@settings(max_examples=300)
+@given(
+    wrappers,
+    wrappers,
+    st.sampled_from(["bearer", "password", "user", "both"]),
+    st.booleans(),
+)
+@example('"', '"', "bearer", False)
+@example(" ", "", "password", False)
+@example("", "", "both", False)  # two tokens
+@example("", "", "password", True)  # the prefix in upper case
+def test_a_wrapped_token_is_refused_never_read_as_something_else(
+    before: str, after: str, where: str, upper: bool
+) -> None:
+    token = TOKEN.upper() if upper else TOKEN
+    wrapped = before + token + after
+    value = {
+        "bearer": f"Bearer {wrapped}",
+        "password": "Basic " + b64(f"alice:{wrapped}".encode()),
+        "user": "Basic " + b64(f"{wrapped}:pw".encode()),
+        "both": "Basic " + b64(f"{wrapped}:{wrapped}".encode()),
+    }[where]
+    try:
+        attempt = token_in(parse_authorization([value]))
+    except MalformedCredentials:
+        return
+    # Read at all only as a token, never as a password or a foreign scheme's credential:
+    # the value as sent (HTTP's own spaces around a Bearer value are not part of it),
+    # which the verifier refuses unless it is exactly the token.
+    assert attempt is not None, value
+    assert attempt.token == (wrapped.strip(" \t") if where == "bearer" else wrapped), value
+    assert where != "both"
+    if attempt.token != TOKEN:
+        with pytest.raises(MalformedToken):
+            parse_token(attempt.token)
 
 
 @settings(max_examples=500)

@@ -41,7 +41,7 @@ def basic(user: str, password: str) -> str:
         (["Bearer jira-personal-access-token"], False, OTHER_SCHEME),
         (["Negotiate YII="], False, OTHER_SCHEME),
         # A "password" with the prefix is a (bad) token, never sent upstream as a password.
-        ([basic("alice", "atpx_not-really")], True, TokenAttempt("atpx_not-really", "alice")),
+        ([basic("alice", "atpx_notreally")], True, TokenAttempt("atpx_notreally", "alice")),
         # The token as the user name, as single-field "API key" tools send it.
         ([basic(TOKEN, "")], False, TokenAttempt(TOKEN, None)),
         ([basic(TOKEN, "x")], False, TokenAttempt(TOKEN, None)),
@@ -62,6 +62,10 @@ def test_classify(
         ([basic("alice", "hunter2")], False, "create an API token", "password_disabled"),
         ([basic("a", "b"), basic("a", "b")], True, "exactly one", "malformed"),
         (["Basic %%%"], True, "base64", "malformed"),
+        # The prefix beside other characters: neither a token nor a password to forward.
+        ([basic("alice", "atpx_not-really")], True, "alone", "malformed"),
+        ([basic("alice", f'"{TOKEN}"')], True, "alone", "malformed"),
+        ([basic(TOKEN, TOKEN)], True, "alone", "malformed"),
     ],
 )
 def test_classify_refuses(
@@ -194,3 +198,18 @@ def test_a_password_in_the_query_is_held_to_the_password_rules(
         assert info.value.reason == refused
     if decision is AS_IS:  # the same anonymous request without the password goes through
         assert gate.admit_now(decision, "GET", "127.0.0.1", target=target.partition("?")[0])
+
+
+@pytest.mark.parametrize(
+    ("allow_password", "networks", "judges"),
+    [(True, (), False), (False, (), True), (True, ("10.0.0.0/8",), True)],
+)
+def test_the_query_matters_where_the_password_rules_can_refuse(
+    allow_password: bool, networks: tuple[str, ...], judges: bool
+) -> None:
+    gate = Gate(
+        cast(TokenVerifier, CachedOnly(grant_for(token()))),
+        allow_password=allow_password,
+        networks=AllowedNetworks(networks),
+    )
+    assert gate.judges_query is judges

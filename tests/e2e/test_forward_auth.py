@@ -11,6 +11,7 @@ import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ FRONT_SERVER = """
             proxy_set_header Content-Length "";
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
             proxy_set_header Upgrade $http_upgrade;
         }}
         location / {{
@@ -117,3 +119,75 @@ async def test_a_bad_token_is_refused_before_jira(front: Front) -> None:
     assert status == 401
     assert "basic" in headers.get("www-authenticate", "").lower()
     assert front.seen() == []
+
+
+# A password in the query (Seraph's os_password), where the site's rules refuse it --------
+
+SEEN_PASSWORD = "os_password"
+# Before issue 18, item 8, the documented configuration lacked this line; it now
+# refuses where the query matters, instead of missing the password.
+WITHOUT_URI = NGINX_SITE.replace("            proxy_set_header X-Original-URI $request_uri;\n", "")
+
+
+async def nginx_front(
+    make_live: MakeLive, tmp_path: Path, auth: dict[str, Any], site: str = NGINX_SITE
+) -> AsyncIterator[Front]:
+    live = await make_live({"proxy": {"trusted_proxies": ["127.0.0.1/32"]}, "auth": auth})
+    port = free_port()
+    with running_nginx(
+        tmp_path / "nginx", site.format(port=port, proxy=live.port, jira=live.upstream_port)
+    ):
+        yield Front(port, live)
+
+
+@pytest.fixture(
+    params=[
+        ({"allow_password_basic_auth": False}, 401),
+        ({"allowed_networks": ["10.0.0.0/8"]}, 403),  # nginx and its clients are 127.0.0.1
+    ],
+    ids=["passwords-off", "outside-allowed-networks"],
+)
+async def strict(
+    request: pytest.FixtureRequest, make_live: MakeLive, tmp_path: Path
+) -> AsyncIterator[tuple[Front, int]]:
+    auth, status = request.param
+    async for front in nginx_front(make_live, tmp_path, auth):
+        yield front, status
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "os_username=alice&os_password=alice-pw",
+        "os_authType=basic&os_username=alice&os_password=alice-pw",
+        "os_username=alice&os%5Fpassword=alice-pw",
+    ],
+    ids=["seraph-params", "with-auth-type", "escaped-name"],
+)
+async def test_a_password_in_the_query_never_reaches_jira_behind_nginx(
+    strict: tuple[Front, int], query: str
+) -> None:
+    """Issue 18, item 8: nginx's subrequest carried no query, so the password login
+    got a 200 anonymous decision and went on to Jira (which logs alice in)."""
+    front, status = strict
+    got, _, body = await exchange(front.port, get(f"/rest/api/2/issue/X-1?{query}"))
+    assert got == status, body
+    assert [r.path_qs for r in front.live.upstream.received if SEEN_PASSWORD in r.path_qs] == []
+    # The same request without the password goes through: the refusal is the password's.
+    got, _, _ = await exchange(front.port, get("/rest/api/2/issue/X-1?jql=x"))
+    assert got == 200
+    assert [r.path_qs for r in front.live.upstream.for_clients()] == ["/rest/api/2/issue/X-1?jql=x"]
+
+
+async def test_a_front_proxy_that_does_not_say_the_uri_is_refused_where_it_matters(
+    make_live: MakeLive, tmp_path: Path
+) -> None:
+    """The documented configuration without its X-Original-URI line: with passwords off,
+    every request is refused (403; nginx shows its own page, the proxy's access log
+    says ``uri_missing``) rather than judged blind."""
+    auth = {"allow_password_basic_auth": False}
+    async for front in nginx_front(make_live, tmp_path, auth, WITHOUT_URI):
+        for target in ("/rest/api/2/issue/X-1", "/rest/api/2/issue/X-1?os_password=pw"):
+            got, _, body = await exchange(front.port, get(target))
+            assert got == 403, body
+        assert front.live.upstream.for_clients() == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import statistics
 import time
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 
-from apitokenproxy.app import create_app
+from apitokenproxy.app import COMPONENTS, create_app
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.config import config_from_dict
 
@@ -435,6 +437,69 @@ async def test_a_password_in_the_query_is_a_password_login_too(
     leaked = [r.path_qs for r in world.upstream.received if "os_password" in r.path_qs]
     assert leaked == [], "a password login reached the upstream past the site's rule"
     assert resp.status in (401, 403)
+
+
+PASSWORD_QUERY = "/rest/api/2/issue/X-1?os_username=alice&os_password=alice-pw"
+SITES = {
+    "defaults": {},
+    "passwords off": {"auth": {"allow_password_basic_auth": False}},
+    "outside allowed networks": {"auth": {"allowed_networks": ["10.0.0.0/8"]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("site", "headers", "status", "reason"),
+    [
+        # Where the query cannot change the decision, no URI said is decided as before.
+        ("defaults", [], 200, None),
+        ("defaults", [("X-Original-URI", PASSWORD_QUERY)], 200, None),  # Jira checks it
+        # Where it can, the front proxy must say the URI (nginx does not by itself).
+        ("passwords off", [], 403, "uri_missing"),
+        ("outside allowed networks", [], 403, "uri_missing"),
+        ("passwords off", [("X-Original-URI", ISSUE)], 200, None),
+        ("outside allowed networks", [("X-Forwarded-Uri", ISSUE)], 200, None),
+        ("passwords off", [("X-Original-URI", PASSWORD_QUERY)], 401, "password_disabled"),
+        ("passwords off", [("X-Forwarded-Uri", PASSWORD_QUERY)], 401, "password_disabled"),
+        ("passwords off", [("X-Forwarded-Uri", "/x?os%5Fpassword=pw")], 401, "password_disabled"),
+        ("outside allowed networks", [("X-Original-URI", PASSWORD_QUERY)], 403, "network"),
+        # Several values (a client's own copy beside the front proxy's): the strictest.
+        (
+            "passwords off",
+            [("X-Original-URI", ISSUE), ("X-Forwarded-Uri", PASSWORD_QUERY)],
+            401,
+            "password_disabled",
+        ),
+        (
+            "outside allowed networks",
+            [("X-Forwarded-Uri", PASSWORD_QUERY), ("X-Forwarded-Uri", ISSUE)],
+            403,
+            "network",
+        ),
+    ],
+)
+async def test_forward_auth_judges_the_uri_the_front_proxy_names(
+    make_world: MakeWorld,
+    site: str,
+    headers: list[tuple[str, str]],
+    status: int,
+    reason: str | None,
+) -> None:
+    """Issue 18, item 8: forward auth judged only its own subrequest's target, so
+    ``?os_username=alice&os_password=...`` got a 200 anonymous decision and went on to
+    Jira, which logged alice in, with passwords off or from outside the allowed
+    networks. The original URI is now held to the data path's os_password rule."""
+    world = await make_world(config={**SITES[site], "logging": {"access_log": True}})
+    log = world.client.server.app[COMPONENTS].access_log
+    log.format, log.stream = "json", io.StringIO()
+    resp = await world.client.get("/__apitokenproxy/auth", headers=CIMultiDict(headers))
+    body = await resp.text()
+    assert resp.status == status, body
+    if reason == "uri_missing":
+        assert "X-Original-URI" in json.loads(body)["message"]
+    log.flush()
+    [line] = [json.loads(text) for text in log.stream.getvalue().splitlines()]
+    assert line["reason"] == reason
+    assert world.upstream.for_clients() == []
 
 
 # Token managers are not sysadmins -----------------------------------------------------------

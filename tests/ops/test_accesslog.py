@@ -172,3 +172,40 @@ async def test_durations_have_three_decimals_however_often_they_recur(format: Fo
 )
 def test_milliseconds_have_a_microseconds_resolution(seconds: float, shown: str) -> None:
     assert milliseconds(seconds) == shown
+
+
+TOKEN = "atpx_7_" + "Q" * 38  # the shape is enough: the log cannot tell a valid one
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
+@pytest.mark.parametrize(
+    ("field", "value", "logged"),
+    [
+        ("user", TOKEN, "<token>"),  # Basic TOKEN_A:TOKEN_B once logged TOKEN_A as the user
+        ("user", f"alice{TOKEN}", "<token>"),
+        ("user", TOKEN.upper(), "<token>"),
+        ("user", "alice_smith", "alice_smith"),
+        ("client", f"10.0.0.1 {TOKEN}", "<token>"),  # X-Forwarded-For from a trusted proxy
+        ("target", f"/rest/api/2/issue/{TOKEN}/comment", "/rest/api/2/issue/<token>/comment"),
+        ("target", f"/x/{TOKEN}", "/x/<token>"),
+        ("target", f"/x/%61tpx_7_{'Q' * 38}", "/x/<token>"),  # percent-encoded, as Tomcat decodes
+        ("target", f"/x/atpx%5F7_{'Q' * 38}", "/x/<token>"),
+        ("target", f"/x/a;jsessionid={TOKEN}/y", "/x/<token>/y"),
+        ("target", f"http://h/x/{TOKEN}?q={TOKEN}", "/x/<token>"),
+        ("target", "/rest/api/2/my_issue/x%20y", "/rest/api/2/my_issue/x%20y"),
+    ],
+)
+async def test_nothing_that_carries_the_token_prefix_is_written(
+    format: Format, field: str, value: str, logged: str
+) -> None:
+    text = line(format, **{field: value})
+    assert text.count("\n") == 1
+    assert "Q" * 20 not in text and TOKEN not in text
+    key = "path" if field == "target" else field
+    if format == "json":
+        assert json.loads(text)[key] == logged
+    else:
+        match = TEXT.fullmatch(text)
+        assert match, text
+        group = {"user": 11, "client": 1, "path": 2}[key]
+        assert match.group(group) == (f"GET {logged}" if key == "path" else logged)
