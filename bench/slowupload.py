@@ -64,12 +64,16 @@ def serve_upstream(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-async def exchange(request: bytes, source: str, timeout: float = 60.0) -> tuple[int, bytes]:
+# Far beyond any answer a served client waits for; an answer later than this is a failure.
+PATIENCE = 60.0
+
+
+async def exchange(request: bytes, source: str) -> tuple[int, bytes]:
     """One request on its own connection from ``source``: (status, body); status 0 if cut."""
     reader, writer = await asyncio.open_connection("127.0.0.1", PROXY, local_addr=(source, 0))
     try:
         writer.write(request)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(PATIENCE):
             head = await reader.readuntil(b"\r\n\r\n")
             found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             body = await reader.readexactly(int(found.group(1))) if found else b""
@@ -89,9 +93,7 @@ def get(path: str, authorization: str) -> bytes:
 
 async def trickle(start_kib: int, began: float) -> tuple[int, float]:
     """One slow upload: its final status (0: cut without an answer) and when it ended."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", PROXY, local_addr=(ATTACKER, 0)
-    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", PROXY, local_addr=(ATTACKER, 0))
     try:
         writer.write(
             b"POST /upload HTTP/1.1\r\nHost: jira\r\nContent-Length: %d\r\n\r\n" % (64 << 20)
