@@ -3,20 +3,20 @@
 A request's ``X-Forwarded-For``, ``-Proto`` and ``-Host`` are believed only
 when the peer that sent it is in ``proxy.trusted_proxies`` (a load balancer in
 front of the proxy). From anyone else they are replaced, so a client cannot
-choose the address that throttling and the upstream's logs see.
+choose the address that throttling and the upstream's logs see. Whether an
+address is a trusted proxy is the one membership rule (``apitokenproxy/networks.py``):
+``::ffff:10.0.0.5`` is trusted where ``10.0.0.5`` is.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..networks import Networks
 from .headers import list_items
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -27,18 +27,6 @@ class ClientView:
     forwarded_for: str  # the X-Forwarded-For value to send upstream
 
 
-def parse_networks(items: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
-
-
-def _trusted(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
 def client_view(
     peer: str | None,
     headers: Mapping[str, str],
@@ -46,19 +34,19 @@ def client_view(
     *,
     scheme: str,
     host: str,
-    trusted: tuple[Network, ...],
+    trusted: Networks,
 ) -> ClientView:
     """Decide the client's address, scheme and host from the peer and its headers.
 
     ``forwarded_for_values`` is every X-Forwarded-For header of the request.
     """
     peer = peer or "unknown"
-    if not trusted or not _trusted(peer, trusted):
+    if not trusted or not trusted.holds(peer):
         return ClientView(peer, scheme, host, peer)
     chain = list_items(forwarded_for_values)
     # The rightmost address not one of our own proxies is the first one we can
     # trust to be real; anything left of it may be invented by the client.
-    address = next((hop for hop in reversed(chain) if not _trusted(hop, trusted)), None)
+    address = next((hop for hop in reversed(chain) if not trusted.holds(hop)), None)
     if address is None:
         address = chain[0] if chain else peer
     proto = next(iter(list_items((headers.get("X-Forwarded-Proto", ""),))), "").lower()
@@ -74,7 +62,7 @@ def client_view(
 _VIEW: web.RequestKey[ClientView] = web.RequestKey("client_view", ClientView)
 
 
-def client_of(request: web.Request, trusted: tuple[Network, ...]) -> ClientView:
+def client_of(request: web.Request, trusted: Networks) -> ClientView:
     """The request's ClientView, decided once per request."""
     view = request.get(_VIEW)
     if view is None:

@@ -30,7 +30,8 @@ from aiohttp import web
 
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
-from .client import Network, client_of
+from ..networks import Networks
+from .client import client_of
 from .forwarder import admit
 from .headers import Injection
 
@@ -38,7 +39,7 @@ FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
 
 
 class ForwardAuth:
-    def __init__(self, gate: Gate, injection: Injection, trusted: tuple[Network, ...]) -> None:
+    def __init__(self, gate: Gate, injection: Injection, trusted: Networks) -> None:
         self._gate = gate
         self._injection = injection
         self.trusted = trusted

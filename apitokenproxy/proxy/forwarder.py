@@ -35,8 +35,9 @@ from yarl import URL
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import BadRequest, PayloadTooLarge, ProxyError, error_response
+from ..networks import Networks
 from ..ops.accesslog import observed
-from .client import ClientView, Network, client_of
+from .client import ClientView, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
 from .upstream import UpstreamConnection, UpstreamPool, translate
@@ -70,7 +71,7 @@ class Forwarder:
         gate: Gate,
         injection: Injection,
         config: Config,
-        trusted: tuple[Network, ...],
+        trusted: Networks,
     ) -> None:
         self.trusted = trusted
         self._pool = pool

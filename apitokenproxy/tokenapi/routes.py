@@ -21,8 +21,9 @@ from aiohttp import web
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
 from ..errors import Forbidden
+from ..networks import Networks
 from ..ops.accesslog import observed
-from ..proxy.client import Network, client_of
+from ..proxy.client import client_of
 from .inputs import (
     parse_audit_query,
     parse_create,
@@ -68,7 +69,7 @@ class TokenApi:
 
     service: TokenService
     authenticator: Authenticator
-    trusted: tuple[Network, ...]
+    trusted: Networks
     context_path: str
     public_url: str  # empty: taken from each request
 
