@@ -30,6 +30,7 @@ from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_res
 from .networks import Networks, parse_networks
 from .ops.accesslog import observed
 from .ops.requestid import HEADER as REQUEST_ID
+from .proxy.client import came_through_a_proxy
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def create_app(
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     # Answered here in every case, never forwarded: elsewhere (metrics.port) or off is a 404.
     served = config.metrics.enabled and not config.metrics.port
-    app.router.add_get(METRICS_PATH, _metrics(config) if served else no_metrics)
+    app.router.add_get(METRICS_PATH, _metrics(config, own_port=False) if served else no_metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     context = urlsplit(config.upstream.url).path.rstrip("/")
@@ -191,14 +192,26 @@ async def expect_forward(request: web.Request) -> web.StreamResponse | None:
 METRICS_PATH = HEALTH_PREFIX + "/metrics"
 
 
-def _metrics(config: Config) -> Handler:
-    """Every worker's metrics, summed, for a peer in ``metrics.allow``."""
+def _metrics(config: Config, *, own_port: bool) -> Handler:
+    """Every worker's metrics, summed, for a peer in ``metrics.allow``.
+
+    On the proxy's own port, never to a request that came through a front
+    proxy (``came_through_a_proxy``: it carries X-Forwarded-For or the like): a
+    front proxy on the host connects from loopback, which the default allow
+    list admits, on behalf of anyone.
+    ``metrics.port`` (``own_port``) is the monitoring port: its allow list alone decides.
+    """
     allow: Networks = parse_networks(config.metrics.allow)
 
     async def metrics(request: web.Request) -> web.Response:
         components = request.app[COMPONENTS]
         if not allow.holds(request.remote or "unknown"):
             raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
+        if not own_port and came_through_a_proxy(request.headers):
+            raise Forbidden(
+                "the metrics are not served through a front proxy; scrape the proxy's "
+                "port directly, or serve them on a port of their own (metrics.port)"
+            )
         body, content_type = components.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -213,7 +226,7 @@ def create_metrics_app(components: Components) -> web.Application:
     """The application of ``metrics.port``: the metrics and nothing else."""
     app = web.Application(middlewares=[errors_middleware])
     app[COMPONENTS] = components
-    app.router.add_get(METRICS_PATH, _metrics(components.config))
+    app.router.add_get(METRICS_PATH, _metrics(components.config, own_port=True))
     return app
 
 

@@ -6,6 +6,9 @@ front of the proxy). From anyone else they are replaced, so a client cannot
 choose the address that throttling and the upstream's logs see. Whether an
 address is a trusted proxy is the one membership rule (``apitokenproxy/networks.py``):
 ``::ffff:10.0.0.5`` is trusted where ``10.0.0.5`` is.
+
+``came_through_a_proxy`` says whether a request was forwarded by a front
+proxy at all, for what must be asked of the proxy itself (the metrics).
 """
 
 from __future__ import annotations
@@ -78,3 +81,28 @@ def client_of(request: web.Request, trusted: Networks) -> ClientView:
         )
         request[_VIEW] = view
     return view
+
+
+# What front proxies add to what they forward (RFC 7239, RFC 9110 §7.6.3, the de facto
+# X-Forwarded-* and nginx's X-Real-IP); a client of the proxy itself sends none.
+FORWARDING_HEADERS = (
+    "Forwarded",
+    "Via",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+)
+
+
+def came_through_a_proxy(headers: Mapping[str, str]) -> bool:
+    """Whether a request carries a header that front proxies add.
+
+    Not whether its peer is a trusted proxy: a front proxy on the host shares
+    the host's addresses with a client there (Prometheus), so its address
+    cannot tell the two apart, and what it forwards always carries
+    ``X-Forwarded-For`` if its client's address is to be believed. A front
+    proxy that adds none of these looks like a client on its host; what must
+    not be served through one has a port of its own too (``metrics.port``).
+    """
+    return any(name in headers for name in FORWARDING_HEADERS)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from multidict import CIMultiDict
 
 from apitokenproxy.networks import Networks, parse_networks
-from apitokenproxy.proxy.client import ClientView, client_view
+from apitokenproxy.proxy.client import ClientView, came_through_a_proxy, client_view
 
 LB = parse_networks(["10.0.0.0/8", "fd00::/8"])
 
@@ -58,3 +59,23 @@ def test_client_view(
         client_view(peer, headers, xff, scheme="http", host="proxy:8080", trusted=trusted)
         == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "through"),
+    [
+        # Prometheus, or curl, on the host: nothing a front proxy adds.
+        ({"User-Agent": "Prometheus/2.53", "Accept": "text/plain", "Host": "127.0.0.1"}, False),
+        ({}, False),
+        # Any header a front proxy adds tells, whatever its case or value.
+        ({"X-Forwarded-For": "203.0.113.7"}, True),
+        ({"x-forwarded-for": ""}, True),
+        ({"X-Real-IP": "203.0.113.7"}, True),
+        ({"Forwarded": "for=203.0.113.7"}, True),
+        ({"Via": "1.1 front"}, True),
+        ({"X-Forwarded-Proto": "https"}, True),
+        ({"X-Forwarded-Host": "jira.example.com"}, True),
+    ],
+)  # fmt: skip
+def test_came_through_a_proxy(headers: dict[str, str], through: bool) -> None:
+    assert came_through_a_proxy(CIMultiDict(headers)) is through
