@@ -17,7 +17,6 @@ closed by one ``cleanup_ctx`` generator and kept under one AppKey.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -28,8 +27,10 @@ from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config, PagesConfig
 from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
+from .networks import Networks, parse_networks
 from .ops.accesslog import loggable_path, observed
 from .ops.requestid import HEADER as REQUEST_ID
+from .proxy.client import came_through_a_proxy
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def create_app(
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     # Answered here in every case, never forwarded: elsewhere (metrics.port) or off is a 404.
     served = config.metrics.enabled and not config.metrics.port
-    app.router.add_get(METRICS_PATH, metrics if served else no_metrics)
+    app.router.add_get(METRICS_PATH, _metrics(config, own_port=False) if served else no_metrics)
     # For sites that already run nginx, Traefik, Caddy or Envoy (proxy/forwardauth.py).
     app.router.add_route("*", HEALTH_PREFIX + "/auth", forward_auth)
     context = urlsplit(config.upstream.url).path.rstrip("/")
@@ -197,35 +198,41 @@ async def expect_forward(request: web.Request) -> web.StreamResponse | None:
 METRICS_PATH = HEALTH_PREFIX + "/metrics"
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Every worker's metrics, summed, for a peer in ``metrics.allow``."""
-    components = request.app[COMPONENTS]
-    if not metrics_allowed(request.remote, components.config.metrics.allow):
-        raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
-    body, content_type = components.metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+def _metrics(config: Config, *, own_port: bool) -> Handler:
+    """Every worker's metrics, summed, for a peer in ``metrics.allow``.
+
+    On the proxy's own port, never to a request that came through a front
+    proxy (``came_through_a_proxy``: it carries X-Forwarded-For or the like): a
+    front proxy on the host connects from loopback, which the default allow
+    list admits, on behalf of anyone.
+    ``metrics.port`` (``own_port``) is the monitoring port: its allow list alone decides.
+    """
+    allow: Networks = parse_networks(config.metrics.allow)
+
+    async def metrics(request: web.Request) -> web.Response:
+        components = request.app[COMPONENTS]
+        if not allow.holds(request.remote or "unknown"):
+            raise Forbidden("the metrics may be read only from the addresses in metrics.allow")
+        if not own_port and came_through_a_proxy(request.headers):
+            raise Forbidden(
+                "the metrics are not served through a front proxy; scrape the proxy's "
+                "port directly, or serve them on a port of their own (metrics.port)"
+            )
+        body, content_type = components.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return metrics
 
 
 async def no_metrics(request: web.Request) -> web.Response:
     raise NotFound("the metrics are not served on this port")
 
 
-def metrics_allowed(peer: str | None, allow: tuple[str, ...]) -> bool:
-    """Whether the connecting address may read the metrics (X-Forwarded-For never counts)."""
-    try:
-        address = ipaddress.ip_address(peer or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in ipaddress.ip_network(item, strict=False) for item in allow)
-
-
 def create_metrics_app(components: Components) -> web.Application:
     """The application of ``metrics.port``: the metrics and nothing else."""
     app = web.Application(middlewares=[errors_middleware])
     app[COMPONENTS] = components
-    app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get(METRICS_PATH, _metrics(components.config, own_port=True))
     return app
 
 

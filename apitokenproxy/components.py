@@ -30,6 +30,7 @@ from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
 from .config import Config
 from .live import ClientTimeouts
+from .networks import parse_networks
 from .notify.channel import Channel
 from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
@@ -37,7 +38,6 @@ from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
 from .ops.metrics import MeasuredStore, Metrics, Sources
 from .pages.site import Pages
-from .proxy.client import parse_networks
 from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
 from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder

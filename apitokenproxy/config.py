@@ -10,7 +10,6 @@ literal dollar sign.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 import typing
@@ -21,6 +20,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
+
+from .networks import parse_network
 
 Check = Callable[[Any], str | None]
 
@@ -80,7 +81,7 @@ def _networks(value: tuple[str, ...]) -> str | None:
     bad = []
     for item in value:
         try:
-            ipaddress.ip_network(item, strict=False)
+            parse_network(item)
         except ValueError:
             bad.append(item)
     return f"not IP networks: {', '.join(bad)}" if bad else None

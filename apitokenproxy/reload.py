@@ -24,7 +24,7 @@ from typing import Any
 
 from .components import Components
 from .config import Config, ConfigError, load_config
-from .proxy.client import parse_networks
+from .networks import parse_networks
 
 log = logging.getLogger("apitokenproxy")
 

@@ -5,7 +5,7 @@ proxy/   tokenapi/   pages/                           serve requests
 auth/                                                 decide who calls
 notify/                                               warn before expiry
 store/   ops/                                         remember, record
-errors.py   config.py   live.py                       shared by all
+errors.py   config.py   networks.py   live.py         shared by all
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "apitokenproxy"
 
 # What each part may import from the package, besides itself.
-SHARED = {"errors", "config", "live"}
+SHARED = {"errors", "config", "networks", "live"}
 ALLOWED = {
     "errors": set(),
-    "config": set(),
+    "networks": set(),
+    # Validates the networks it reads with the rule that will use them.
+    "config": {"networks"},
     # The settings a reload changes, in holders every layer reads.
     "live": {"config"},
     "store": SHARED,

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import Unauthorized
+from ..networks import inside
 from .credentials import (
     BasicCredentials,
     TokenAttempt,
@@ -36,7 +37,7 @@ from .credentials import (
     read_credentials,
     token_in,
 )
-from .grant import Grant, enforce, inside
+from .grant import Grant, enforce
 from .networks import AllowedNetworks
 from .verifier import TokenVerifier
 

@@ -20,17 +20,15 @@ says so in the expiry header.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import Forbidden, Unauthorized
+from ..networks import Networks, inside, parse_networks
 from ..store import TokenRecord
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Every token-authenticated answer through the proxy carries this, as GitHub's
@@ -63,7 +61,9 @@ class Grant:
     valid_until: int | None
     rotated: bool  # the secret presented is the one a rotation replaced
     read_only: bool
-    networks: tuple[Network, ...]
+    # Asked with ``inside``, not ``Networks.holds``: a grant per cached token
+    # remembering every address it was tried from would be unbounded in sum.
+    networks: Networks
     # Added to every upstream answer to a request made with this token.
     response_headers: tuple[tuple[str, str], ...]
     # Whether enforce() has anything to check: false for most tokens.
@@ -81,7 +81,7 @@ def grant_for(record: TokenRecord, *, rotated: bool = False) -> Grant:
             else min(valid_until, record.previous_until)
         )
     read_only = record.scope == "read"
-    networks = tuple(ipaddress.ip_network(n, strict=False) for n in record.allowed_networks)
+    networks = parse_networks(record.allowed_networks)
     return Grant(
         record=record,
         valid_until=valid_until,
@@ -120,13 +120,3 @@ def not_from_here(grant: Grant, client: str) -> NotFromHere | None:
         log.info("token %d refused from %s: reason=network", grant.record.id, client)
         return NotFromHere(REFUSED_MESSAGE, reason="network")
     return None
-
-
-def inside(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False  # "unknown" (a Unix socket peer) is never inside
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    return any(ip in network for network in networks)

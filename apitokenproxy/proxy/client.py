@@ -3,20 +3,23 @@
 A request's ``X-Forwarded-For``, ``-Proto`` and ``-Host`` are believed only
 when the peer that sent it is in ``proxy.trusted_proxies`` (a load balancer in
 front of the proxy). From anyone else they are replaced, so a client cannot
-choose the address that throttling and the upstream's logs see.
+choose the address that throttling and the upstream's logs see. Whether an
+address is a trusted proxy is the one membership rule (``apitokenproxy/networks.py``):
+``::ffff:10.0.0.5`` is trusted where ``10.0.0.5`` is.
+
+``came_through_a_proxy`` says whether a request was forwarded by a front
+proxy at all, for what must be asked of the proxy itself (the metrics).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..networks import Networks
 from .headers import list_items
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,6 @@ class ClientView:
     forwarded_for: str  # the X-Forwarded-For value to send upstream
 
 
-def parse_networks(items: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
-
-
-def _trusted(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
 def client_view(
     peer: str | None,
     headers: Mapping[str, str],
@@ -46,19 +37,19 @@ def client_view(
     *,
     scheme: str,
     host: str,
-    trusted: tuple[Network, ...],
+    trusted: Networks,
 ) -> ClientView:
     """Decide the client's address, scheme and host from the peer and its headers.
 
     ``forwarded_for_values`` is every X-Forwarded-For header of the request.
     """
     peer = peer or "unknown"
-    if not trusted or not _trusted(peer, trusted):
+    if not trusted or not trusted.holds(peer):
         return ClientView(peer, scheme, host, peer)
     chain = list_items(forwarded_for_values)
     # The rightmost address not one of our own proxies is the first one we can
     # trust to be real; anything left of it may be invented by the client.
-    address = next((hop for hop in reversed(chain) if not _trusted(hop, trusted)), None)
+    address = next((hop for hop in reversed(chain) if not trusted.holds(hop)), None)
     if address is None:
         address = chain[0] if chain else peer
     proto = next(iter(list_items((headers.get("X-Forwarded-Proto", ""),))), "").lower()
@@ -74,7 +65,7 @@ def client_view(
 _VIEW: web.RequestKey[ClientView] = web.RequestKey("client_view", ClientView)
 
 
-def client_of(request: web.Request, trusted: tuple[Network, ...]) -> ClientView:
+def client_of(request: web.Request, trusted: Networks) -> ClientView:
     """The request's ClientView, decided once per request."""
     view = request.get(_VIEW)
     if view is None:
@@ -90,3 +81,28 @@ def client_of(request: web.Request, trusted: tuple[Network, ...]) -> ClientView:
         )
         request[_VIEW] = view
     return view
+
+
+# What front proxies add to what they forward (RFC 7239, RFC 9110 §7.6.3, the de facto
+# X-Forwarded-* and nginx's X-Real-IP); a client of the proxy itself sends none.
+FORWARDING_HEADERS = (
+    "Forwarded",
+    "Via",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+)
+
+
+def came_through_a_proxy(headers: Mapping[str, str]) -> bool:
+    """Whether a request carries a header that front proxies add.
+
+    Not whether its peer is a trusted proxy: a front proxy on the host shares
+    the host's addresses with a client there (Prometheus), so its address
+    cannot tell the two apart, and what it forwards always carries
+    ``X-Forwarded-For`` if its client's address is to be believed. A front
+    proxy that adds none of these looks like a client on its host; what must
+    not be served through one has a port of its own too (``metrics.port``).
+    """
+    return any(name in headers for name in FORWARDING_HEADERS)

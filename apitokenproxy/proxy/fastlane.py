@@ -38,12 +38,13 @@ from multidict import CIMultiDict
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
 from ..live import ClientTimeouts
+from ..networks import Networks
 from ..ops.accesslog import AccessLog, loggable_path
 from ..ops.metrics import Metrics
 from ..ops.requestid import HEADER as REQUEST_ID
 from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import new_request_id, request_id
-from .client import ClientView, Network, client_view
+from .client import ClientView, client_view
 from .framing import (
     CHUNKED,
     LAST_CHUNK,
@@ -89,7 +90,7 @@ class FastLane:
         gate: Gate,
         injection: Injection,
         pool: UpstreamPool,
-        trusted: tuple[Network, ...],
+        trusted: Networks,
         served_here: Callable[[str], bool],
         timeouts: ClientTimeouts,
         access_log: AccessLog,
@@ -404,7 +405,9 @@ class FrontConnection(asyncio.Protocol):
             # of a connection that keeps its Host.
             view = self._view_cache
             if view is None or view.host != host:
-                view = client_view(self._peer, {}, (), scheme=self._scheme, host=host, trusted=())
+                view = client_view(
+                    self._peer, {}, (), scheme=self._scheme, host=host, trusted=trusted
+                )
                 self._view_cache = view
             return view
         multi = CIMultiDict(headers)

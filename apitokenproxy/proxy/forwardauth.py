@@ -42,7 +42,8 @@ from ..auth.credentials import password_in_query
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
 from ..errors import Forbidden
-from .client import Network, client_of
+from ..networks import Networks
+from .client import client_of
 from .forwarder import admit
 from .headers import Injection
 
@@ -65,7 +66,7 @@ UNSAID_TARGET = (
 
 
 class ForwardAuth:
-    def __init__(self, gate: Gate, injection: Injection, trusted: tuple[Network, ...]) -> None:
+    def __init__(self, gate: Gate, injection: Injection, trusted: Networks) -> None:
         self._gate = gate
         self._injection = injection
         self.trusted = trusted

@@ -38,8 +38,9 @@ from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import BadRequest, ClientTooSlow, PayloadTooLarge, ProxyError, error_response
 from ..live import ClientTimeouts
+from ..networks import Networks
 from ..ops.accesslog import loggable_path, observed
-from .client import ClientView, Network, client_of
+from .client import ClientView, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
 from .pacing import PacedBody
@@ -74,7 +75,7 @@ class Forwarder:
         gate: Gate,
         injection: Injection,
         config: Config,
-        trusted: tuple[Network, ...],
+        trusted: Networks,
         timeouts: ClientTimeouts,
     ) -> None:
         self.trusted = trusted

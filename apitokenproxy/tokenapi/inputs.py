@@ -7,7 +7,6 @@ are ignored, and whole numbers may come as strings (``"12"``).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..networks import parse_network
 from ..store.audit import AuditQuery
 from ..store.base import SCOPES
 from .paging import MAX_LIMIT
@@ -119,7 +119,8 @@ def parse_scope(value: Any) -> str:
 
 def parse_networks(value: Any) -> tuple[str, ...]:
     """``allowedAddresses``: IPv4 and IPv6 networks in CIDR notation (a bare address is a
-    network of one), canonical and without repeats; an empty list means anywhere."""
+    network of one), canonical (``apitokenproxy/networks.py``: an IPv4-mapped IPv6 network in
+    its IPv4 form, no zone, no host bits) and without repeats; an empty list means anywhere."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise BadRequest('allowedAddresses must be a list of IP networks such as "10.1.0.0/16"')
     if len(value) > MAX_NETWORKS:
@@ -127,7 +128,7 @@ def parse_networks(value: Any) -> tuple[str, ...]:
     networks: list[str] = []
     for item in value:
         try:
-            network = str(ipaddress.ip_network(item.strip(), strict=False))
+            network = str(parse_network(item))
         except ValueError as exc:
             raise BadRequest(f"allowedAddresses: {item!r} is not an IP network") from exc
         if network not in networks:

@@ -24,8 +24,9 @@ from ..auth.csrf import XSRF_HEADER, csrf_refusal
 from ..auth.grant import ScopeRefused
 from ..errors import Forbidden, PayloadTooLarge
 from ..live import ClientTimeouts
+from ..networks import Networks
 from ..ops.accesslog import observed
-from ..proxy.client import Network, client_of
+from ..proxy.client import client_of
 from ..proxy.pacing import PacedBody
 from .inputs import (
     parse_audit_query,
@@ -82,7 +83,7 @@ class TokenApi:
 
     service: TokenService
     authenticator: Authenticator
-    trusted: tuple[Network, ...]
+    trusted: Networks
     context_path: str
     public_url: str  # empty: taken from each request
     timeouts: ClientTimeouts  # live: a body's pace (proxy/pacing.py)

@@ -11,8 +11,8 @@ from apitokenproxy.auth.grant import (
     enforce,
     expiry_value,
     grant_for,
-    inside,
 )
+from apitokenproxy.networks import inside
 from apitokenproxy.store import TokenRecord
 
 from ..conftest import START_MS

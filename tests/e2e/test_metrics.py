@@ -1,5 +1,6 @@
 """The metrics endpoint end to end: on both lanes and stores, the counters move by exactly
-what was served; who may read them; and two worker processes sum to one answer."""
+what was served; who may read them, directly and behind a real nginx; and two worker
+processes sum to one answer."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from apitokenproxy.app import COMPONENTS
 from apitokenproxy.auth.tokens import format_token
 
-from ..conftest import MakeWorld, World
+from ..conftest import MakeLive, MakeWorld, World
 from ..fakes import basic, bearer
+from ..peers.nginx import running_nginx
 from ..processes import free_port, serve_config, start, stop, wait_for
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -162,6 +164,83 @@ async def test_a_separate_metrics_port(make_world: MakeWorld) -> None:
         assert "apitokenproxy_requests_total" in await resp.text()
         async with http.get(f"http://127.0.0.1:{port}{ISSUE}") as other:
             assert other.status == 404  # the metrics and nothing else
+
+
+# nginx on the same host as the proxy: as it usually is configured, and bare.
+FRONT = """
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{proxy};
+{headers}
+        }}
+    }}
+"""
+FORWARDING = """
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;"""
+
+
+async def read_metrics(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(url + METRICS) as resp:
+        return resp.status, await resp.text()
+
+
+@pytest.mark.slow  # a real nginx
+@pytest.mark.parametrize(
+    ("headers", "trusted"),
+    [
+        (FORWARDING, ["127.0.0.1/32"]),  # docs/observability.md's setup
+        (FORWARDING, []),  # not a trusted proxy: its headers tell all the same
+        ("            proxy_set_header X-Real-IP $remote_addr;", []),
+    ],
+    ids=["trusted", "untrusted", "x-real-ip"],
+)
+async def test_a_client_through_a_front_proxy_on_loopback_cannot_read_them(
+    make_live: MakeLive, tmp_path: Path, headers: str, trusted: list[str]
+) -> None:
+    """The front proxy connects from loopback, which metrics.allow admits by default:
+    what it forwards for a public client is still refused, with a pointer to
+    metrics.port; Prometheus on the host, scraping the port itself, is answered."""
+    live = await make_live({"proxy": {"trusted_proxies": trusted}})
+    port = free_port()
+    site = FRONT.format(port=port, proxy=live.port, headers=headers)
+    with running_nginx(tmp_path / "nginx", site):
+        status, body = await read_metrics(f"http://127.0.0.1:{port}")
+        assert status == 403, body
+        assert json.loads(body)["error"] == "forbidden"
+        assert "metrics.port" in json.loads(body)["message"]
+        assert "apitokenproxy_requests_total" not in body
+        # The data path through nginx is served as before.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}{ISSUE}") as resp,
+        ):
+            assert resp.status == 200
+    status, body = await read_metrics(f"http://127.0.0.1:{live.port}")
+    assert status == 200
+    assert "apitokenproxy_requests_total" in body
+
+
+@pytest.mark.slow  # a real nginx
+async def test_behind_a_front_proxy_the_metrics_port_serves_them(
+    make_live: MakeLive, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    live = await make_live(
+        {"proxy": {"trusted_proxies": ["127.0.0.1/32"]}, "metrics": {"port": metrics_port}}
+    )
+    port = free_port()
+    with running_nginx(
+        tmp_path / "nginx", FRONT.format(port=port, proxy=live.port, headers=FORWARDING)
+    ):
+        status, body = await read_metrics(f"http://127.0.0.1:{port}")
+        assert status == 404, body  # not on the proxy's port at all
+    status, body = await read_metrics(f"http://127.0.0.1:{metrics_port}")
+    assert status == 200
+    assert "apitokenproxy_requests_total" in body
 
 
 @pytest.mark.slow  # real processes

@@ -35,6 +35,9 @@ from apitokenproxy.tokenapi.service import CreateRequest, PolicyChange
         ([" 2001:DB8::/32 "], ("2001:db8::/32",)),
         (["::1"], ("::1/128",)),
         (["10.0.0.0/8", "10.0.0.0/8", "10.9.9.9/8"], ("10.0.0.0/8",)),
+        # apitokenproxy/networks.py's form: mapped IPv6 as IPv4, no zone.
+        (["::ffff:10.0.0.0/104", "10.0.0.0/8"], ("10.0.0.0/8",)),
+        (["fe80::%eth0/10"], ("fe80::/10",)),
     ],
 )
 def test_networks_are_canonical(value: Any, expected: tuple[str, ...]) -> None:
