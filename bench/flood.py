@@ -4,7 +4,7 @@
     sudo apt-get install nginx
     pip install .
     python bench/flood.py [--seconds 30] [--shape mix] [--sources 64] [--connections 4]
-                          [--uses 50] [--every 0.5] [--warmup 2] [--flooders 1]
+                          [--uses 50] [--every 0.5] [--warmup 4] [--flooders 1]
 
 Issue 18, item 11: a cheap flood of well-formed bad tokens must not starve
 the checks of good ones. Everything runs on this machine, on loopback:
@@ -248,7 +248,7 @@ def main() -> int:
     parser.add_argument("--uses", type=int, default=50, help="valid first uses (default 50)")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between them (0.5)")
     parser.add_argument(
-        "--warmup", type=float, default=2, help="flood seconds before the first use (default 2)"
+        "--warmup", type=float, default=4, help="flood seconds before the first use (default 4)"
     )
     parser.add_argument(
         "--flooders", type=int, default=1, help="flood processes, sharing the addresses (1)"
