@@ -165,6 +165,8 @@ class Components:
                     size=config.auth.token_cache_size,
                 ),
                 owner_of=owner_of,
+                # Suspect sources share at most half the argon2 threads (one at least).
+                suspect_checks=max(1, config.auth.hash_workers // 2),
             )
             networks = AllowedNetworks(config.auth.allowed_networks)
             authenticator = Authenticator(

@@ -46,6 +46,9 @@ class TTLCache(Generic[K, V]):
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
 
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
     def discard_where(self, predicate: Callable[[V], bool]) -> int:
         doomed = [k for k, (_, v) in self._entries.items() if predicate(v)]
         for key in doomed:

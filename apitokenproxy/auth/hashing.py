@@ -9,8 +9,11 @@ each hash, so raising them later only affects new tokens.
 
 argon2-cffi releases the GIL while hashing, so a small thread pool runs the
 work beside the event loop. At most ``max_pending`` verifications may wait for
-it; beyond that ``Busy`` is raised at once, so a flood of well-formed but wrong
-tokens costs the attacker a quick 503 and the loop keeps serving everyone else.
+it; beyond that ``Busy`` is raised at once, so an overload costs a quick 503
+and the loop keeps serving everyone else. Which checks get here at all, and
+how many from sources that keep failing, is the verifier's decision
+(``verifier.TokenVerifier``, ``throttle.Lanes``): a flood of bad tokens must
+not fill these places for the first uses of good ones.
 """
 
 from __future__ import annotations

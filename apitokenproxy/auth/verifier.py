@@ -12,6 +12,18 @@ grace ends. The cache never stretches that: a cached grant carries its own
 deadline, checked against the clock on every use, and a rotation drops the
 token's grants here at once and in every other process within a second
 (``TokenStore.watch``), so the new secret is checked against the store.
+
+Argon2 is spent only where nothing cheaper can decide, so that a flood of
+bad tokens cannot buy it at will; what must not leak is the secret, and
+whether a token an attacker holds is good. A malformed token or a bad
+checksum reveals nothing (the format and the CRC are public), nor does an id
+no token has (ids are sequential, not secret): both are refused without
+argon2. A token used from outside its row's allowed networks is refused after
+reading the row, whatever its secret and whether its grant is cached, so the
+time says nothing about the secret. A secret that earlier checks settled as
+wrong (``known.KnownSecrets``) is refused without argon2 too. Only then does
+argon2 judge, and a suspect source (one that failed lately) waits for it in
+its own lane (``throttle.Lanes``).
 """
 
 from __future__ import annotations
@@ -20,8 +32,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from ..errors import ProxyError, Unauthorized
@@ -32,8 +43,9 @@ from .emails import OwnerEmails, could_be_email
 from .grant import REFUSED_MESSAGE, Grant, NotFromHere, grant_for, not_from_here
 from .hashing import SecretHasher
 from .identity import User
-from .throttle import FailureThrottle, Turns, throttle_keys, too_many, user_key
-from .tokens import MalformedToken, parse_token
+from .known import KnownSecrets, replaced_in_grace
+from .throttle import FailureThrottle, Lanes, throttle_keys, too_many, user_key
+from .tokens import MalformedToken, ParsedToken, parse_token
 
 Clock = Callable[[], int]
 # The token owner as the upstream knows the owner's key now; None when it knows no such key.
@@ -86,14 +98,17 @@ class TokenVerifier:
 
     Throttling never refuses a correct token. A verified token in the cache is
     accepted without looking at the throttle; any other is verified before the
-    throttle decides anything, and only a failure becomes a 429. Guessing stays
-    bounded because a throttled address or user name gets one argon2 check at
-    a time (``Turns``), on top of the hasher's global bound (503 ``Busy``).
+    throttle decides anything, and only a failure becomes a 429. The argon2
+    work a source can cause stays bounded: an address or user name gets one
+    argon2 check at a time, and suspect ones (that failed within the window)
+    all share ``suspect_checks`` of them (``Lanes``), on top of the hasher's
+    global bound (503 ``Busy``), which they therefore never fill for everyone
+    else.
 
-    Concurrent checks of one token share a single store query and argon2
-    verification (a flight, keyed by the token's digest), so a crowd of first
-    uses costs one check; each request still applies its own acceptance
-    rules and counts its own failures.
+    Concurrent checks of one token share a single argon2 verification (a
+    flight, keyed by the token's digest), so a crowd of first uses costs one
+    check; each request still reads the row, applies its own acceptance rules
+    and counts its own failures.
     """
 
     def __init__(
@@ -108,6 +123,7 @@ class TokenVerifier:
         cache_size: int,
         emails: OwnerEmails | None = None,
         owner_of: OwnerOf | None = None,
+        suspect_checks: int = 1,
     ) -> None:
         self._throttle = throttle
         self._emails = emails
@@ -118,12 +134,12 @@ class TokenVerifier:
         self._clock = clock
         self._digest = KeyedDigest()
         self._cache: TTLCache[bytes, Grant] = TTLCache(cache_size, cache_seconds)
-        self._turns = Turns()
+        self._known = KnownSecrets(cache_size, cache_seconds)
+        self._lanes = Lanes(throttle, suspect_checks)
         self._flights: dict[bytes, asyncio.Task[Grant]] = {}
         # Bumped by every revocation: a check that began before one may have
         # read a token since deleted, so its answer is not cached.
         self._epoch = 0
-        self._dummy_hash: str | None = None
         self._revoked_ids: dict[int, None] = {}  # insertion-ordered: the oldest go first
         # Verified-cache lookups answered, and those that had to ask the store (metrics).
         self.hits = 0
@@ -172,8 +188,9 @@ class TokenVerifier:
         ``username`` (from Basic auth) must be the owner's name or e-mail
         address (as the upstream reports it), ignoring case.
         ``client`` is the caller's address, for throttling, the token's
-        allowed networks (NotFromHere, answered like a bad token, in a bad
-        token's time) and ``lastAccessedFrom``. Every use is recorded for
+        allowed networks (NotFromHere, answered like a bad token, in the time
+        any secret for that token takes from there: one store read) and
+        ``lastAccessedFrom``. Every use is recorded for
         ``lastAccessed``, every failure counted against the address and the
         user name; a failure while either is throttled is TooManyRequests,
         never a good token. ``digest`` is ``digest(token)`` if the caller has it already.
@@ -182,19 +199,19 @@ class TokenVerifier:
         digest = digest or self._digest(token)
         try:
             grant = self._cache.get(digest)
+            cached = grant is not None
             if grant is None:
                 self.misses += 1
-                grant = await self._check(token, digest, username, self._throttled(keys))
-                checked = True
+                grant = await self._check(token, digest, username, client, keys)
             else:
                 self.hits += 1
-                checked = False
             refused = None if client is None else not_from_here(grant, client)
             if refused is not None:
-                if not checked:
-                    # A cached token costs no argon2: spend a bad token's, so a stolen
-                    # token tried from elsewhere does not learn from the timing that it is good.
-                    await self._hasher.verify(await self._dummy(), token)
+                if cached:
+                    # Read the row, as the refusal of any other secret from here
+                    # does (``_check``): a stolen token tried from elsewhere must
+                    # not learn from the timing that it is good.
+                    await self._store.get(grant.record.id)
                 raise refused
             email = self._email_for(grant, username)
             if email is None:
@@ -239,40 +256,79 @@ class TokenVerifier:
         return problem
 
     async def _check(
-        self, token: str, digest: bytes, username: str | None, throttled: Mapping[str, int]
+        self,
+        token: str,
+        digest: bytes,
+        username: str | None,
+        client: str | None,
+        keys: list[str],
     ) -> Grant:
-        """Verify a token that is not in the cache.
+        """Verify a token that is not in the cache, with argon2 only if nothing else can.
 
-        A check of the same token already under way is joined: it costs
-        nothing more. Otherwise each throttled key waits for its turn, so it
-        never has more than one argon2 verification in flight.
+        Refused without argon2, in this order: a malformed token or a bad
+        checksum; an id no token has (one store read); while ``username`` is
+        throttled, a token that cannot be that user's; a use from outside the
+        row's allowed networks, whatever the secret; a secret this worker has
+        settled as wrong for the row. Then a check of the same token already
+        under way is joined, at no cost. Otherwise the request waits for its
+        lane (``Lanes``: its keys' turns, and a shared place if one of them
+        is suspect), asks again what the row and the checks before it have
+        settled (reading the row again if a revocation came meanwhile), and
+        one flight runs argon2. The lane is held as long as the check runs,
+        even if this request stops waiting (a client that hangs up cannot
+        start a second).
         """
-        if username and user_key(username) in throttled:
-            await self._guard(token, username)
+        try:
+            parsed = parse_token(token)
+        except MalformedToken as exc:
+            raise malformed(exc) from exc
+        epoch = self._epoch  # a revocation from here on: what this check learns is not kept
+        record = await self._row(parsed.token_id)
+        if username and user_key(username) in self._throttled(keys):
+            await self._guard(record, username)
+        self._refuse_settled(record, digest, client)
         flight = self._flights.get(digest)
         if flight is None:
-            end_turns = await self._turns.take(throttled)
-            grant = self._cache.get(digest)  # verified by a check that had the turn before
+            end_lane = await self._lanes.take(keys)
+            try:
+                if self._epoch != epoch:
+                    # Revoked or changed while this waited: read the row afresh.
+                    epoch = self._epoch
+                    record = await self._row(parsed.token_id)
+                # Settled by a check that had the lane before: verified, or refused.
+                grant = self._cache.get(digest)
+                if grant is None:
+                    self._refuse_settled(record, digest, client)
+            except BaseException:
+                end_lane()
+                raise
             if grant is not None:
-                end_turns()
+                end_lane()
                 return grant
-            flight = self._flights.get(digest) or self._launch(token, digest)
-            # The turn lasts as long as the check, even if this request stops
-            # waiting for it (a client that hangs up cannot start a second).
-            flight.add_done_callback(lambda _: end_turns())
+            flight = self._flights.get(digest) or self._launch(parsed, record, digest, epoch, keys)
+            flight.add_done_callback(lambda _: end_lane())
         # Shielded: one waiter giving up must not cancel the others' check.
         return await asyncio.shield(flight)
 
-    async def _guard(self, token: str, username: str) -> None:
-        """While ``username`` is throttled, only a token of that user's is worth
-        argon2's time: refuse anything else at once (it is counted as a failure)."""
-        try:
-            token_id = parse_token(token).token_id
-        except MalformedToken as exc:
-            raise malformed(exc) from exc
+    async def _row(self, token_id: int) -> TokenRecord:
         record = await self._store.get(token_id)
         if record is None:
             raise self._unknown(token_id)
+        return record
+
+    def _refuse_settled(self, record: TokenRecord, digest: bytes, client: str | None) -> None:
+        """Raise if the row decides without argon2: a use from outside its allowed
+        networks (whatever the secret), or a secret settled as wrong (``KnownSecrets``)."""
+        if client is not None and record.allowed_networks:
+            refused = not_from_here(grant_for(record), client)
+            if refused is not None:
+                raise refused
+        if self._known.wrong(record, digest, self._clock()):
+            raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
+
+    async def _guard(self, record: TokenRecord, username: str) -> None:
+        """While ``username`` is throttled, only a token of that user's is worth
+        argon2's time: refuse anything else at once (it is counted as a failure)."""
         if record.owner_name.casefold() == username.casefold():
             return
         if (
@@ -283,8 +339,10 @@ class TokenVerifier:
             return  # the owner's e-mail address, as the upstream reports it
         raise InvalidToken("the token is unknown or not the named user's", reason="wrong_owner")
 
-    def _launch(self, token: str, digest: bytes) -> asyncio.Task[Grant]:
-        flight = asyncio.create_task(self._verify_uncached(token, digest, self._epoch))
+    def _launch(
+        self, parsed: ParsedToken, record: TokenRecord, digest: bytes, epoch: int, keys: list[str]
+    ) -> asyncio.Task[Grant]:
+        flight = asyncio.create_task(self._verify_uncached(parsed, record, digest, epoch, keys))
         self._flights[digest] = flight
         flight.add_done_callback(functools.partial(self._landed, digest))
         return flight
@@ -296,31 +354,26 @@ class TokenVerifier:
             # Every waiter may have given up; the outcome is theirs, not the loop's to report.
             flight.exception()
 
-    async def _verify_uncached(self, token: str, digest: bytes, epoch: int) -> Grant:
-        """Check a token against the store, and cache its grant if it is good."""
-        try:
-            parsed = parse_token(token)
-        except MalformedToken as exc:
-            # Same argon2 time as any other refusal: the answer's timing tells
-            # nothing, not even whether the checksum held.
-            await self._hasher.verify(await self._dummy(), token)
-            raise malformed(exc) from exc
-        record = await self._store.get(parsed.token_id)
-        if record is None:
-            # Spend the same argon2 time as for a real id, so response times
-            # do not tell which token ids exist.
-            await self._hasher.verify(await self._dummy(), parsed.secret)
-            raise self._unknown(parsed.token_id)
+    async def _verify_uncached(
+        self, parsed: ParsedToken, record: TokenRecord, digest: bytes, epoch: int, keys: list[str]
+    ) -> Grant:
+        """Check a token's secret against its row with argon2, and remember the verdict:
+        the grant of a good token in the cache, the fact in ``KnownSecrets``. A refusal
+        makes the launcher's ``keys`` suspect before its lane ends, so the check that
+        waited for their turn already goes to the suspect lane."""
+        now = self._clock()
+        previous = replaced_in_grace(record, now)
         if await self._hasher.verify(record.secret_hash, parsed.secret):
             grant = grant_for(record)
-        elif (
-            record.previous_hash is not None
-            and record.previous_until is not None
-            and self._clock() < record.previous_until
-            and await self._hasher.verify(record.previous_hash, parsed.secret)
-        ):
+            if epoch == self._epoch:
+                self._known.verified(record, digest)
+        elif previous is not None and await self._hasher.verify(previous, parsed.secret):
             grant = grant_for(record, rotated=True)
         else:
+            if epoch == self._epoch:
+                self._known.refused(record, digest, now)
+            for key in keys:
+                self._throttle.mark_suspect(key)
             raise InvalidToken(REFUSED_MESSAGE, reason="unknown")
         owner = await self._current_owner(record)
         if owner is not record:
@@ -368,13 +421,9 @@ class TokenVerifier:
             REFUSED_MESSAGE, reason="revoked" if token_id in self._revoked_ids else "unknown"
         )
 
-    async def _dummy(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = await self._hasher.hash(secrets.token_urlsafe(24))
-        return self._dummy_hash
-
     def forget(self, token_ids: Iterable[int]) -> None:
-        """Drop revoked, rotated or changed tokens from the cache at once.
+        """Drop revoked, rotated or changed tokens from the cache, and what is known
+        of their secrets, at once.
 
         Their pending ``lastAccessed`` times stay: a rotated or narrowed token
         still exists, and for a deleted one the write finds no row."""
@@ -385,10 +434,12 @@ class TokenVerifier:
             del self._revoked_ids[next(iter(self._revoked_ids))]
         if doomed:
             self._cache.discard_where(lambda grant: grant.record.id in doomed)
+            self._known.forget(doomed)
             self._revoked()
 
     def forget_all(self) -> None:
         self._cache.clear()
+        self._known.clear()
         self._revoked()
 
     def _revoked(self) -> None:

@@ -581,8 +581,9 @@ async def test_a_token_outside_its_addresses_is_refused_in_a_bad_tokens_time(
 ) -> None:
     """docs/token-policy.md: a use from another address "is refused like a bad token
     ... so a stolen token tried from elsewhere does not learn that it is good". The
-    refusal's timing must not tell either: a bad token costs an argon2 check every
-    time, so a good token's refusal must not come from the cache in a fraction of it."""
+    refusal's timing must not tell either: from outside its addresses any secret for
+    the token costs the same (one read of its row, no argon2), so a good token's
+    refusal must not come from the cache in a fraction of that."""
     # Throttling out of the way: only the time of each refusal is compared.
     live = await make_live({"auth": {"throttle": {"max_failures": 1000}}})
     body = b'{"tokenDescription": "ci", "allowedAddresses": ["10.0.0.0/8"]}'
