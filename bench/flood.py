@@ -60,7 +60,7 @@ from apitokenproxy.store import NewToken, opened
 from apitokenproxy.store.audit import Action, How
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import free, jira_upstream, running
+from run import free, jira_upstream, running, write_nginx_config
 
 PORTS = {"upstream": 18180, "proxy": 18183}
 # bench/run.py's upstream answers the owner lookup (/rest/api/2/user) with this user.
@@ -266,19 +266,7 @@ def main() -> int:
         free(port)
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-flood-"))
-    tmp.chmod(0o755)  # nginx workers run unprivileged and must read the answers
-    (tmp / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-error_log {tmp}/nginx-error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    default_type application/json;
-{jira_upstream(tmp, PORTS["upstream"])}
-}}
-""")
+    write_nginx_config(tmp, jira_upstream(tmp, PORTS["upstream"]))
     store_url = f"sqlite:///{tmp}/tokens.db"
     # The defaults are what users run, so nothing but the addresses is set.
     (tmp / "proxy.yaml").write_text(f"""

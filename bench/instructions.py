@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import jira_upstream, token_auth, wait_for_port  # bench/ holds scripts
+from run import jira_upstream, token_auth, wait_for_port, write_nginx_config  # bench/ holds scripts
 
 UPSTREAM, PROXY = 18090, 18091
 PATH = "/rest/api/2/user?username=alice"
@@ -106,19 +106,7 @@ def main() -> None:
         sys.exit(f"missing: {', '.join(missing)} (apt-get install nginx valgrind)")
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-instructions-"))
-    tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
-    (tmp / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-error_log {tmp}/nginx-error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    default_type application/json;
-{jira_upstream(tmp, UPSTREAM)}
-}}
-""")
+    write_nginx_config(tmp, jira_upstream(tmp, UPSTREAM), connections=1024)
     config = tmp / "proxy.yaml"
     config.write_text(f"""
 listen: {{host: 127.0.0.1, port: {PROXY}, workers: 1}}

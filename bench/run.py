@@ -144,6 +144,26 @@ def jira_upstream(tmp: Path, port: int) -> str:
     }}"""
 
 
+def write_nginx_config(tmp: Path, servers: str, *, connections: int = 4096) -> Path:
+    """An nginx.conf in ``tmp`` (one worker, in the foreground, no access log) whose
+    http block holds ``servers``; returns its path."""
+    tmp.chmod(0o755)  # nginx workers run unprivileged and must read the answers
+    path = tmp / "nginx.conf"
+    path.write_text(f"""
+worker_processes 1;
+daemon off;
+error_log {tmp}/nginx-error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    default_type application/json;
+{servers}
+}}
+""")
+    return path
+
+
 def free(port: int) -> None:
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -386,16 +406,9 @@ def main() -> None:
         free(port)
 
     tmp = Path(tempfile.mkdtemp(prefix="apitokenproxy-bench-"))
-    tmp.chmod(0o755)  # nginx workers run unprivileged and must read the body
-    (tmp / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-error_log {tmp}/nginx-error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    default_type application/json;
+    write_nginx_config(
+        tmp,
+        f"""
     upstream jira {{ server 127.0.0.1:{PORTS["upstream"]}; keepalive 128; }}
 {jira_upstream(tmp, PORTS["upstream"])}
     server {{
@@ -431,9 +444,8 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}
-}}
-""")
+    }}""",
+    )
     bcrypt_hash = subprocess.run(
         ["caddy", "hash-password", "--plaintext", PASSWORD],
         capture_output=True,

@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import free, wait_for_port  # bench/ holds scripts
+from run import free, running  # bench/ holds scripts
 
 UPSTREAM, PROXY = 18190, 18191
 ATTACKER, USER = "127.0.1.1", "127.0.2.1"
@@ -189,17 +188,12 @@ def main() -> None:
             f"store: {{url: 'sqlite:///{tmp / 'tokens.db'}'}}\n"
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with contextlib.ExitStack() as stack:
-            for cmd, port, log in (
-                ([sys.executable, __file__, "--serve-upstream", str(UPSTREAM)], UPSTREAM, "up"),
-                ([sys.executable, "-m", "apitokenproxy", "serve", "-c", str(config)], PROXY, "px"),
-            ):
-                out = stack.enter_context((tmp / f"{log}.log").open("wb"))
-                proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                )
-                stack.callback(_stop, proc)
-                wait_for_port(port)
+        upstream = [sys.executable, __file__, "--serve-upstream", str(UPSTREAM)]
+        proxy = [sys.executable, "-m", "apitokenproxy", "serve", "-c", str(config)]
+        with (
+            running(upstream, UPSTREAM, tmp / "upstream.log", env),
+            running(proxy, PROXY, tmp / "proxy.log", env),
+        ):
             made = subprocess.run(
                 [sys.executable, "-m", "apitokenproxy", "tokens", "create", "-c", str(config),
                  "--user-key", "JIRAUSER10100", "--user-name", "alice", "--description", "bench"],
@@ -215,15 +209,6 @@ def main() -> None:
         ]
         if failed:
             sys.exit(f"valid requests refused while the uploads ran: {', '.join(failed)}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

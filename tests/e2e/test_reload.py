@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ..connections import closes_within
 from ..processes import serve_config, start, stop, wait_for
 
 pytestmark = pytest.mark.slow  # real processes
@@ -18,19 +19,6 @@ BEFORE = {"header_timeout_seconds": 30, "keepalive_timeout_seconds": 75}
 AFTER = {"header_timeout_seconds": 1, "keepalive_timeout_seconds": 1}
 # Far longer than the new timeouts, far shorter than the old ones.
 WITHIN = 10.0
-
-
-async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
-    """Whether the proxy closes the connection (after any answer) within ``seconds``."""
-    try:
-        async with asyncio.timeout(seconds):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        pass
-    return True
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "aiohttp"])
@@ -67,7 +55,7 @@ async def test_sighup_changes_the_client_timeouts_of_both_lanes(
             assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
             served.append((path, reader, writer))
         results = await asyncio.gather(
-            closed_within(slow, WITHIN), *(closed_within(r, WITHIN) for _, r, _ in served)
+            closes_within(slow, WITHIN), *(closes_within(r, WITHIN) for _, r, _ in served)
         )
         assert results == [True, True, True], list(
             zip(["incomplete head", *(p for p, _, _ in served)], results, strict=True)

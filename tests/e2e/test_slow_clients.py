@@ -15,6 +15,7 @@ from apitokenproxy.app import COMPONENTS
 from apitokenproxy.proxy.upstream import UpstreamPool
 
 from ..conftest import Live, MakeLive
+from ..connections import closes_within
 from ..fakes import basic, bearer
 
 API = "/rest/de.resolution.apitokenauth/latest"
@@ -187,17 +188,4 @@ async def test_an_answer_nobody_reads_frees_its_connection(make_live: MakeLive) 
         await until(lambda: pool(live).in_use == 1, "the download under way")
         await until(lambda: pool(live).in_use == 0, "the download's connection freed")
         # And the client's connection is cut: what it finally reads ends, incomplete.
-        assert await cut(reader)
-
-
-async def cut(reader: asyncio.StreamReader) -> bool:
-    """Whether the connection ends (once what was sent is read) within PATIENCE."""
-    try:
-        async with asyncio.timeout(PATIENCE):
-            while await reader.read(1 << 20):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        pass
-    return True
+        assert await closes_within(reader, PATIENCE)

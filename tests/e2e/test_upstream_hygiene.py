@@ -25,6 +25,7 @@ from typing import Any
 import h11
 import pytest
 
+from ..connections import closes_within
 from ..rawupstream import (
     LATE_DELAY,
     RawUpstream,
@@ -110,15 +111,7 @@ class Client:
 
     async def closed(self, seconds: float = WAIT) -> bool:
         """Whether the proxy closes this connection within ``seconds`` (whatever else arrives)."""
-        try:
-            async with asyncio.timeout(seconds):
-                while await self._reader.read(65536):
-                    pass
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            pass
-        return True
+        return await closes_within(self._reader, seconds)
 
     async def close(self) -> None:
         self._writer.close()
