@@ -79,7 +79,7 @@ def request_head(
 ) -> bytes:
     """The head of the request sent upstream.
 
-    ``headers`` come from ``headers.for_upstream``, which has dropped every
+    ``headers`` come from ``headers.Injection.rewrite``, which has dropped every
     framing header the client sent, in any spelling; ``body_length`` is the
     exact body size the proxy will send, or None for a body of unknown
     length, which the proxy then chunks itself.

@@ -118,30 +118,18 @@ def end_to_end(headers: Sequence[tuple[str, str]], drop: frozenset[str] = frozen
 _GONE: dict[frozenset[str], frozenset[str]] = {}
 
 
-def for_upstream(
-    headers: Sequence[tuple[str, str]],
-    *,
-    identity_headers: Iterable[str],
-    inject: Sequence[tuple[str, str]],
-    strip_authorization: bool,
-) -> Headers:
-    """The request headers to send upstream.
+def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -> frozenset[str]:
+    """The names ``Injection.rewrite`` removes besides the hop-by-hop ones (normalised).
 
     Every client-sent copy of an identity header (the user header, the shared
     secret header) goes, in any spelling, whatever the request turns out to
     be; so do the client's forwarding headers, which the proxy recomputes
-    (see ``forwarding.py``), and its ``X-Request-Id`` (the proxy sends the
-    id it logs, ``ops/requestid.py``); then ``inject`` adds the proxy's own. ``Expect``
-    is answered by the proxy itself, after authentication, so it is not
-    passed on; nor is ``Content-Length``: the proxy frames the request itself
-    (``proxy/framing.py``). ``Host`` stays the client's, as Jira's proxy
-    settings expect.
+    (``proxy/client.py``), and its ``X-Request-Id`` (the proxy sends the id it
+    logs, ``ops/requestid.py``). ``Expect`` is answered by the proxy itself,
+    after authentication, so it is not passed on; nor is ``Content-Length``:
+    the proxy frames the request itself (``proxy/framing.py``). ``Host`` stays
+    the client's, as Jira's proxy settings expect.
     """
-    return end_to_end(headers, upstream_drops(identity_headers, strip_authorization)) + list(inject)
-
-
-def upstream_drops(identity_headers: Iterable[str], strip_authorization: bool) -> frozenset[str]:
-    """The names ``for_upstream`` removes besides the hop-by-hop ones (normalised)."""
     drop = {normalise(h) for h in identity_headers} | FORWARDING
     drop |= {"expect", "content-length", REQUEST_ID_NAME}
     if strip_authorization:
@@ -236,7 +224,7 @@ class Injection:
         request_id: str,
     ) -> Headers:
         """The request headers for the upstream: stripped, then the proxy's own added."""
-        # for_upstream, with the two possible drop sets made once.
+        # The two possible drop sets are made once.
         kept = end_to_end(headers, self._drops[strip_authorization])
         kept += (
             ("X-Forwarded-For", client.forwarded_for),

@@ -15,7 +15,8 @@ from apitokenproxy.proxy.framing import (
     response_body,
     response_head,
 )
-from apitokenproxy.proxy.headers import for_upstream
+
+from .rewriting import rewritten
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def parse_request(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes, int]:
 def test_the_request_carries_exactly_the_length_the_proxy_counted(
     method: str, headers: list[tuple[str, str]], body: bytes, length_header: bytes | None
 ) -> None:
-    kept = for_upstream(headers, identity_headers=(), inject=(), strip_authorization=False)
+    kept = rewritten(headers)
     data = request_head(method, "/x", kept, len(body)) + body
     parsed, parsed_body, messages = parse_request(data)
     lengths = [v for k, v in parsed if k.lower() == b"content-length"]
@@ -107,9 +108,7 @@ def test_the_request_carries_exactly_the_length_the_proxy_counted(
 
 
 def test_a_body_of_unknown_length_is_chunked_by_the_proxy() -> None:
-    kept = for_upstream(
-        [("Content-Length", "3")], identity_headers=(), inject=(), strip_authorization=False
-    )
+    kept = rewritten([("Content-Length", "3")])
     data = request_head("POST", "/x", kept, None) + chunk(b"abc") + b"0\r\n\r\n"
     parsed, body, messages = parse_request(data)
     assert (body, messages) == (b"abc", 1)

@@ -11,8 +11,9 @@ from apitokenproxy.proxy.headers import (
     connection_named,
     end_to_end,
     for_client,
-    for_upstream,
 )
+
+from .rewriting import rewritten
 
 IDENTITY = ("X-Forwarded-User", "X-Proxy-Secret")
 
@@ -20,10 +21,11 @@ IDENTITY = ("X-Forwarded-User", "X-Proxy-Secret")
 def upstream(
     headers: list[tuple[str, str]], strip_authorization: bool = True
 ) -> list[tuple[str, str]]:
-    return for_upstream(
+    return rewritten(
         headers,
-        identity_headers=IDENTITY,
-        inject=[("X-Forwarded-User", "alice")],
+        user_header=IDENTITY[0],
+        secret_header=IDENTITY[1],
+        user_name="alice",
         strip_authorization=strip_authorization,
     )
 
