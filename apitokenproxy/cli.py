@@ -52,7 +52,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .proxy.headers import Injection
-from .proxy.upstream import pool_for
+from .proxy.pool import pool_for
 from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
 from .store import opened
 from .store.audit import Action, AuditEvent, AuditQuery, How

@@ -42,7 +42,7 @@ from .proxy.fastlane import FastLane
 from .proxy.forwardauth import ForwardAuth
 from .proxy.forwarder import SKIP_AUTO_HEADERS, Forwarder
 from .proxy.headers import Injection
-from .proxy.upstream import UpstreamPool, pool_for
+from .proxy.pool import UpstreamPool, pool_for
 from .store import TokenRecord, TokenStore, open_configured
 from .store.lastaccessed import LastAccessed
 from .store.retention import AuditRetention

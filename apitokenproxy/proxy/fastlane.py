@@ -61,7 +61,8 @@ from .framing import (
 from .framing import response_head as frame_response_head
 from .headers import Injection, for_client
 from .pacing import body_deadline, too_slow
-from .upstream import UpstreamConnection, UpstreamPool
+from .pool import UpstreamPool
+from .upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ from .client import ClientView, client_of
 from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
 from .pacing import PacedBody
-from .upstream import UpstreamConnection, UpstreamPool, translate
+from .pool import UpstreamPool
+from .upstream import UpstreamConnection, translate
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,20 @@
-"""The one pool of upstream connections both lanes send through, read by llhttp.
+"""One connection to the upstream, its responses read by llhttp (``pool.py`` holds them).
 
 Responses are parsed by ``httptools`` (llhttp, the parser of Node.js and
-uvicorn); nothing here splits strings. What llhttp refuses is a 502.
+uvicorn); nothing here splits strings. What llhttp refuses is a 502. As in
+uvicorn's protocols, the parser's callbacks decide by setting state (the
+error to answer with, or that the rest is unsolicited); an exception only
+stops llhttp, and ``data_received`` reads the state, never the exception.
 
-Pool hygiene is the point of this module: a connection goes back to the pool
-only when its response was complete, the upstream kept it alive, and not one
-byte more arrived. Anything an idle pooled connection receives (a second
-response, the rest of an over-long body, a body after HEAD, 204 or 304)
-closes it, so unsolicited bytes can never become the next user's answer. Any
-error in a response closes its connection and frees its slot.
+Pool hygiene is the point: a connection goes back to the pool only when its
+response was complete, the upstream kept it alive, and not one byte more
+arrived. Anything an idle pooled connection receives (a second response, the
+rest of an over-long body, a body after HEAD, 204 or 304) closes it, so
+unsolicited bytes can never become the next user's answer. Any error in a
+response closes its connection and frees its slot.
 
-Foreign errors (socket errors, timeouts, llhttp's) are translated here, once,
-into ``UpstreamUnavailable`` (502) and ``UpstreamTimeout`` (504).
+Foreign errors (socket errors, timeouts, llhttp's) are translated here, once
+(``translate``), into ``UpstreamUnavailable`` (502) and ``UpstreamTimeout`` (504).
 """
 
 from __future__ import annotations
@@ -19,23 +22,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections import deque
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 import httptools
 
-from ..errors import (
-    ClientTooSlow,
-    ProxyError,
-    TooManyInFlight,
-    UpstreamBusy,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from ..live import ClientTimeouts
-from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, request_head, response_body
+from ..errors import ClientTooSlow, ProxyError, UpstreamTimeout, UpstreamUnavailable
+from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, response_body
+
+if TYPE_CHECKING:
+    from .pool import UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +44,6 @@ NO_ANSWER = "the upstream closed the connection without answering"
 INVALID = "the upstream answered with invalid HTTP"
 SLOW_CONNECT = "the upstream did not accept a connection in time"
 SLOW_ANSWER = "the upstream did not answer in time"
-# The proxy's own REST calls get small JSON answers; anything larger is wrong.
-MAX_FETCHED = 4 * 1024 * 1024
 
 
 def translate(exc: BaseException) -> ProxyError:
@@ -89,8 +83,8 @@ class ResponseSink(Protocol):
         """The exchange failed; ``started`` once response_head was called."""
 
 
-class _Unsolicited(Exception):
-    """Bytes after the end of the response: the connection is closed, the answer stands."""
+class _Stop(Exception):
+    """Raised in a callback only to stop llhttp; the callback has set the state that says why."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -118,6 +112,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._done = False
         self._keep = False
         self._received = False
+        # Set by the callbacks: bytes after the end of the answer (the connection
+        # closes, the answer stands), or the error the exchange fails with.
+        self._unsolicited = False
+        self._error: ProxyError | None = None
         self._retry: tuple[bytes, bool] | None = None
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -148,17 +146,14 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _Unsolicited):
-                self._keep = False
-            elif isinstance(cause, ProxyError):
-                self._fail(cause)
+            if self._error is not None:
+                self._fail(self._error)
                 return
-            else:
-                if cause is not None and not isinstance(cause, httptools.HttpParserError):
-                    log.error("response handling failed", exc_info=cause)
+            if not self._unsolicited:
                 self._fail(UpstreamUnavailable(f"{INVALID} ({exc})"))
                 return
+        if self._unsolicited:
+            self._keep = False
         if self._done:
             self._finish()
         elif self._sink is not None:
@@ -189,7 +184,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._done:
-            raise _Unsolicited
+            self._unsolicited = True
+            raise _Stop
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -199,16 +195,22 @@ class UpstreamConnection(asyncio.Protocol):
         assert self._parser is not None and self._sink is not None
         status = self._parser.get_status_code()
         if status < 100:
-            raise UpstreamUnavailable(f"the upstream answered with status {status}")
+            self._stop(UpstreamUnavailable(f"the upstream answered with status {status}"))
         if status < 200:
             if status == 101:
-                raise UpstreamUnavailable("the upstream switched protocols unasked")
+                self._stop(UpstreamUnavailable("the upstream switched protocols unasked"))
             self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
             return
         body, length = response_body(self._method, status, self._headers)
         self._body = body
         self._keep = self._parser.should_keep_alive() and body is not UNTIL_CLOSE
-        self._sink.response_head(status, self._headers, body, length)
+        try:
+            self._sink.response_head(status, self._headers, body, length)
+        except ProxyError as exc:
+            self._stop(exc)
+        except Exception:
+            log.exception("response handling failed")
+            self._stop(UpstreamUnavailable(INVALID))
         self._started = True
         if body is NO_BODY:
             # llhttp would read a HEAD answer's declared body; there is none,
@@ -217,9 +219,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         if self._done:
-            raise _Unsolicited
+            self._unsolicited = True
+            raise _Stop
         assert self._sink is not None
-        self._sink.response_body(data)
+        try:
+            self._sink.response_body(data)
+        except ProxyError as exc:
+            self._stop(exc)
+        except Exception:
+            log.exception("response handling failed")
+            self._stop(UpstreamUnavailable(INVALID))
+
+    def _stop(self, error: ProxyError) -> None:
+        self._error = error
+        raise _Stop
 
     def on_message_complete(self) -> None:
         if self._informational:
@@ -238,7 +251,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser_ready = False
         self._method = method
         self._informational = self._started = self._done = self._received = False
-        self._keep = False
+        self._keep = self._unsolicited = False
+        self._error = None
         self._body = None
         # A request the upstream may have dropped unseen on a reused
         # connection is sent once more, on a fresh one, if that is safe.
@@ -290,12 +304,11 @@ class UpstreamConnection(asyncio.Protocol):
         """The receiver is gone mid-response: close without telling it."""
         if self._sink is not None:
             self._sink = None
-            self._stop_timer()
             self._pool.discard(self)
 
     def _finish(self) -> None:
+        # An idle connection's lazy timer finds no sink and lapses.
         sink, self._sink = self._sink, None
-        self._stop_timer()
         # The receiver may have paused reading inside the last read's callbacks; an
         # idle connection must read, or the next exchange on it never hears its answer.
         self.resume_reading()
@@ -307,7 +320,6 @@ class UpstreamConnection(asyncio.Protocol):
         if not isinstance(error, ClientTooSlow):
             self._pool.failed(error)
         sink, self._sink = self._sink, None
-        self._stop_timer()
         self._pool.discard(self)
         if sink is not None:
             if self._started:
@@ -327,7 +339,6 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._received and self._retry is not None:
             data, _ = self._retry
             self._sink = None
-            self._stop_timer()
             holder = self.holder
             self._pool.discard(self)
             self._pool.resend(sink, self._method, data, holder)
@@ -357,9 +368,6 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._fail(UpstreamTimeout(SLOW_ANSWER))
 
-    def _stop_timer(self) -> None:
-        """The exchange is over; an idle connection's timer finds no sink and lapses."""
-
     def close(self) -> None:
         self.alive = False
         if self._timer is not None:
@@ -367,346 +375,3 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
         if self.transport is not None:
             self.transport.close()
-
-
-def reserved_for_the_proxy(limit: int) -> int:
-    """Connections kept from clients for the proxy's own REST calls: a sixteenth, at
-    least one, and none in a pool too small to spare one (fewer than four)."""
-    return max(1, limit // 16) if limit >= 4 else 0
-
-
-class UpstreamPool:
-    """Connections to one upstream, at most ``limit`` open at once (busy or idle).
-
-    Clients share them under two rules, so that slow clients cannot take them
-    all: the proxy's own calls (``fetch``: passwords, sysadmins, owners) keep
-    ``reserved_for_the_proxy(limit)`` that no client exchange may use, and one
-    client address may have at most ``per_client`` in use at once (0: no cap;
-    beyond it, its requests wait like any other, then get 429).
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        limit: int,
-        connect_timeout: float,
-        read_timeout: float,
-        tls: ssl.SSLContext | None = None,
-        per_client: int = 0,
-        timeouts: ClientTimeouts | None = None,
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._host, self._port, self._tls = host, port, tls
-        self._limit = limit
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.per_client = per_client
-        # Read live: how long a slow client may leave its answer unread.
-        self.timeouts = timeouts or ClientTimeouts(30.0, 75.0)
-        self._client_share = limit - reserved_for_the_proxy(limit)
-        self._by_client: dict[str, int] = {}  # exchanges in use per client address
-        self._clients = 0  # exchanges in use for clients, all addresses
-        self._idle: list[UpstreamConnection] = []
-        self._open = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._closing = False
-        self.failures: dict[str, int] = {}  # by kind, since the start (metrics)
-
-    @property
-    def in_use(self) -> int:
-        return self._open - len(self._idle)
-
-    def idle_connection(self) -> UpstreamConnection | None:
-        """A pooled connection ready for a request, without waiting, or None."""
-        while self._idle:
-            conn = self._idle.pop()
-            transport = conn.transport
-            if conn.alive and transport is not None and not transport.is_closing():
-                conn.reused = True
-                return conn
-            self.discard(conn)
-        return None
-
-    def _blocked(self, client: str | None) -> str | None:
-        """Why an exchange for ``client`` (None: the proxy's own) must wait, if it must."""
-        if client is None:
-            return None
-        if self.per_client and self._by_client.get(client, 0) >= self.per_client:
-            return "client"
-        if self._clients >= self._client_share:
-            return "share"
-        return None
-
-    def _take(self, client: str | None) -> None:
-        """Count an exchange for ``client`` in its shares (before any await, so that
-        acquirers waiting for a new connection cannot all pass the same check)."""
-        if client is not None:
-            self._by_client[client] = self._by_client.get(client, 0) + 1
-            self._clients += 1
-
-    def _give(self, client: str | None) -> None:
-        if client is not None:
-            left = self._by_client[client] - 1
-            if left:
-                self._by_client[client] = left
-            else:
-                del self._by_client[client]
-            self._clients -= 1
-        self._wake()
-
-    def _hold(self, conn: UpstreamConnection, client: str | None) -> None:
-        self._take(client)
-        conn.holder, conn.held = client, True
-
-    def _unhold(self, conn: UpstreamConnection) -> None:
-        if conn.held:
-            conn.held = False
-            self._give(conn.holder)
-
-    def held_by(self, client: str) -> int:
-        """Exchanges in use for ``client`` now."""
-        return self._by_client.get(client, 0)
-
-    async def acquire(self, client: str | None = None) -> UpstreamConnection:
-        """A pooled connection or a new one, held for ``client`` (None: the proxy's own
-        call) until released; waits while the rules above say no, but no longer than
-        the connect timeout (then TooManyInFlight, 429, or UpstreamBusy, 503)."""
-        deadline = self.loop.time() + self.connect_timeout
-        while True:
-            blocked = self._blocked(client)
-            if blocked is None:
-                conn = self.idle_connection()
-                if conn is not None:
-                    self._hold(conn, client)
-                    return conn
-                if self._open < self._limit:
-                    break
-            waiter = self.loop.create_future()
-            self._waiters.append(waiter)
-            timer = self.loop.call_at(deadline, _expire, waiter)
-            try:
-                await waiter
-            except TimeoutError as exc:
-                busy: ProxyError
-                if blocked == "client":
-                    busy = TooManyInFlight(
-                        f"your address has {self.per_client} requests waiting on the "
-                        f"upstream already (upstream.max_connections_per_client); retry "
-                        "when one is answered"
-                    )
-                else:
-                    busy = UpstreamBusy(
-                        f"all {self._limit} upstream connections stayed in use for "
-                        f"{self.connect_timeout:g} s; retry shortly"
-                    )
-                self.failed(busy)
-                raise busy from exc
-            finally:
-                timer.cancel()
-                if not waiter.done():
-                    waiter.cancel()
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        self._open += 1
-        self._take(client)
-        try:
-            _, fresh = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: UpstreamConnection(self), self._host, self._port, ssl=self._tls
-                ),
-                self.connect_timeout,
-            )
-        except BaseException as exc:
-            self._open -= 1
-            self._give(client)
-            error: ProxyError | None = None
-            if isinstance(exc, TimeoutError):
-                error = UpstreamTimeout(SLOW_CONNECT)
-            elif isinstance(exc, Exception):
-                error = translate(exc)
-            if error is None:
-                raise  # cancelled
-            self.failed(error)
-            raise error from exc
-        fresh.holder, fresh.held = client, True
-        return fresh
-
-    def failed(self, error: ProxyError) -> None:
-        """Count an upstream failure by kind (refused, reset, timeout, invalid, pool_exhausted)."""
-        kind = getattr(error, "kind", "invalid")
-        self.failures[kind] = self.failures.get(kind, 0) + 1
-
-    def send(self, sink: ResponseSink, method: str, data: bytes, client: str | None = None) -> None:
-        """Send a whole request for ``client`` (None: the proxy's own call); the answer
-        goes to ``sink``, in callbacks."""
-        if self._blocked(client) is None:
-            conn = self.idle_connection()
-            if conn is not None:
-                self._hold(conn, client)
-                conn.begin(sink, method, data, retry=method in SAFE)
-                return
-        self.loop.create_task(self._send_later(sink, method, data, client))
-
-    def resend(self, sink: ResponseSink, method: str, data: bytes, client: str | None) -> None:
-        """Send again on a new connection: the reused one died before answering."""
-        self.loop.create_task(self._send_later(sink, method, data, client, fresh=True))
-
-    async def _send_later(
-        self,
-        sink: ResponseSink,
-        method: str,
-        data: bytes,
-        client: str | None,
-        fresh: bool = False,
-    ) -> None:
-        try:
-            conn = await (self._connect(client) if fresh else self.acquire(client))
-        except ProxyError as exc:
-            sink.response_failed(exc, started=False)
-            return
-        conn.begin(sink, method, data, retry=not fresh and method in SAFE)
-
-    async def _connect(self, client: str | None) -> UpstreamConnection:
-        # A fresh connection for a retry: drop the idle ones, which likely died too.
-        while self._idle:
-            self.discard(self._idle.pop())
-        return await self.acquire(client)
-
-    def release(self, conn: UpstreamConnection, reusable: bool) -> None:
-        """The exchange on ``conn`` is over; pool it only if it is clean."""
-        self._unhold(conn)
-        transport = conn.transport
-        if (
-            reusable
-            and not self._closing
-            and conn.alive
-            and transport is not None
-            and not transport.is_closing()
-        ):
-            self._idle.append(conn)
-            self._wake()
-        else:
-            self.discard(conn)
-
-    def discard(self, conn: UpstreamConnection) -> None:
-        """Close ``conn`` and free its slot (at most once)."""
-        self._unhold(conn)
-        if conn in self._idle:
-            self._idle.remove(conn)
-        conn.close()
-        self.forget(conn)
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        if conn.counted:
-            conn.counted = False
-            self._open -= 1
-            self._wake()
-
-    def _wake(self) -> None:
-        # Every waiter looks again: which of them may go depends on whom each waits
-        # for (its address's share, the clients' share, any connection at all).
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def fetch(
-        self, method: str, target: str, headers: Headers, *, within: float
-    ) -> tuple[int, Headers, bytes]:
-        """A whole small exchange, for the proxy's own REST calls (``identity.py``)."""
-        collector = _Collector(self.loop)
-        self.send(collector, method, request_head(method, target, headers, 0))
-        try:
-            return await asyncio.wait_for(asyncio.shield(collector.done), within)
-        except TimeoutError as exc:
-            collector.abandon()
-            raise UpstreamTimeout(SLOW_ANSWER) from exc
-
-    def close(self) -> None:
-        self._closing = True
-        while self._idle:
-            self.discard(self._idle.pop())
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-def pool_for(
-    url: str,
-    *,
-    limit: int = 256,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 300.0,
-    ca_file: str = "",
-    verify_tls: bool = True,
-    per_client: int = 0,
-    timeouts: ClientTimeouts | None = None,
-) -> UpstreamPool:
-    """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's).
-
-    An https upstream's certificate is checked against ``ca_file`` (or the
-    system's CAs) and its host name, unless ``verify_tls`` is false.
-    ``per_client`` caps the connections one client address holds (0: no cap);
-    ``timeouts`` are the live client timeouts (a slow reader's is ``send``).
-    """
-    parts = urlsplit(url)
-    tls: ssl.SSLContext | None = None
-    if parts.scheme == "https":
-        tls = ssl.create_default_context(cafile=ca_file or None)
-        if not verify_tls:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-    return UpstreamPool(
-        parts.hostname or "localhost",
-        parts.port or (443 if tls else 80),
-        limit=limit,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        tls=tls,
-        per_client=per_client,
-        timeouts=timeouts,
-    )
-
-
-class _Collector:
-    """A ResponseSink that gathers a whole (small) response."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.done: asyncio.Future[tuple[int, Headers, bytes]] = loop.create_future()
-        self._upstream: UpstreamConnection | None = None
-        self._status = 0
-        self._headers: Headers = []
-        self._body = bytearray()
-
-    def attached(self, upstream: UpstreamConnection) -> None:
-        self._upstream = upstream
-
-    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
-        self._status, self._headers = status, headers
-
-    def response_body(self, data: bytes) -> None:
-        self._body += data
-        if len(self._body) > MAX_FETCHED:
-            raise UpstreamUnavailable("the upstream's answer to the proxy's own call is too large")
-
-    def response_flush(self) -> None:
-        pass
-
-    def response_end(self) -> None:
-        self._upstream = None
-        if not self.done.done():
-            self.done.set_result((self._status, self._headers, bytes(self._body)))
-
-    def response_failed(self, error: ProxyError, *, started: bool) -> None:
-        self._upstream = None
-        if not self.done.done():
-            self.done.set_exception(error)
-
-    def abandon(self) -> None:
-        upstream, self._upstream = self._upstream, None
-        if upstream is not None:
-            upstream.abandon()

@@ -12,7 +12,7 @@ from yarl import URL
 
 from apitokenproxy.auth.identity import ActingAs, PasswordRejected, UpstreamIdentity, User
 from apitokenproxy.errors import UpstreamTimeout, UpstreamUnavailable
-from apitokenproxy.proxy.upstream import UpstreamPool, pool_for
+from apitokenproxy.proxy.pool import UpstreamPool, pool_for
 
 from ..fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream
 

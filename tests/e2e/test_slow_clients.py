@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from apitokenproxy.app import COMPONENTS
-from apitokenproxy.proxy.upstream import UpstreamPool
+from apitokenproxy.proxy.pool import UpstreamPool
 
 from ..conftest import Live, MakeLive
 from ..connections import closes_within

@@ -9,7 +9,8 @@ import pytest
 
 from apitokenproxy.errors import ProxyError, TooManyInFlight, UpstreamBusy
 from apitokenproxy.proxy.framing import Body, Headers, request_head
-from apitokenproxy.proxy.upstream import UpstreamConnection, UpstreamPool, reserved_for_the_proxy
+from apitokenproxy.proxy.pool import UpstreamPool, reserved_for_the_proxy
+from apitokenproxy.proxy.upstream import UpstreamConnection
 
 BODY = b"x" * 100_000
 
