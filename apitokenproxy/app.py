@@ -28,9 +28,13 @@ from .components import Clock, Components, now_ms
 from .config import Config, PagesConfig
 from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
 from .networks import Networks, parse_networks
-from .ops.accesslog import loggable_path, observed
+from .ops.accesslog import loggable_path
+from .ops.exchange import Exchange, exchange_of
 from .ops.requestid import HEADER as REQUEST_ID
-from .proxy.client import came_through_a_proxy
+from .proxy.client import came_through_a_proxy, client_of
+from .proxy.handoff import ANSWERING, LaneConnection
+from .proxy.headers import list_items
+from .proxy.heads import refusal
 from .tokenapi.routes import BASE_PATH, MAX_BODY_BYTES, ROUTES
 
 log = logging.getLogger(__name__)
@@ -75,11 +79,27 @@ _HEALTH_MARK = HEALTH_PREFIX.strip("/").lower()
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes the one JSON error shape; no stack trace leaves the process.
 
-    Each request first gets its id and the record its access-log line is
-    written from (``ops/accesslog.py``); a refusal's reason is noted there.
+    Each request first gets its exchange record (``ops/exchange.py``): its id,
+    its client, and later a refusal's reason, for its access-log line. The aiohttp
+    lane's connection hears that a request is in flight (``proxy/handoff.py``).
     """
-    record = observed(request)
+    record = exchange_of(request)
+    components = request.app.get(COMPONENTS)
+    if components is not None:
+        record.client = client_of(request, components.forwarder.trusted).address
+    connection = request.protocol
+    if not isinstance(connection, LaneConnection):
+        return await _answer(request, handler, record)
+    connection.request_began()
     try:
+        return await _answer(request, handler, record)
+    finally:
+        connection.request_ended()
+
+
+async def _answer(request: web.Request, handler: Handler, record: Exchange) -> web.StreamResponse:
+    try:
+        _check_head(request)
         return await handler(request)
     except ProxyError as exc:
         if exc.reason is not None and record.auth != "refused":
@@ -105,8 +125,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer carries the request's id, the proxy's errors as much as the upstream's."""
-    response.headers[REQUEST_ID] = observed(request).request_id
+    """Every answer carries the request's id, the proxy's errors as much as the upstream's;
+    from here on, an error can only cut the connection (``proxy/handoff.py``)."""
+    response.headers[REQUEST_ID] = exchange_of(request).request_id
+    request[ANSWERING] = True
+
+
+def _check_head(request: web.BaseRequest) -> None:
+    """The heads no lane serves (``proxy/heads.py``), refused here as the fast lane does."""
+    version = f"{request.version.major}.{request.version.minor}"
+    hosts = len(request.headers.getall("Host", ()))
+    codings = [c.lower() for c in list_items(request.headers.getall("Transfer-Encoding", ()))]
+    refused = refusal(version, hosts, codings)
+    if refused is not None:
+        raise refused
 
 
 def _slug(reason: str) -> str:

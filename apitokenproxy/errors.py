@@ -85,6 +85,13 @@ class BadRequest(ProxyError):
     code = "bad_request"
 
 
+class MalformedRequest(BadRequest):
+    """The request is not HTTP as the proxy reads it; nothing after it is read."""
+
+    code = "malformed_request"
+    closes = True
+
+
 class Unauthorized(ProxyError):
     """Credentials are missing, malformed or wrong; always carries ``WWW-Authenticate``."""
 

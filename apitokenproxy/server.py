@@ -1,6 +1,7 @@
 """Serving the application on a socket: the fast lane in front of aiohttp's handler.
 
-``start_site`` listens (the fast lane first, aiohttp for what it hands on);
+``start_site`` listens (the fast lane first, aiohttp for what it hands on,
+``proxy/handoff.py``);
 ``run_until_signalled`` serves until SIGTERM or SIGINT, then stops
 accepting, lets in-flight requests finish (up to ``SHUTDOWN_SECONDS``),
 flushes ``lastAccessed`` and closes the store; a stop signal repeated
@@ -10,31 +11,22 @@ meanwhile changes nothing. Worker processes are ``supervisor.py``'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import ssl
 from collections.abc import Callable
-from time import perf_counter_ns
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import StreamResponse
 
 from .app import COMPONENTS, create_metrics_app
-from .components import Components
 from .config import TlsConfig
-from .errors import ProxyError, error_response
-from .live import ClientTimeouts
-from .ops.accesslog import OBSERVED, Observed
-from .ops.requestid import HEADER as REQUEST_ID
-from .ops.requestid import new_request_id
-from .proxy.client import client_of
-from .proxy.fastlane import FastLane, FastSite
-from .proxy.framing import MALFORMED
+from .errors import ProxyError
+from .ops.exchange import Recorder
+from .proxy.fastlane import FastLane, FrontConnection
+from .proxy.handoff import HandOff, recording
 from .reload import Reloader
 
 log = logging.getLogger("apitokenproxy")
@@ -62,176 +54,79 @@ def install_uvloop() -> bool:
     return True
 
 
-class GatewayRequestHandler(RequestHandler):
-    """aiohttp's connection handler, with two changes a gateway needs.
-
-    - Requests that do not parse as HTTP (smuggling attempts, oversized or
-      folded headers) get the proxy's JSON error, and one log line without a
-      traceback, so a flood of garbage cannot fill the log with stacks.
-    - A connection that has not sent a complete request head within the
-      header timeout is closed (slow-loris). Between requests, aiohttp's
-      keep-alive timeout does the same. Both are read from the live
-      ``ClientTimeouts`` when the connection opens, so a reload reaches every
-      connection opened after it.
-    - During shutdown, the body of a request in flight is still read, so an
-      upload under way finishes instead of stalling.
-    """
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        # Done when the client goes: the forwarder stops waiting for the upstream.
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._header_timeout = cast(GatewayServer, self._manager).timeouts.header
-        self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            self._header_timeout, self._drop_if_silent
-        )
-
-    def _drop_if_silent(self) -> None:
-        self._head_deadline = None
-        if self._request_count == 0 and self.transport is not None:
-            peer = self.transport.get_extra_info("peername")
-            log.info("closing %s: no request head in %s s", peer, self._header_timeout)
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if (self._force_close or self._close) and self._request_in_progress:
-            # At shutdown aiohttp stops reading at once, which would stall an
-            # upload in flight until the shutdown timeout; let its body in.
-            flags = self._force_close, self._close
-            self._force_close = self._close = False
-            try:
-                super().data_received(data)
-            finally:
-                self._force_close, self._close = flags
-            return
-        super().data_received(data)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-        super().connection_lost(exc)
-
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
-        if status >= 500:
-            self.log_exception("error handling request from %s", request.remote, exc_info=exc)
-            response = error_response(status, "internal_error", "internal error")
-        else:
-            # The parser's message quotes the offending bytes, which may be a
-            # token or a password: neither the answer nor the log repeats it.
-            log.info("refused malformed request from %s: %s", request.remote, type(exc).__name__)
-            response = error_response(status, "malformed_request", MALFORMED)
-        # A request that did not parse has no headers to decide its client from.
-        observed = Observed(new_request_id(), client=request.remote or "unknown")
-        request[OBSERVED] = observed
-        response.headers[REQUEST_ID] = observed.request_id
-        response.force_close()
-        # Said out loud, as the fast lane says it: this answer ends the connection.
-        response.headers["Connection"] = "close"
-        return response
-
-
-class GatewayServer(web.Server):
-    def __init__(self, *args: Any, timeouts: ClientTimeouts, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.timeouts = timeouts
-
-    def __call__(self) -> RequestHandler:
-        options = {**self._kwargs, "keepalive_timeout": self.timeouts.keepalive}
-        return GatewayRequestHandler(self, loop=self._loop, **options)
-
-
 class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections are handled by GatewayRequestHandler.
+    """The application, served on a listening socket of the runner's own.
 
-    aiohttp offers no hook for the connection handler's class, so the server
-    it builds is rebuilt as a GatewayServer with the same handler and options.
+    aiohttp's ``AppRunner`` sets the application up and tears it down; the
+    socket is opened here with ``loop.create_server``, its connections made by
+    the fast lane (``proxy/fastlane.py``) or, without it, by the aiohttp lane's
+    ``HandOff`` (``proxy/handoff.py``), so no aiohttp site or private state is
+    reached into.
     """
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        self._options = kwargs
         self.fast: FastLane | None = None
+        self.handoff: HandOff | None = None
         self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
         self.metrics: web.AppRunner | None = None  # metrics.port's, if set
+        self._listener: asyncio.Server | None = None
+
+    @property
+    def addresses(self) -> list[Any]:
+        if self._listener is None:
+            return []
+        return [sock.getsockname() for sock in self._listener.sockets]
+
+    async def listen(self, host: str, port: int, *, fast: FastLane | None, **options: Any) -> None:
+        """Accept connections on ``host``:``port`` (``options``: ``loop.create_server``'s)."""
+        components = self.app[COMPONENTS]
+        handler_options = {
+            key: self._options[key]
+            for key in ("access_log", "logger", "max_line_size", "max_field_size")
+            if key in self._options
+        }
+        server = self.server
+        assert server is not None, "set up first"
+        handoff = self.handoff = HandOff(
+            server,
+            components.fast_lane.timeouts,
+            access_log_class=recording(Recorder(components.access_log, components.metrics)),
+            **handler_options,
+        )
+        self.fast = fast
+        factory: Callable[[], asyncio.Protocol] = handoff
+        if fast is not None:
+            lane = fast
+
+            def factory() -> asyncio.Protocol:
+                return FrontConnection(lane, handoff)
+
+        self._listener = await asyncio.get_running_loop().create_server(
+            factory, host, port, **options
+        )
 
     async def cleanup(self) -> None:
+        """Stop accepting, let requests in flight finish (up to ``SHUTDOWN_SECONDS``),
+        then let aiohttp close what is left and the application's resources go."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self.fast is not None:
+            self.fast.close_idle()
+        await self._finish_in_flight(SHUTDOWN_SECONDS)
+        if self.fast is not None:
+            self.fast.abort_all()
         if self.metrics is not None:
             await self.metrics.cleanup()
             self.metrics = None
         await super().cleanup()
 
-    async def shutdown(self) -> None:
-        # Sites are closed already; let fast-lane requests in flight finish
-        # before the application's resources go.
-        if self.fast is not None:
-            await self.fast.shutdown(SHUTDOWN_SECONDS)
-        await super().shutdown()
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        kwargs = dict(server._kwargs)
-        kwargs["access_log_class"] = _access_logger(self.app[COMPONENTS])
-        return GatewayServer(
-            server.request_handler,
-            request_factory=server.request_factory,
-            loop=asyncio.get_running_loop(),
-            timeouts=self.app[COMPONENTS].fast_lane.timeouts,
-            **kwargs,
-        )
-
-
-def _access_logger(components: Components) -> type[AbstractAccessLogger]:
-    """aiohttp's access-log hook, writing the same lines as the fast lane."""
-    requests = components.access_log
-    metrics = components.metrics
-
-    class RequestLogAdapter(AbstractAccessLogger):
-        def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-            found = request.get(OBSERVED)
-            observed = found or Observed(new_request_id())
-            # aiohttp's own ``time`` comes from the event loop's clock: whole
-            # milliseconds under uvloop. The record's stamp is finer.
-            seconds = time if found is None else (perf_counter_ns() - found.started) / 1e9
-            client = observed.client
-            if client is None:
-                client = client_of(cast(web.Request, request), components.forwarder.trusted).address
-            requests.record(
-                client,
-                request.method,
-                request.raw_path,
-                response.status,
-                "aiohttp",
-                request.content.total_bytes,
-                response.body_length,
-                seconds,
-                observed.upstream_seconds,
-                observed.auth,
-                observed.reason,
-                observed.user,
-                observed.token_id,
-                observed.request_id,
-            )
-            metrics.request(
-                "aiohttp",
-                request.method,
-                response.status,
-                seconds,
-                observed.upstream_seconds,
-                observed.auth,
-                observed.reason,
-            )
-
-    return RequestLogAdapter
+    async def _finish_in_flight(self, grace: float) -> None:
+        lanes = [lane.in_flight for lane in (self.fast, self.handoff) if lane is not None]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(n.drained() for n in lanes)), grace)
 
 
 async def start_site(
@@ -255,20 +150,16 @@ async def start_site(
     config = components.config
     if not access_log:
         components.access_log.enabled = False
-    site: web.TCPSite
     try:
         tls = runner.tls = listen_tls(config.listen.tls)
-        options: dict[str, Any] = {
-            "reuse_port": reuse_port or None,
-            "backlog": BACKLOG,
-            "ssl_context": tls,
-        }
-        if config.proxy.fast_path:
-            runner.fast = components.fast_lane
-            site = FastSite(runner, runner.fast, host=host, port=port, **options)
-        else:
-            site = web.TCPSite(runner, host, port, **options)
-        await site.start()
+        await runner.listen(
+            host,
+            port,
+            fast=components.fast_lane if config.proxy.fast_path else None,
+            reuse_port=reuse_port or None,
+            backlog=BACKLOG,
+            ssl=tls,
+        )
         if config.metrics.enabled and config.metrics.port:
             runner.metrics = web.AppRunner(create_metrics_app(components), access_log=None)
             await runner.metrics.setup()

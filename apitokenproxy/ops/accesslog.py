@@ -25,19 +25,17 @@ so that it cannot forge a line.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import sys
 import time
-from dataclasses import dataclass
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import unquote
 
-from aiohttp import web
+from .requestid import TOKEN_PREFIX
 
-from .requestid import HEADER as REQUEST_ID
-from .requestid import TOKEN_PREFIX, request_id
+if TYPE_CHECKING:
+    from .exchange import Exchange
 
 FLUSH_SECONDS = 0.5
 MAX_BATCH = 512
@@ -154,32 +152,20 @@ class AccessLog:
         self._format = value
         self._who.clear()  # written for the other format
 
-    def record(
-        self,
-        client: str,
-        method: str,
-        target: str,
-        status: int,
-        lane: str,
-        bytes_in: int,
-        bytes_out: int,
-        seconds: float,
-        upstream_seconds: float | None,
-        auth: str | None,
-        reason: str | None,
-        user: str | None,
-        token_id: int | None,
-        request_id: str,
-    ) -> None:
-        """One request: ``auth`` is token, password, session, anonymous, other or refused
-        (then ``reason`` says why), None if the request never got that far;
-        ``upstream_seconds`` (until the upstream's answer began) is None when
-        nothing was forwarded. ``request_id`` must be sane (``ops/requestid.py``)
-        and ``lane``, ``auth`` and ``reason`` words of the proxy's own: they are
-        written as they are; every other string is escaped."""
+    def record(self, exchange: Exchange, seconds: float) -> None:
+        """One finished exchange that took ``seconds``. Its ``request_id`` must be sane
+        (``ops/requestid.py``) and its ``lane``, ``auth`` and ``reason`` words of the
+        proxy's own: they are written as they are; every other string is escaped."""
         if not self.enabled:
             return
-        who = (client, lane, auth, reason, user, token_id)
+        who = (
+            exchange.client,
+            exchange.lane,
+            exchange.auth,
+            exchange.reason,
+            exchange.user,
+            exchange.token_id,
+        )
         parts = self._who.get(who)
         if parts is None:
             if len(self._who) >= _CACHE_MAX:
@@ -191,7 +177,9 @@ class AccessLog:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         stamp = self._stamp + _MILLIS[ns // 1_000_000 % 1000]
-        path = target.partition("?")[0]
+        method, upstream_seconds = exchange.method, exchange.upstream_seconds
+        status, bytes_in, bytes_out = exchange.status, exchange.bytes_in, exchange.bytes_out
+        path = exchange.target.partition("?")[0]
         if not path.startswith("/") or "_" in path or "%" in path:
             path = loggable_path(path)
         ms = milliseconds(seconds)
@@ -202,7 +190,7 @@ class AccessLog:
                 f'{{"time":"{stamp}Z","client":{parts[0]},"method":{_JSON(method)},'
                 f'"path":{_JSON(path)},"status":{status},"bytes_in":{bytes_in},'
                 f'"bytes_out":{bytes_out},"ms":{ms},"upstream_ms":{upstream_ms}'
-                f'{parts[1]}{request_id}"}}\n'
+                f'{parts[1]}{exchange.request_id}"}}\n'
             )
         else:
             upstream_ms = "-" if upstream_seconds is None else milliseconds(upstream_seconds)
@@ -211,7 +199,8 @@ class AccessLog:
                 method, path = _JSON(method)[1:-1], _JSON(path)[1:-1]
             line = (
                 f'{stamp}Z {parts[0]} "{method} {path}" {status} in={bytes_in} '
-                f"out={bytes_out} ms={ms} upstream_ms={upstream_ms}{parts[1]}{request_id}\n"
+                f"out={bytes_out} ms={ms} upstream_ms={upstream_ms}{parts[1]}"
+                f"{exchange.request_id}\n"
             )
         self._lines.append(line)
         if len(self._lines) >= MAX_BATCH:
@@ -228,39 +217,3 @@ class AccessLog:
             stream.write("".join(self._lines))
             stream.flush()
             self._lines.clear()
-
-
-@dataclass(slots=True)
-class Observed:
-    """What the aiohttp lane learns about a request while serving it, for its log line."""
-
-    request_id: str
-    # When the record was made, as the aiohttp lane's handlers first see the
-    # request (perf_counter_ns: the event loop's clock has a millisecond's resolution).
-    started: int = dataclasses.field(default_factory=time.perf_counter_ns)
-    auth: str | None = None
-    reason: str | None = None
-    user: str | None = None
-    token_id: int | None = None
-    upstream_seconds: float | None = None
-    # The client's address when it is known without the request's headers (a
-    # request aiohttp could not parse has none to read X-Forwarded-For from).
-    client: str | None = None
-
-    def authenticated(
-        self, auth: str | None, reason: str | None, user: str | None, token_id: int | None
-    ) -> None:
-        self.auth, self.reason, self.user, self.token_id = auth, reason, user, token_id
-
-
-OBSERVED: web.RequestKey[Observed] = web.RequestKey("observed", Observed)
-
-
-def observed(request: web.Request) -> Observed:
-    """The request's record, made on first use (the ``Expect`` handler runs before
-    any middleware), with the request's id."""
-    found = request.get(OBSERVED)
-    if found is None:
-        found = Observed(request_id(request.headers.getall(REQUEST_ID, [])))
-        request[OBSERVED] = found
-    return found

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..networks import Networks
 from .headers import list_items
@@ -60,6 +61,37 @@ def client_view(
         host=forwarded_host or host,
         forwarded_for=", ".join([*chain, peer]),
     )
+
+
+class ConnectionViews:
+    """The views of one connection's requests, from llhttp's raw headers (the fast lane).
+
+    With no trusted proxies a view depends on the peer and Host alone, the same
+    for every request of a connection that keeps its Host: made once, not per request.
+    """
+
+    def __init__(self, peer: str, scheme: str) -> None:
+        self._peer, self._scheme = peer, scheme
+        self._last: ClientView | None = None
+
+    def view(self, host: str, headers: Sequence[tuple[str, str]], trusted: Networks) -> ClientView:
+        """``trusted`` is read at each request: a reload changes it live."""
+        if not trusted:
+            view = self._last
+            if view is None or view.host != host:
+                view = self._last = client_view(
+                    self._peer, {}, (), scheme=self._scheme, host=host, trusted=trusted
+                )
+            return view
+        multi = CIMultiDict(headers)
+        return client_view(
+            self._peer,
+            multi,
+            multi.getall("X-Forwarded-For", []),
+            scheme=self._scheme,
+            host=host,
+            trusted=trusted,
+        )
 
 
 _VIEW: web.RequestKey[ClientView] = web.RequestKey("client_view", ClientView)

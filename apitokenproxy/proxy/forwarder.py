@@ -30,19 +30,21 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from aiohttp.http import HttpVersion10, HttpVersion11
+from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
-from ..errors import BadRequest, ClientTooSlow, PayloadTooLarge, ProxyError, error_response
+from ..errors import ClientTooSlow, PayloadTooLarge, ProxyError, error_response
 from ..live import ClientTimeouts
 from ..networks import Networks
-from ..ops.accesslog import loggable_path, observed
+from ..ops.accesslog import loggable_path
+from ..ops.exchange import exchange_of
 from .client import ClientView, client_of
-from .framing import FRAMING, LAST_CHUNK, ONLY_HTTP_1, Body, chunk, origin_form, request_head
+from .framing import FRAMING, LAST_CHUNK, Body, chunk, origin_form, request_head
 from .headers import Headers, Injection, for_client, list_items, normalise
+from .heads import refusal
 from .pacing import PacedBody
 from .pool import UpstreamPool
 from .upstream import UpstreamConnection, translate
@@ -129,7 +131,7 @@ class Forwarder:
             view,
             user_name=admission.user_name,
             strip_authorization=admission.strip_authorization,
-            request_id=observed(request).request_id,
+            request_id=exchange_of(request).request_id,
         )
 
     async def _http(
@@ -142,7 +144,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         method = request.method
         responder = _Responder(request.transport)
-        record = observed(request)
+        record = exchange_of(request)
         length = request.content_length if request.body_exists else 0
         body = PacedBody(request.content, self._timeouts)
         try:
@@ -161,7 +163,7 @@ class Forwarder:
             try:
                 status, upstream_headers, framing, declared = await _answer(request, responder)
             finally:
-                record.upstream_seconds = (time.perf_counter_ns() - sent_at) / 1e9
+                record.answer_began(sent_at)
         except BaseException:
             responder.abandon()
             raise
@@ -413,7 +415,7 @@ async def admit(
     ``method`` and ``target`` (where a password may ride in the query) are
     the request's own unless the caller knows better (forward auth's
     ``X-Forwarded-Method`` and ``X-Forwarded-Uri``)."""
-    record = observed(request)
+    record = exchange_of(request)
     decision: Decision | None = None
     try:
         decision = gate.decide(request.headers.getall("Authorization", []))
@@ -454,15 +456,12 @@ async def _answer(
 
 
 def _target(request: web.Request) -> str:
-    """The request-target to send upstream; refuses what could mean two things."""
-    if request.version not in (HttpVersion10, HttpVersion11):
-        raise BadRequest(ONLY_HTTP_1)
-    if len(request.headers.getall("Host", ())) > 1:
-        raise BadRequest("send exactly one Host header")
-    codings = [c.lower() for c in list_items(request.headers.getall("Transfer-Encoding", ()))]
-    if codings and codings != ["chunked"]:
-        # aiohttp would de-chunk and drop the other coding, corrupting the body.
-        raise BadRequest("only the chunked transfer coding is accepted in requests")
+    """The request-target to send upstream; its head must pass ``heads.refusal`` as a
+    request to forward (``app.errors_middleware`` asked it of every request)."""
+    hosts = len(request.headers.getall("Host", ()))
+    refused = refusal(f"{request.version.major}.{request.version.minor}", hosts, forwarded=True)
+    if refused is not None:
+        raise refused
     return origin_form(request.method, request.raw_path.encode("utf-8", "surrogateescape"))
 
 

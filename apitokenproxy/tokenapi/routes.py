@@ -25,7 +25,7 @@ from ..auth.grant import ScopeRefused
 from ..errors import Forbidden, PayloadTooLarge
 from ..live import ClientTimeouts
 from ..networks import Networks
-from ..ops.accesslog import observed
+from ..ops.exchange import exchange_of
 from ..proxy.client import client_of
 from ..proxy.pacing import PacedBody
 from .inputs import (
@@ -103,7 +103,7 @@ class TokenApi:
                 view.address,
                 request.method,
                 cookie="; ".join(request.headers.getall("Cookie", [])) or None,
-                request_id=observed(request).request_id,
+                request_id=exchange_of(request).request_id,
             )
         except ScopeRefused as exc:
             # Here every call but a read manages tokens: say what may do it.
@@ -117,7 +117,7 @@ class TokenApi:
             )
             if refusal is not None:
                 raise Forbidden(refusal)
-        observed(request).authenticated(caller.method, None, caller.user.name, caller.token_id)
+        exchange_of(request).authenticated(caller.method, None, caller.user.name, caller.token_id)
         return caller
 
     def own_origin(self, request: web.Request) -> str:

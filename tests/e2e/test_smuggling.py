@@ -30,6 +30,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from apitokenproxy.proxy.framing import MALFORMED
+from apitokenproxy.proxy.heads import CHUNKED_ONLY, ONE_HOST
+
 from ..fakes import USER_HEADER
 from ..rawupstream import (
     AccessLines,
@@ -367,7 +370,38 @@ CASES: dict[str, Case] = {
     "absolute-form target": Case(b"GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n", (REFUSED, forwards(Sent("GET", "/")))),
     "pipelined in one write": Case(b"GET /a HTTP/1.1\r\nHost: h\r\n" + AUTH + b"\r\nGET /b HTTP/1.1\r\nHost: h\r\nX-Forwarded-User: admin\r\n\r\n", (forwards(Sent("GET", "/a", user="alice"), Sent("GET", "/b")),), answers=2, users=("alice", None)),
     "token, then a request with a forged user in the body": Case(post(AUTH.strip(), length()), (AS_DATA,)),
+    # Host (RFC 9112 §3.2), one rule for both lanes (proxy/heads.py).
+    "HTTP/1.1 without Host": Case(b"GET /x HTTP/1.1\r\n" + AUTH + b"\r\n", (REFUSED,)),
+    "two Hosts": Case(b"GET /x HTTP/1.1\r\nHost: h\r\nHost: evil\r\n" + AUTH + b"\r\n", (REFUSED,)),
+    "HTTP/1.0 without Host": Case(b"GET /x HTTP/1.0\r\n" + AUTH + b"\r\n", (REFUSED,)),
 }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message"),
+    [
+        (b"GET /x HTTP/1.1\r\n\r\n", "malformed_request", MALFORMED),
+        (b"GET /__apitokenproxy/health HTTP/1.1\r\n\r\n", "malformed_request", MALFORMED),
+        (b"GET /x HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", "malformed_request", MALFORMED),
+        (b"GET /rest/api/2/myself HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "malformed_request", MALFORMED),
+        (b"GET /rest/api/2/myself HTTP/1.0\r\n\r\n", "bad_request", ONE_HOST),
+        (b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "bad_request", CHUNKED_ONLY),
+    ],
+)  # fmt: skip
+async def test_both_lanes_refuse_the_same_heads_in_the_same_words(
+    front: Front, raw: bytes, code: str, message: str
+) -> None:
+    [answer] = await converse(front.port, raw)
+    body = json.loads(answer.body)
+    assert (answer.status, body["error"], body["message"]) == (400, code, message)
+    assert front.upstream.served == []
+
+
+async def test_a_health_check_in_http_1_0_needs_no_host(front: Front) -> None:
+    # HAProxy's default check is "OPTIONS / HTTP/1.0" without a Host; the proxy answers
+    # its own paths so, but forwards nothing without one (the line above).
+    [answer] = await converse(front.port, b"GET /__apitokenproxy/health HTTP/1.0\r\n\r\n")
+    assert (answer.status, json.loads(answer.body)) == (200, {"status": "ok"})
 
 
 def with_token(raw: bytes, token: bytes) -> bytes:

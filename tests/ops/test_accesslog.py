@@ -11,6 +11,8 @@ import pytest
 
 from apitokenproxy.ops.accesslog import AccessLog, Format, milliseconds
 
+from .exchanges import exchange
+
 TEXT = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) \"(.*)\" (\d{3}) in=(\d+) out=(\d+) "
     r"ms=(\S+) upstream_ms=(\S+) lane=(\w+) auth=(\S+) reason=(\S+) user=(\S+|\".*\") "
@@ -28,7 +30,8 @@ def line(format: Format = "text", **fields: Any) -> str:
     args.update(fields)
     out = io.StringIO()
     log = AccessLog(True, stream=out, format=format)
-    log.record(**args)
+    seconds = args.pop("seconds")
+    log.record(exchange(**args), seconds)
     log.flush()
     return out.getvalue()
 
@@ -103,13 +106,13 @@ async def test_lines_are_written_together_and_off_means_off() -> None:
     out = io.StringIO()
     log = AccessLog(True, stream=out, flush_seconds=60)
     for i in range(3):
-        log.record("c", "GET", f"/{i}", 200, "fast", 0, 0, 0.0, None, None, None, None, None, "r")
+        log.record(exchange(client="c", target=f"/{i}", status=200, lane="fast"), 0.0)
     assert out.getvalue() == ""  # batched until the flush
     log.flush()
     assert out.getvalue().count("\n") == 3
     silent = io.StringIO()
     off = AccessLog(False, stream=silent)
-    off.record("c", "GET", "/", 200, "fast", 0, 0, 0.0, None, None, None, None, None, "r")
+    off.record(exchange(client="c", status=200, lane="fast"), 0.0)
     off.flush()
     assert silent.getvalue() == ""
 
@@ -135,8 +138,11 @@ async def test_a_reload_to_the_other_format_changes_the_very_next_line() -> None
     for format in ("text", "json", "text"):
         log.format = format  # as reload.py sets it on SIGHUP
         client, lane, auth, reason, user, token_id = who
-        log.record(client, "GET", "/x", 200, lane, 0, 5, 0.002, 0.001, auth, reason, user,
-                   token_id, "req")  # fmt: skip
+        made = exchange(
+            "req", client=client, target="/x", status=200, lane=lane, bytes_out=5,
+            upstream_seconds=0.001, auth=auth, reason=reason, user=user, token_id=token_id,
+        )  # fmt: skip
+        log.record(made, 0.002)
     log.flush()
     first, second, third = out.getvalue().splitlines()
     assert TEXT.fullmatch(first + "\n") and TEXT.fullmatch(third + "\n")
