@@ -3,28 +3,20 @@
 Profiling showed aiohttp's server and client machinery costing far more than
 the proxy's own decisions, so ordinary requests take a shorter road. Every
 connection starts here (``FrontConnection``); ``httptools`` (llhttp) parses
-each request, and nothing here splits strings. ``heads.py`` says which heads
-are refused (the same rule as the aiohttp lane's) and which stay here: a
-plain HTTP/1.1 request, an origin-form target, one Host, no
-``Transfer-Encoding``, ``Upgrade`` or ``Expect``, a small body, a path that
-cannot route to the application itself. Each such request becomes a
-``cycle.Cycle``, which admits, rewrites, sends and answers it. Any other
-request hands the connection, from the first byte of that request, to
-aiohttp for good (``handoff.py``; ``forwarder.py`` then serves it). What
-llhttp refuses gets the JSON 400 and the connection is closed.
-
-As in uvicorn, the parser's callbacks decide by setting state (``_verdict``:
-hand off, or refuse with an error); an exception from a callback only stops
-llhttp, and ``_feed`` acts on the state.
+each request. ``heads.py`` says which heads are refused (the aiohttp lane's
+rule too) and which stay here; each of those becomes a ``cycle.Cycle``, which
+admits, rewrites, sends and answers it. Any other request hands the
+connection, from that request's first byte, to aiohttp for good
+(``handoff.py``, then ``forwarder.py``). What llhttp refuses gets the JSON 400
+and the connection is closed. As in uvicorn, the parser's callbacks decide by
+setting state (``_verdict``); an exception only stops llhttp.
 
 Requests are served one at a time. Bytes that arrive while one is in flight
 wait unparsed; a request that starts in the same read as the previous one
 ended (pipelining) hands the connection to aiohttp, whose parser queues
 pipelined requests, so a hand-off always begins at a request's first byte.
-
 While a token is in the verified cache, a request is served without a
-coroutine: parse, admit, rewrite, send and relay all run in event-loop
-callbacks. A cache miss awaits the gate in a task.
+coroutine; a cache miss awaits the gate in a task.
 """
 
 from __future__ import annotations
@@ -48,6 +40,7 @@ from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import request_id
 from .client import ConnectionViews
 from .cycle import Cycle
+from .deadline import Deadline
 from .framing import MALFORMED, Headers, origin_form
 from .headers import Injection
 from .heads import (
@@ -138,8 +131,7 @@ class FrontConnection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._stash = bytearray()  # bytes received while a request is in flight
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
+        self._deadline = Deadline(self._loop, self._expire)
         self._read_paused = False
         self.busy = False
         self.cycle: Cycle | None = None  # the request in flight
@@ -177,7 +169,7 @@ class FrontConnection(asyncio.Protocol):
         scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
         self._views = ConnectionViews(self.peer, scheme)
         self.lane.connections.add(self)
-        self._arm(self.lane.timeouts.header)
+        self._deadline.after(self.lane.timeouts.header)
 
     def data_received(self, data: bytes) -> None:
         if self.busy:
@@ -195,10 +187,7 @@ class FrontConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lane.connections.discard(self)
-        self._disarm()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         cycle, self.cycle = self.cycle, None
         if cycle is not None:
             cycle.abandon()
@@ -264,7 +253,7 @@ class FrontConnection(asyncio.Protocol):
         self._method, self._target = "GET", "/"
         self._body.clear()
         self._head_done = False
-        self._arm(self.lane.timeouts.header)
+        self._deadline.after(self.lane.timeouts.header)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -314,31 +303,21 @@ class FrontConnection(asyncio.Protocol):
         if length:
             # From the end of the head, the body's pace rules (proxy/pacing.py), not the
             # header timeout.
-            self._pace_body(self._loop.time() + self.lane.timeouts.body)
+            self._deadline.at_most(self._loop.time() + self.lane.timeouts.body)
         self._head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._body += body
         timeouts = self.lane.timeouts
-        self._pace_body(
+        self._deadline.at_most(
             body_deadline(
-                self._deadline or self._loop.time(),
+                self._deadline.at or self._loop.time(),
                 self._loop.time(),
                 len(body),
                 idle=timeouts.body,
                 min_rate=timeouts.body_min_rate,
             )
         )
-
-    def _pace_body(self, deadline: float) -> None:
-        self._deadline = deadline
-        timer = self._timer
-        if timer is not None and timer.when() > deadline:
-            # The lazy timer only ever moves later by itself.
-            timer.cancel()
-            self._timer = None
-        if self._timer is None:
-            self._timer = self._loop.call_at(deadline, self._expire)
 
     def on_message_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()
@@ -349,7 +328,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _serve(self) -> None:
         self._busy()
-        self._disarm()
+        self._deadline.clear()
         cycle = self.cycle = Cycle(
             self,
             self._begun,
@@ -393,7 +372,7 @@ class FrontConnection(asyncio.Protocol):
         if not cycle.keep_alive or lane.closing:
             self.close()
             return
-        self._arm(lane.timeouts.keepalive)
+        self._deadline.after(lane.timeouts.keepalive)
         if self._read_paused and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
@@ -420,10 +399,7 @@ class FrontConnection(asyncio.Protocol):
         assert transport is not None
         self.lane.connections.discard(self)
         self.lane.handed_off += 1
-        self._disarm()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         handler = self._fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -433,22 +409,8 @@ class FrontConnection(asyncio.Protocol):
         if self._read_paused:
             transport.resume_reading()
 
-    def _arm(self, seconds: float) -> None:
-        # One lazy timer per connection: moving the deadline costs no timer
-        # handle per request; the timer re-checks when it fires.
-        self._deadline = self._loop.time() + seconds
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._deadline, self._expire)
-
-    def _disarm(self) -> None:
-        self._deadline = None
-
     def _expire(self) -> None:
-        self._timer = None
-        if self._deadline is None or self.busy:
-            return
-        if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._expire)
+        if self.busy:
             return
         if self._head_done and self._in_message:
             # The head is in, the body is not: say why the request is refused.

@@ -19,24 +19,19 @@ cut the connection, which tells the client the body is incomplete.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
-from ..errors import ClientTooSlow, PayloadTooLarge, ProxyError, error_response
+from ..errors import PayloadTooLarge, ProxyError, error_response
 from ..live import ClientTimeouts
 from ..networks import Networks
 from ..ops.accesslog import loggable_path
@@ -47,7 +42,9 @@ from .headers import Headers, Injection, for_client, list_items, normalise
 from .heads import refusal
 from .pacing import PacedBody
 from .pool import UpstreamPool
-from .upstream import UpstreamConnection, translate
+from .responder import Responder, answer_head
+from .upstream import translate
+from .websocket import relay
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +54,6 @@ ExtraHeaders = tuple[tuple[str, str], ...]
 _CHUNK = 64 * 1024
 # Bodies up to this size with a declared length are relayed in one piece.
 _SMALL_BODY = 256 * 1024
-# Response bytes buffered for a slow client before the upstream is paused.
-_HIGH_WATER = 256 * 1024
 
 # Headers aiohttp's client would invent if absent; the proxy sends only what the client sent.
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
@@ -143,7 +138,7 @@ class Forwarder:
         client: str,
     ) -> web.StreamResponse:
         method = request.method
-        responder = _Responder(request.transport)
+        responder = Responder(request.transport)
         record = exchange_of(request)
         length = request.content_length if request.body_exists else 0
         body = PacedBody(request.content, self._timeouts)
@@ -161,7 +156,7 @@ class Forwarder:
                 await self._stream(request, target, headers, length, responder, body, start)
             sent_at = time.perf_counter_ns()
             try:
-                status, upstream_headers, framing, declared = await _answer(request, responder)
+                status, upstream_headers, framing, declared = await answer_head(request, responder)
             finally:
                 record.answer_began(sent_at)
         except BaseException:
@@ -180,7 +175,7 @@ class Forwarder:
         target: str,
         headers: Headers,
         length: int | None,
-        responder: _Responder,
+        responder: Responder,
         body: PacedBody,
         start: bytes,
     ) -> None:
@@ -215,7 +210,7 @@ class Forwarder:
     async def _relay(
         self,
         request: web.Request,
-        responder: _Responder,
+        responder: Responder,
         status: int,
         upstream_headers: Headers,
         framing: Body,
@@ -282,125 +277,10 @@ class Forwarder:
         client_ws.headers.extend(extra)
         try:
             await client_ws.prepare(request)
-            await _relay_websocket(client_ws, upstream_ws)
+            await relay(client_ws, upstream_ws)
         finally:
             await upstream_ws.close()
         return client_ws
-
-
-async def _relay_websocket(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
-) -> None:
-    async def pump(
-        source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-        target: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    ) -> None:
-        async for message in source:
-            if message.type == WSMsgType.TEXT:
-                await target.send_str(message.data)
-            elif message.type == WSMsgType.BINARY:
-                await target.send_bytes(message.data)
-            elif message.type == WSMsgType.ERROR:
-                break
-        # The source closed: pass its close code on.
-        await target.close(code=source.close_code or 1000)
-
-    tasks = [
-        asyncio.create_task(pump(client, upstream)),
-        asyncio.create_task(pump(upstream, client)),
-    ]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
-                await task
-
-
-class _Responder:
-    """Receives an upstream response in callbacks and hands it to a coroutine.
-
-    ``client`` is the client's transport, cut when the client stopped reading
-    (``ClientTooSlow``), even while the relay waits to write to it."""
-
-    def __init__(self, client: asyncio.Transport | None) -> None:
-        self._client = client
-        loop = asyncio.get_running_loop()
-        self.head: asyncio.Future[tuple[int, Headers, Body, int | None]] = loop.create_future()
-        self._loop = loop
-        self._upstream: UpstreamConnection | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._ended = False
-        self._error: ProxyError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def attached(self, upstream: UpstreamConnection) -> None:
-        self._upstream = upstream
-
-    def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
-        if not self.head.done():
-            self.head.set_result((status, headers, body, length))
-
-    def response_body(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > _HIGH_WATER and self._upstream is not None:
-            self._upstream.pause_reading()
-        self._wake()
-
-    def response_flush(self) -> None:
-        pass  # chunks are woken one by one; aiohttp's writer does its own buffering
-
-    def response_end(self) -> None:
-        self._ended = True
-        self._upstream = None
-        self._wake()
-
-    def response_failed(self, error: ProxyError, *, started: bool) -> None:
-        self._upstream = None
-        if not self.head.done():
-            self.head.set_exception(error)
-        self._error = error
-        if isinstance(error, ClientTooSlow) and self._client is not None:
-            # The relay may be waiting for a write to a client that reads nothing:
-            # cut it, as the pool cut the upstream connection it held.
-            self._client.abort()
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            if self._chunks:
-                data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._buffered < _HIGH_WATER // 4 and self._upstream is not None:
-                    self._upstream.resume_reading()
-                yield data
-            elif self._error is not None:
-                raise self._error
-            elif self._ended:
-                return
-            else:
-                self._waiter = self._loop.create_future()
-                await self._waiter
-
-    async def read_all(self) -> bytes:
-        return b"".join([data async for data in self.chunks()])
-
-    def abandon(self) -> None:
-        """Stop the upstream exchange unless it finished."""
-        if not self.head.done():
-            self.head.cancel()
-        upstream, self._upstream = self._upstream, None
-        if upstream is not None and not self._ended:
-            upstream.abandon()
 
 
 async def admit(
@@ -432,27 +312,6 @@ async def admit(
         raise
     record.authenticated(*account(decision, admission, None))
     return admission
-
-
-@runtime_checkable
-class WatchedConnection(Protocol):
-    """A connection handler that says when its client has gone (server.GatewayRequestHandler)."""
-
-    closed: asyncio.Future[None]
-
-
-async def _answer(
-    request: web.Request, responder: _Responder
-) -> tuple[int, Headers, Body, int | None]:
-    """The upstream's answer head, unless the client goes away first (ConnectionResetError):
-    a client that hangs up must not hold an upstream connection until the upstream answers."""
-    protocol = request.protocol
-    if responder.head.done() or not isinstance(protocol, WatchedConnection):
-        return await responder.head
-    await asyncio.wait((responder.head, protocol.closed), return_when=asyncio.FIRST_COMPLETED)
-    if not responder.head.done():
-        raise ConnectionResetError("the client went away before the upstream answered")
-    return responder.head.result()
 
 
 def _target(request: web.Request) -> str:
