@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .errors import ConfigError
 from .networks import parse_network
 
 Check = Callable[[Any], str | None]
@@ -359,14 +360,6 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
     audit: AuditConfig = AuditConfig()
-
-
-class ConfigError(Exception):
-    """The configuration has problems; ``problems`` lists every one with its key path."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
-        self.problems = problems
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -27,7 +27,7 @@ from aiohttp.web_response import StreamResponse
 from .app import COMPONENTS, create_metrics_app
 from .components import Components
 from .config import TlsConfig
-from .errors import ProxyError, error_response
+from .errors import ProxyError, StartupError, error_response
 from .live import ClientTimeouts
 from .ops.accesslog import OBSERVED, Observed
 from .ops.requestid import HEADER as REQUEST_ID
@@ -351,10 +351,6 @@ def listen_tls(tls: TlsConfig) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"cannot load listen.tls certificate {tls.cert_file}: {exc}") from exc
     return context
-
-
-class StartupError(Exception):
-    """The server cannot start (a port in use, a store it cannot open): one line, no trace."""
 
 
 def _hangup() -> None:

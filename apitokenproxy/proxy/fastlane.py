@@ -36,7 +36,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
-from ..errors import BadRequest, ProxyError
+from ..errors import ApitokenproxyError, BadRequest, ProxyError
 from ..live import ClientTimeouts
 from ..networks import Networks
 from ..ops.accesslog import AccessLog, loggable_path
@@ -77,7 +77,7 @@ MAX_LINE = 8190
 _HAND_OFF_HEADERS = frozenset({"transfer-encoding", "upgrade", "expect"})
 
 
-class _HandOff(Exception):
+class _HandOff(ApitokenproxyError):
     """This request is aiohttp's to serve."""
 
 

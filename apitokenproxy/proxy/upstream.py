@@ -11,7 +11,7 @@ closes it, so unsolicited bytes can never become the next user's answer. Any
 error in a response closes its connection and frees its slot.
 
 Foreign errors (socket errors, timeouts, llhttp's) are translated here, once,
-into ``UpstreamUnavailable`` (502) and ``UpstreamTimeout`` (504).
+into the ``UpstreamUnavailable`` kinds (502) and ``UpstreamTimeout`` (504).
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ import aiohttp
 import httptools
 
 from ..errors import (
+    ApitokenproxyError,
     ClientTooSlow,
     ProxyError,
     TooManyInFlight,
     UpstreamBusy,
+    UpstreamError,
+    UpstreamInvalid,
+    UpstreamRefused,
+    UpstreamReset,
     UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from ..live import ClientTimeouts
 from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, request_head, response_body
@@ -57,13 +61,13 @@ def translate(exc: BaseException) -> ProxyError:
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(SLOW_ANSWER)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(REFUSED, kind="refused")
+        return UpstreamRefused(REFUSED)
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return UpstreamUnavailable(NO_ANSWER, kind="reset")
+        return UpstreamReset(NO_ANSWER)
     if isinstance(exc, aiohttp.ClientError):
-        return UpstreamUnavailable(f"{INVALID} ({type(exc).__name__})")
+        return UpstreamInvalid(f"{INVALID} ({type(exc).__name__})")
     if isinstance(exc, OSError | ssl.SSLError):
-        return UpstreamUnavailable(REFUSED, kind="refused")
+        return UpstreamRefused(REFUSED)
     if isinstance(exc, ProxyError):
         return exc
     raise exc
@@ -89,7 +93,7 @@ class ResponseSink(Protocol):
         """The exchange failed; ``started`` once response_head was called."""
 
 
-class _Unsolicited(Exception):
+class _Unsolicited(ApitokenproxyError):
     """Bytes after the end of the response: the connection is closed, the answer stands."""
 
 
@@ -157,7 +161,7 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 if cause is not None and not isinstance(cause, httptools.HttpParserError):
                     log.error("response handling failed", exc_info=cause)
-                self._fail(UpstreamUnavailable(f"{INVALID} ({exc})"))
+                self._fail(UpstreamInvalid(f"{INVALID} ({exc})"))
                 return
         if self._done:
             self._finish()
@@ -199,10 +203,10 @@ class UpstreamConnection(asyncio.Protocol):
         assert self._parser is not None and self._sink is not None
         status = self._parser.get_status_code()
         if status < 100:
-            raise UpstreamUnavailable(f"the upstream answered with status {status}")
+            raise UpstreamInvalid(f"the upstream answered with status {status}")
         if status < 200:
             if status == 101:
-                raise UpstreamUnavailable("the upstream switched protocols unasked")
+                raise UpstreamInvalid("the upstream switched protocols unasked")
             self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
             return
         body, length = response_body(self._method, status, self._headers)
@@ -332,7 +336,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._pool.discard(self)
             self._pool.resend(sink, self._method, data, holder)
             return
-        self._fail(UpstreamUnavailable(NO_ANSWER, kind="reset"))
+        self._fail(UpstreamReset(NO_ANSWER))
 
     def _check_timeout(self) -> None:
         self._timer = None
@@ -412,7 +416,7 @@ class UpstreamPool:
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closing = False
-        self.failures: dict[str, int] = {}  # by kind, since the start (metrics)
+        self.failures: dict[str, int] = {}  # by label, since the start (metrics)
 
     @property
     def in_use(self) -> int:
@@ -534,9 +538,10 @@ class UpstreamPool:
         return fresh
 
     def failed(self, error: ProxyError) -> None:
-        """Count an upstream failure by kind (refused, reset, timeout, invalid, pool_exhausted)."""
-        kind = getattr(error, "kind", "invalid")
-        self.failures[kind] = self.failures.get(kind, 0) + 1
+        """Count an upstream failure by its label (refused, reset, timeout, invalid,
+        pool_exhausted, client_limit); any other refusal of an answer counts as invalid."""
+        label = error.label if isinstance(error, UpstreamError) else UpstreamInvalid.label
+        self.failures[label] = self.failures.get(label, 0) + 1
 
     def send(self, sink: ResponseSink, method: str, data: bytes, client: str | None = None) -> None:
         """Send a whole request for ``client`` (None: the proxy's own call); the answer
@@ -691,7 +696,7 @@ class _Collector:
     def response_body(self, data: bytes) -> None:
         self._body += data
         if len(self._body) > MAX_FETCHED:
-            raise UpstreamUnavailable("the upstream's answer to the proxy's own call is too large")
+            raise UpstreamInvalid("the upstream's answer to the proxy's own call is too large")
 
     def response_flush(self) -> None:
         pass
