@@ -41,10 +41,11 @@ from aiohttp import web
 from .app import create_app
 from .auth.hashing import SecretHasher
 from .auth.identity import ActingAs, UpstreamIdentity, User
-from .config import Config, ConfigError, config_from_dict, load_config
+from .config import Config, config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
 from .errors import (
     BadRequest,
+    ConfigError,
     NotFound,
     ProxyError,
     StartupError,

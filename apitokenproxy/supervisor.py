@@ -38,8 +38,8 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .app import create_app
 from .auth.identity import IdentityProvider
-from .config import Config, ConfigError, StoreConfig, load_config
-from .errors import ProxyError, StartupError
+from .config import Config, StoreConfig, load_config
+from .errors import ConfigError, ProxyError, StartupError
 from .ops.metrics import MULTIPROCESS_ENV
 from .server import install_uvloop, run_until_signalled, setup_logging
 from .store import opened

@@ -5,7 +5,7 @@ proxy/   tokenapi/   pages/                           serve requests
 auth/                                                 decide who calls
 notify/                                               warn before expiry
 store/   ops/                                         remember, record
-errors.py   config.py   networks.py   live.py         shared by all
+errors.py   config/     networks.py   live.py         shared by all
 """
 
 from __future__ import annotations
