@@ -9,12 +9,14 @@ import inspect
 import pkgutil
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 import apitokenproxy
 from apitokenproxy import errors
 from apitokenproxy.errors import (
     ApitokenproxyError,
+    BadRequest,
     TooManyInFlight,
     UpstreamBusy,
     UpstreamError,
@@ -24,6 +26,7 @@ from apitokenproxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from apitokenproxy.proxy.upstream import UpstreamPool, translate
 
 PACKAGE = Path(apitokenproxy.__file__).resolve().parent
 
@@ -79,6 +82,37 @@ def test_each_upstream_error_has_its_label(
 ) -> None:
     error = exception("x")
     assert (error.label, error.status) == (label, status)
+
+
+@pytest.mark.parametrize(
+    ("foreign", "label"),
+    [
+        (TimeoutError(), "timeout"),
+        (ConnectionRefusedError(), "refused"),
+        (aiohttp.ServerDisconnectedError(), "reset"),
+        (aiohttp.ClientOSError(), "reset"),
+        (aiohttp.ClientPayloadError("cut"), "invalid"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v,
+)
+def test_a_foreign_failure_becomes_the_upstream_error_of_its_label(
+    foreign: BaseException, label: str
+) -> None:
+    error = translate(foreign)
+    assert isinstance(error, UpstreamError) and error.label == label
+
+
+async def test_the_pool_counts_failures_by_label() -> None:
+    pool = UpstreamPool("127.0.0.1", 9, limit=1, connect_timeout=1, read_timeout=1)
+    for error in (
+        UpstreamReset("r"),
+        UpstreamReset("r"),
+        UpstreamTimeout("t"),
+        TooManyInFlight("c"),
+        BadRequest("a sink refused a head"),  # not the upstream's own: counted as invalid
+    ):
+        pool.failed(error)
+    assert pool.failures == {"reset": 2, "timeout": 1, "client_limit": 1, "invalid": 1}
 
 
 def _labelled() -> set[type[UpstreamError]]:
