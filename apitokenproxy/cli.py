@@ -41,19 +41,22 @@ from aiohttp import web
 from .app import create_app
 from .auth.hashing import SecretHasher
 from .auth.identity import ActingAs, UpstreamIdentity, User
-from .config import Config, ConfigError, config_from_dict, load_config
+from .config import Config, config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
 from .errors import (
     BadRequest,
+    ConfigError,
     NotFound,
     ProxyError,
+    StartupError,
     UpstreamBusy,
+    UpstreamInvalid,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from .proxy.headers import Injection
 from .proxy.pool import pool_for
-from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
+from .server import install_uvloop, run_until_signalled, setup_logging
 from .store import opened
 from .store.audit import Action, AuditEvent, AuditQuery, How
 from .supervisor import serve
@@ -418,7 +421,7 @@ async def _owners_groups(config: Config) -> AsyncIterator[GroupsOf]:
             if found is not None and found.name.casefold() == owner.name.casefold():
                 return await identity.groups(found, acting(found.name))
         except (UpstreamUnavailable, UpstreamTimeout, UpstreamBusy) as exc:
-            raise UpstreamUnavailable(
+            raise UpstreamInvalid(
                 f"cannot check the token policy for {owner.name}: {exc.message}"
             ) from exc
         if found is None:

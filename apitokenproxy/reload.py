@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .components import Components
-from .config import Config, ConfigError, load_config
+from .config import Config, load_config
+from .errors import ConfigError
 from .networks import parse_networks
 
 log = logging.getLogger("apitokenproxy")

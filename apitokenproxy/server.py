@@ -23,7 +23,7 @@ from aiohttp import web
 
 from .app import COMPONENTS, create_metrics_app
 from .config import TlsConfig
-from .errors import ProxyError
+from .errors import ProxyError, StartupError
 from .ops.exchange import Recorder
 from .proxy.fastlane import FastLane, FrontConnection
 from .proxy.handoff import HandOff, recording
@@ -242,10 +242,6 @@ def listen_tls(tls: TlsConfig) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"cannot load listen.tls certificate {tls.cert_file}: {exc}") from exc
     return context
-
-
-class StartupError(Exception):
-    """The server cannot start (a port in use, a store it cannot open): one line, no trace."""
 
 
 def _hangup() -> None:

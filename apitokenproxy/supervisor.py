@@ -38,10 +38,10 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .app import create_app
 from .auth.identity import IdentityProvider
-from .config import Config, ConfigError, StoreConfig, load_config
-from .errors import ProxyError
+from .config import Config, StoreConfig, load_config
+from .errors import ConfigError, ProxyError, StartupError
 from .ops.metrics import MULTIPROCESS_ENV
-from .server import StartupError, install_uvloop, run_until_signalled, setup_logging
+from .server import install_uvloop, run_until_signalled, setup_logging
 from .store import opened
 
 log = logging.getLogger("apitokenproxy")

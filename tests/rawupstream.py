@@ -28,8 +28,9 @@ from typing import Any
 import httptools
 
 from apitokenproxy.app import COMPONENTS, create_app
-from apitokenproxy.auth.identity import ActingAs, PasswordRejected, User
+from apitokenproxy.auth.identity import ActingAs, User
 from apitokenproxy.config import config_from_dict
+from apitokenproxy.errors import PasswordRejected
 from apitokenproxy.ops.accesslog import AccessLog
 from apitokenproxy.server import start_site
 

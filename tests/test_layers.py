@@ -5,7 +5,7 @@ proxy/   tokenapi/   pages/                           serve requests
 auth/                                                 decide who calls
 notify/                                               warn before expiry
 store/   ops/                                         remember, record
-errors.py   config.py   networks.py   live.py         shared by all
+errors.py   config/     networks.py   live.py         shared by all
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ SHARED = {"errors", "config", "networks", "live"}
 ALLOWED = {
     "errors": set(),
     "networks": set(),
-    # Validates the networks it reads with the rule that will use them.
-    "config": {"networks"},
+    # Validates the networks it reads with the rule that will use them, and raises
+    # the error tree's ConfigError.
+    "config": {"errors", "networks"},
     # The settings a reload changes, in holders every layer reads.
     "live": {"config"},
     "store": SHARED,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from apitokenproxy.config import StoreConfig, config_from_dict
-from apitokenproxy.server import StartupError
+from apitokenproxy.errors import StartupError
 from apitokenproxy.store import schema
 from apitokenproxy.supervisor import (
     EXIT_STARTUP,

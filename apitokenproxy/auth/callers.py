@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import AuthConfig
-from ..errors import Unauthorized
+from ..errors import PasswordRejected, Unauthorized
 from ..store.audit import Action, How
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
 from .grant import Grant, enforce
-from .identity import ActingAs, IdentityProvider, PasswordRejected, User
+from .identity import ActingAs, IdentityProvider, User
 from .networks import AllowedNetworks
 from .sessions import SessionSignIn
 from .verifier import TokenVerifier

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
-from ..errors import Unauthorized
-from .tokens import PREFIX, MalformedToken, looks_like_token, parse_token
+from ..errors import MalformedCredentials, MalformedToken, Unauthorized
+from .tokens import PREFIX, looks_like_token, parse_token
 
 # Far above any real user name plus token, far below what could hurt.
 MAX_HEADER_LENGTH = 4096
@@ -39,10 +39,6 @@ MISPLACED = (
     "send the token alone, as Bearer TOKEN or Basic user:TOKEN, "
     "with nothing around it (no quotes, brackets, spaces or other text)"
 )
-
-
-class MalformedCredentials(ValueError):
-    """An Authorization header the proxy should understand but cannot."""
 
 
 @dataclass(frozen=True, repr=False)

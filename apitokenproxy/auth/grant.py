@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..errors import Forbidden, Unauthorized
+from ..errors import NotFromHere, ScopeRefused
 from ..networks import Networks, inside, parse_networks
 from ..store import TokenRecord
 
@@ -36,19 +36,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # that never expires.
 EXPIRY_HEADER = "X-Apitokenproxy-Token-Expiration"
 REFUSED_MESSAGE = "the token is unknown or has been revoked"
-
-
-class ScopeRefused(Forbidden):
-    """A read-scoped token asked for more than reading."""
-
-    code = "token_scope"
-    reason = "scope"
-
-
-class NotFromHere(Unauthorized):
-    """A token used from outside its allowed networks: answered as a bad token."""
-
-    code = "invalid_token"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ token owner's admin rights are asked afresh, never frozen at creation time.
 
 The calls go through the data path's own upstream pool (``Fetch``), so a
 user header is written the same way in both, and failures arrive already
-translated into UpstreamUnavailable and UpstreamTimeout.
+translated into the UpstreamUnavailable kinds and UpstreamTimeout.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
-from ..errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from ..errors import (
+    PasswordRejected,
+    ProxyError,
+    UpstreamInvalid,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 Headers = list[tuple[str, str]]
 
@@ -54,14 +60,6 @@ class ActingAs:
 
     def __repr__(self) -> str:
         return "ActingAs(<hidden>)"
-
-
-class PasswordRejected(Exception):
-    """The upstream refused the credentials; ``reason`` is for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class IdentityProvider(Protocol):
@@ -181,7 +179,7 @@ class UpstreamIdentity:
         groups = data.get("groups")
         items = groups.get("items", []) if isinstance(groups, dict) else []
         if not isinstance(items, list):
-            raise UpstreamUnavailable("jira answered the current user's groups unexpectedly")
+            raise UpstreamInvalid("jira answered the current user's groups unexpectedly")
         return frozenset(
             g["name"] for g in items if isinstance(g, dict) and isinstance(g.get("name"), str)
         )
@@ -208,7 +206,7 @@ class UpstreamIdentity:
             data = self._json_object(status, body, "group membership")
             results = data.get("results", [])
             if not isinstance(results, list):
-                raise UpstreamUnavailable("confluence answered group membership without results")
+                raise UpstreamInvalid("confluence answered group membership without results")
             groups.update(g["name"] for g in results if isinstance(g, dict) and "name" in g)
             if len(results) < limit:
                 return groups
@@ -224,17 +222,17 @@ class UpstreamIdentity:
 
     def _json_object(self, status: int, body: bytes, what: str) -> dict[str, Any]:
         if status != 200:
-            raise UpstreamUnavailable(
+            raise UpstreamInvalid(
                 f"{self._product_name} answered HTTP {status} when asked for {what}"
             )
         try:
             data = json.loads(body)
         except ValueError as exc:
-            raise UpstreamUnavailable(
+            raise UpstreamInvalid(
                 f"{self._product_name} answered {what} with something that is not JSON"
             ) from exc
         if not isinstance(data, dict):
-            raise UpstreamUnavailable(f"{self._product_name} answered {what} unexpectedly")
+            raise UpstreamInvalid(f"{self._product_name} answered {what} unexpectedly")
         return data
 
     async def _get(
@@ -248,7 +246,7 @@ class UpstreamIdentity:
         except UpstreamTimeout as exc:
             raise UpstreamTimeout(f"{self._product_name} at {self._base}: {exc.message}") from exc
         except ProxyError as exc:
-            raise UpstreamUnavailable(
-                f"{self._product_name} at {self._base}: {exc.message}"
-            ) from exc
+            # Refused stays refused, reset stays reset; anything else is an unusable answer.
+            failure = type(exc) if isinstance(exc, UpstreamUnavailable) else UpstreamInvalid
+            raise failure(f"{self._product_name} at {self._base}: {exc.message}") from exc
         return status, {k.lower(): v for k, v in answer}, body

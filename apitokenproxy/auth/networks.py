@@ -11,16 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ..errors import Forbidden
+from ..errors import OutsideAllowedNetworks
 from ..networks import parse_networks
 
 log = logging.getLogger(__name__)
-
-
-class OutsideAllowedNetworks(Forbidden):
-    """A token or password login from outside ``auth.allowed_networks``."""
-
-    reason = "network"
 
 
 class AllowedNetworks:

@@ -21,6 +21,8 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
+from ..errors import MalformedToken
+
 PREFIX = "atpx_"
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
@@ -31,14 +33,6 @@ _SHAPE = re.compile(
     rf"{PREFIX}([1-9][0-9]{{0,{MAX_ID_DIGITS - 1}}})_"
     rf"([0-9A-Za-z]{{{SECRET_LENGTH}}})([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})"
 )
-
-
-class MalformedToken(ValueError):
-    """A string that claims to be a token (it has the prefix) but is not a valid one."""
-
-    def __init__(self, message: str, *, checksum: bool = False) -> None:
-        super().__init__(message)
-        self.checksum = checksum  # the shape held, the checksum did not
 
 
 @dataclass(frozen=True, repr=False)

@@ -35,29 +35,23 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
-from ..errors import ProxyError, Unauthorized
+from ..errors import InvalidToken, MalformedToken, NotFromHere, ProxyError
 from ..store import TokenRecord, TokenStore
 from ..store.lastaccessed import LastAccessed
 from .cache import KeyedDigest, TTLCache
 from .emails import OwnerEmails, could_be_email
-from .grant import REFUSED_MESSAGE, Grant, NotFromHere, grant_for, not_from_here
+from .grant import REFUSED_MESSAGE, Grant, grant_for, not_from_here
 from .hashing import SecretHasher
 from .identity import User
 from .known import KnownSecrets, replaced_in_grace
 from .throttle import FailureThrottle, Lanes, throttle_keys, too_many, user_key
-from .tokens import MalformedToken, ParsedToken, parse_token
+from .tokens import ParsedToken, parse_token
 
 Clock = Callable[[], int]
 # The token owner as the upstream knows the owner's key now; None when it knows no such key.
 OwnerOf = Callable[[TokenRecord], Awaitable[User | None]]
 
 log = logging.getLogger(__name__)
-
-
-class InvalidToken(Unauthorized):
-    """A token that is malformed, unknown, wrong, expired or not the named user's."""
-
-    code = "invalid_token"
 
 
 def rejection(

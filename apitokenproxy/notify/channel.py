@@ -7,14 +7,6 @@ from typing import Protocol
 from .message import ExpiryWarning
 
 
-class NotificationFailed(Exception):
-    """A warning could not be delivered; ``reason`` is safe to log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class Channel(Protocol):
     name: str  # recorded with each warning: "email" or "webhook"
 

@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 
 from ..config import SmtpConfig
-from ..errors import ProxyError
-from .channel import NotificationFailed
+from ..errors import NotificationFailed, ProxyError
 from .message import ExpiryWarning, email
 
 # The owner's e-mail address by user name, as the upstream shows it.

@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..config import NotifyConfig
-from ..errors import ProxyError
+from ..errors import NotificationFailed, ProxyError
 from ..store import TokenStore, WarningKey
-from .channel import Channel, NotificationFailed
+from .channel import Channel
 from .message import ExpiryWarning
 from .schedule import DAY_MS, due_days, retry_delay_ms
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 
 from ..config import WebhookConfig
-from .channel import NotificationFailed
+from ..errors import NotificationFailed
 from .message import ExpiryWarning, webhook_body
 
 TIMESTAMP_HEADER = "X-Apitokenproxy-Timestamp"

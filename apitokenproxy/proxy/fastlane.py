@@ -30,7 +30,7 @@ from typing import NoReturn
 import httptools
 
 from ..auth.gate import AS_IS, Decision, Gate
-from ..errors import ProxyError
+from ..errors import ApitokenproxyError, ProxyError
 from ..live import ClientTimeouts
 from ..networks import Networks
 from ..ops.accesslog import AccessLog
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 STASH_MAX = 64 * 1024
 
 
-class _Stop(Exception):
+class _Stop(ApitokenproxyError):
     """Raised in a callback only to stop llhttp; ``_verdict`` says why."""
 
 

@@ -41,7 +41,7 @@ from aiohttp import web
 from ..auth.credentials import password_in_query
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
-from ..errors import Forbidden
+from ..errors import UnsaidTarget
 from ..networks import Networks
 from .client import client_of
 from .forwarder import admit
@@ -51,12 +51,6 @@ FORWARD_AUTHORIZATION = "X-Apitokenproxy-Authorization"
 # Where front proxies name the client's request-target: nginx's convention, then
 # Traefik's and Caddy's (docs/front-proxies.md shows each configuration).
 TARGET_HEADERS = ("X-Original-URI", "X-Forwarded-Uri")
-
-
-class UnsaidTarget(Forbidden):
-    """Forward auth without the client's request-target, where its query matters."""
-
-    reason = "uri_missing"
 
 
 UNSAID_TARGET = (

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from http import HTTPStatus
 
-from ..errors import SERVER, BadRequest, UpstreamUnavailable, error_body
+from ..errors import SERVER, BadRequest, UpstreamInvalid, error_body
 
 Headers = list[tuple[str, str]]
 
@@ -125,7 +125,7 @@ def response_body(
             try:
                 length = int(value.strip(" \t"))
             except ValueError as exc:
-                raise UpstreamUnavailable(
+                raise UpstreamInvalid(
                     "the upstream answered with an invalid Content-Length"
                 ) from exc
         elif key == "transfer-encoding":

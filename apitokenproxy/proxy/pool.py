@@ -14,7 +14,14 @@ import ssl
 from collections import deque
 from urllib.parse import urlsplit
 
-from ..errors import ProxyError, TooManyInFlight, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
+from ..errors import (
+    ProxyError,
+    TooManyInFlight,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamInvalid,
+    UpstreamTimeout,
+)
 from ..live import ClientTimeouts
 from .framing import Body, Headers, request_head
 from .upstream import SAFE, SLOW_ANSWER, SLOW_CONNECT, ResponseSink, UpstreamConnection, translate
@@ -66,7 +73,7 @@ class UpstreamPool:
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closing = False
-        self.failures: dict[str, int] = {}  # by kind, since the start (metrics)
+        self.failures: dict[str, int] = {}  # by label, since the start (metrics)
 
     @property
     def in_use(self) -> int:
@@ -188,9 +195,10 @@ class UpstreamPool:
         return fresh
 
     def failed(self, error: ProxyError) -> None:
-        """Count an upstream failure by kind (refused, reset, timeout, invalid, pool_exhausted)."""
-        kind = getattr(error, "kind", "invalid")
-        self.failures[kind] = self.failures.get(kind, 0) + 1
+        """Count an upstream failure by its label (refused, reset, timeout, invalid,
+        pool_exhausted, client_limit); anything else counts as invalid."""
+        label = error.label if isinstance(error, UpstreamError) else UpstreamInvalid.label
+        self.failures[label] = self.failures.get(label, 0) + 1
 
     def send(self, sink: ResponseSink, method: str, data: bytes, client: str | None = None) -> None:
         """Send a whole request for ``client`` (None: the proxy's own call); the answer
@@ -345,7 +353,7 @@ class _Collector:
     def response_body(self, data: bytes) -> None:
         self._body += data
         if len(self._body) > MAX_FETCHED:
-            raise UpstreamUnavailable("the upstream's answer to the proxy's own call is too large")
+            raise UpstreamInvalid("the upstream's answer to the proxy's own call is too large")
 
     def response_flush(self) -> None:
         pass

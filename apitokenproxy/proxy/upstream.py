@@ -14,7 +14,7 @@ unsolicited bytes can never become the next user's answer. Any error in a
 response closes its connection and frees its slot.
 
 Foreign errors (socket errors, timeouts, llhttp's) are translated here, once
-(``translate``), into ``UpstreamUnavailable`` (502) and ``UpstreamTimeout`` (504).
+(``translate``), into the ``UpstreamUnavailable`` kinds (502) and ``UpstreamTimeout`` (504).
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Protocol
 import aiohttp
 import httptools
 
-from ..errors import ClientTooSlow, ProxyError, UpstreamTimeout, UpstreamUnavailable
+from ..errors import (
+    ApitokenproxyError,
+    ClientTooSlow,
+    ProxyError,
+    UpstreamInvalid,
+    UpstreamRefused,
+    UpstreamReset,
+    UpstreamTimeout,
+)
 from .framing import NO_BODY, UNTIL_CLOSE, Body, Headers, response_body
 
 if TYPE_CHECKING:
@@ -51,13 +59,13 @@ def translate(exc: BaseException) -> ProxyError:
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(SLOW_ANSWER)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(REFUSED, kind="refused")
+        return UpstreamRefused(REFUSED)
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return UpstreamUnavailable(NO_ANSWER, kind="reset")
+        return UpstreamReset(NO_ANSWER)
     if isinstance(exc, aiohttp.ClientError):
-        return UpstreamUnavailable(f"{INVALID} ({type(exc).__name__})")
+        return UpstreamInvalid(f"{INVALID} ({type(exc).__name__})")
     if isinstance(exc, OSError | ssl.SSLError):
-        return UpstreamUnavailable(REFUSED, kind="refused")
+        return UpstreamRefused(REFUSED)
     if isinstance(exc, ProxyError):
         return exc
     raise exc
@@ -83,7 +91,7 @@ class ResponseSink(Protocol):
         """The exchange failed; ``started`` once response_head was called."""
 
 
-class _Stop(Exception):
+class _Stop(ApitokenproxyError):
     """Raised in a callback only to stop llhttp; the callback has set the state that says why."""
 
 
@@ -150,7 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(self._error)
                 return
             if not self._unsolicited:
-                self._fail(UpstreamUnavailable(f"{INVALID} ({exc})"))
+                self._fail(UpstreamInvalid(f"{INVALID} ({exc})"))
                 return
         if self._unsolicited:
             self._keep = False
@@ -195,10 +203,10 @@ class UpstreamConnection(asyncio.Protocol):
         assert self._parser is not None and self._sink is not None
         status = self._parser.get_status_code()
         if status < 100:
-            self._stop(UpstreamUnavailable(f"the upstream answered with status {status}"))
+            self._stop(UpstreamInvalid(f"the upstream answered with status {status}"))
         if status < 200:
             if status == 101:
-                self._stop(UpstreamUnavailable("the upstream switched protocols unasked"))
+                self._stop(UpstreamInvalid("the upstream switched protocols unasked"))
             self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
             return
         body, length = response_body(self._method, status, self._headers)
@@ -210,7 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._stop(exc)
         except Exception:
             log.exception("response handling failed")
-            self._stop(UpstreamUnavailable(INVALID))
+            self._stop(UpstreamInvalid(INVALID))
         self._started = True
         if body is NO_BODY:
             # llhttp would read a HEAD answer's declared body; there is none,
@@ -228,7 +236,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._stop(exc)
         except Exception:
             log.exception("response handling failed")
-            self._stop(UpstreamUnavailable(INVALID))
+            self._stop(UpstreamInvalid(INVALID))
 
     def _stop(self, error: ProxyError) -> None:
         self._error = error
@@ -343,7 +351,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._pool.discard(self)
             self._pool.resend(sink, self._method, data, holder)
             return
-        self._fail(UpstreamUnavailable(NO_ANSWER, kind="reset"))
+        self._fail(UpstreamReset(NO_ANSWER))
 
     def _check_timeout(self) -> None:
         self._timer = None

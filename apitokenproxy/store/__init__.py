@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from ..config import StoreConfig
 from ..errors import StoreUnavailable
-from .base import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore, WarningKey
+from .base import NewToken, Page, TokenRecord, TokenStore, WarningKey
 
 
 async def open_store(
@@ -59,7 +59,6 @@ async def opened(config: StoreConfig | str) -> AsyncIterator[TokenStore]:
 
 __all__ = [
     "NewToken",
-    "OwnerAtLimit",
     "Page",
     "TokenRecord",
     "TokenStore",

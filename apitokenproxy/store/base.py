@@ -59,14 +59,6 @@ class TokenRecord:
     previous_until: int | None = None
 
 
-class OwnerAtLimit(Exception):
-    """A new token would take its owner past the limit; ``count`` tokens exist."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__(f"the owner already has {count} tokens")
-        self.count = count
-
-
 @dataclass(frozen=True)
 class WarningKey:
     """One expiry warning: sent at most once, whichever process or instance sends it.

@@ -29,10 +29,10 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import StoreUnavailable
+from ..errors import OwnerAtLimit, StoreUnavailable
 from . import schema
 from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import NewToken, OwnerAtLimit, Page, TokenRecord, Use, WarningKey
+from .base import NewToken, Page, TokenRecord, Use, WarningKey
 
 log = logging.getLogger(__name__)
 

@@ -29,18 +29,10 @@ from typing import Any
 
 import aiosqlite
 
-from ..errors import StoreUnavailable
+from ..errors import OwnerAtLimit, StoreUnavailable
 from . import schema
 from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import (
-    REVOCATION_POLL_SECONDS,
-    NewToken,
-    OwnerAtLimit,
-    Page,
-    TokenRecord,
-    Use,
-    WarningKey,
-)
+from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord, Use, WarningKey
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from aiohttp import web
 
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
-from ..auth.grant import ScopeRefused
-from ..errors import Forbidden, PayloadTooLarge
+from ..errors import Forbidden, PayloadTooLarge, ScopeRefused
 from ..live import ClientTimeouts
 from ..networks import Networks
 from ..ops.exchange import exchange_of

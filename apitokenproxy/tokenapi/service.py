@@ -38,8 +38,8 @@ from ..auth.identity import IdentityProvider, User
 from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
-from ..errors import BadRequest, Forbidden, NotFound
-from ..store import NewToken, OwnerAtLimit, Page, TokenRecord, TokenStore
+from ..errors import BadRequest, Forbidden, NotFound, OwnerAtLimit
+from ..store import NewToken, Page, TokenRecord, TokenStore
 from ..store.audit import Action, AuditPage, AuditQuery
 from ..store.base import SCOPES
 from .policy import check_may_hold, granted_months, needs_groups

@@ -10,7 +10,6 @@ from apitokenproxy.auth.credentials import (
     BasicCredentials,
     BearerCredentials,
     Credentials,
-    MalformedCredentials,
     OtherCredentials,
     TokenAttempt,
     misplaced_token,
@@ -19,6 +18,7 @@ from apitokenproxy.auth.credentials import (
     token_in,
 )
 from apitokenproxy.auth.tokens import format_token
+from apitokenproxy.errors import MalformedCredentials
 
 
 def b64(raw: bytes) -> str:

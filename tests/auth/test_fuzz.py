@@ -17,20 +17,13 @@ from hypothesis import strategies as st
 from apitokenproxy.auth.credentials import (
     BasicCredentials,
     BearerCredentials,
-    MalformedCredentials,
     OtherCredentials,
     parse_authorization,
     token_in,
 )
 from apitokenproxy.auth.gate import Admission, classify
-from apitokenproxy.auth.tokens import (
-    MAX_ID_DIGITS,
-    PREFIX,
-    MalformedToken,
-    format_token,
-    parse_token,
-)
-from apitokenproxy.errors import Unauthorized
+from apitokenproxy.auth.tokens import MAX_ID_DIGITS, PREFIX, format_token, parse_token
+from apitokenproxy.errors import MalformedCredentials, MalformedToken, Unauthorized
 
 TOKEN = format_token(7, "A" * 32)
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

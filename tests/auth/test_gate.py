@@ -10,11 +10,11 @@ import pytest
 
 from apitokenproxy.auth.credentials import TokenAttempt
 from apitokenproxy.auth.gate import AS_IS, OTHER_SCHEME, Admission, Gate, admitted, classify
-from apitokenproxy.auth.grant import Grant, ScopeRefused, grant_for
+from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.networks import AllowedNetworks
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.auth.verifier import TokenVerifier
-from apitokenproxy.errors import ProxyError, Unauthorized
+from apitokenproxy.errors import ProxyError, ScopeRefused, Unauthorized
 
 from .test_grant import token
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from apitokenproxy.auth.grant import (
-    EXPIRY_HEADER,
-    NotFromHere,
-    ScopeRefused,
-    enforce,
-    expiry_value,
-    grant_for,
-)
+from apitokenproxy.auth.grant import EXPIRY_HEADER, enforce, expiry_value, grant_for
+from apitokenproxy.errors import NotFromHere, ScopeRefused
 from apitokenproxy.networks import inside
 from apitokenproxy.store import TokenRecord
 

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from apitokenproxy.auth.identity import ActingAs, PasswordRejected, UpstreamIdentity, User
-from apitokenproxy.errors import UpstreamTimeout, UpstreamUnavailable
+from apitokenproxy.auth.identity import ActingAs, UpstreamIdentity, User
+from apitokenproxy.errors import PasswordRejected, UpstreamTimeout, UpstreamUnavailable
 from apitokenproxy.proxy.pool import UpstreamPool, pool_for
 
 from ..fakes import CONFLUENCE_USERS, JIRA_USERS, USER_HEADER, FakeUpstream

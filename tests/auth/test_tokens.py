@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from apitokenproxy.auth.tokens import (
     PREFIX,
     SECRET_LENGTH,
-    MalformedToken,
     format_token,
     looks_like_token,
     new_secret,
     parse_token,
 )
+from apitokenproxy.errors import MalformedToken
 
 ids = st.integers(min_value=1, max_value=10**18 - 1)
 secrets_ = st.text(

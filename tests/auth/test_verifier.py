@@ -18,13 +18,13 @@ from typing import Any, cast
 import pytest
 
 from apitokenproxy.auth.emails import OwnerEmails
-from apitokenproxy.auth.grant import Grant, NotFromHere, grant_for
+from apitokenproxy.auth.grant import Grant, grant_for
 from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.auth.identity import User
 from apitokenproxy.auth.throttle import FailureThrottle
 from apitokenproxy.auth.tokens import format_token, new_secret, parse_token
-from apitokenproxy.auth.verifier import InvalidToken, TokenVerifier, rejection
-from apitokenproxy.errors import Busy, TooManyRequests, UpstreamUnavailable
+from apitokenproxy.auth.verifier import TokenVerifier, rejection
+from apitokenproxy.errors import Busy, InvalidToken, NotFromHere, TooManyRequests, UpstreamRefused
 from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
 from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.lastaccessed import LastAccessed
@@ -852,7 +852,7 @@ def test_rejection(
         (User("key-alice", "ALICE"), "alice"),  # names compare as the upstream's do
         (User("key-alice", "alicia"), "alicia"),  # renamed: the token follows the key
         (None, None),  # the key is gone upstream: refused, whoever has the name now
-        (UpstreamUnavailable("jira is down"), "alice"),  # cannot tell: the stored name
+        (UpstreamRefused("jira is down"), "alice"),  # cannot tell: the stored name
     ],
 )
 async def test_a_token_speaks_for_its_owners_key(

@@ -23,8 +23,9 @@ from aiohttp.test_utils import TestServer
 from apitokenproxy.app import COMPONENTS, create_app
 from apitokenproxy.cli import main
 from apitokenproxy.config import config_from_dict, load_config
+from apitokenproxy.errors import StartupError
 from apitokenproxy.reload import Reloader
-from apitokenproxy.server import StartupError, start_site
+from apitokenproxy.server import start_site
 
 from ..conftest import LANES, base_config, deep_merge
 from ..fakes import JIRA_USERS, FakeUpstream

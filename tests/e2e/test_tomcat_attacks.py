@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from apitokenproxy.app import create_app
-from apitokenproxy.auth.identity import ActingAs, PasswordRejected, User
+from apitokenproxy.auth.identity import ActingAs, User
 from apitokenproxy.config import config_from_dict
+from apitokenproxy.errors import PasswordRejected
 from apitokenproxy.server import start_site
 
 from ..conftest import LANES, base_config, deep_merge

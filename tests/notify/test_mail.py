@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from apitokenproxy.config import SmtpConfig
-from apitokenproxy.notify.channel import NotificationFailed
+from apitokenproxy.errors import NotificationFailed
 from apitokenproxy.notify.mail import MailChannel
 from apitokenproxy.notify.message import ExpiryWarning
 

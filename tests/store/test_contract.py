@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from apitokenproxy.errors import StoreUnavailable
-from apitokenproxy.store import NewToken, OwnerAtLimit, Page, TokenStore, WarningKey, open_store
+from apitokenproxy.errors import OwnerAtLimit, StoreUnavailable
+from apitokenproxy.store import NewToken, Page, TokenStore, WarningKey, open_store
 from apitokenproxy.store.audit import Action, AuditEvent, AuditQuery, How
 
 BASE = NewToken(
