@@ -2,67 +2,45 @@
 
     apitokenproxy serve --config FILE
     apitokenproxy check-config --config FILE
+    apitokenproxy health --config FILE
     apitokenproxy migrate --config FILE
     apitokenproxy copy-store --from URL --to URL
     apitokenproxy demo [--port 8080]
     apitokenproxy tokens list|create|revoke|revoke-all --config FILE ...
     apitokenproxy audit --config FILE [--user-key K] [--since DATE] [--json]
 
-``tokens`` works on the store directly, for operators. ``tokens create``
-makes a token as the token API does (``TokenMaker``: the same checks of its
-values, the site's token policy, the per-user cap, the audit event); it asks
-the upstream only when ``tokens.allowed_groups`` or ``group_limits`` need
-the owner's groups. A running proxy notices revocations made this way within
-a second. Each change is in the audit trail as the operating-system user's,
-authenticated by "cli".
+This module parses the flags and runs the commands that start, check or move
+a whole store; the operator's commands on tokens and the audit trail are
+``cli_tokens.py``'s. ``--version`` is ``apitokenproxy.__version__``, the one
+place the version is written (``pyproject.toml`` reads it from there).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import getpass
-import importlib.metadata
-import json
 import logging
 import re
 import ssl
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from . import __version__
 from .app import create_app
-from .auth.hashing import SecretHasher
-from .auth.identity import ActingAs, UpstreamIdentity, User
-from .config import Config, config_from_dict, load_config
+from .cli_tokens import audit, tokens_create, tokens_list, tokens_revoke, tokens_revoke_all
+from .config import config_from_dict, load_config
 from .demo import create_demo_upstream, seed_commands
-from .errors import (
-    BadRequest,
-    ConfigError,
-    NotFound,
-    ProxyError,
-    StartupError,
-    UpstreamBusy,
-    UpstreamInvalid,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from .proxy.headers import Injection
-from .proxy.pool import pool_for
+from .errors import ConfigError, ProxyError, StartupError
 from .server import install_uvloop, run_until_signalled, setup_logging
 from .store import opened
-from .store.audit import Action, AuditEvent, AuditQuery, How
+from .store.audit import AuditQuery
 from .supervisor import serve
-from .tokenapi.inputs import parse_create
-from .tokenapi.service import GroupsOf, TokenMaker
-from .tokenapi.shapes import audit_entry, audit_line, filtered
 
 log = logging.getLogger("apitokenproxy")
 
@@ -89,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="apitokenproxy",
         description="API-token authentication gateway for Jira and Confluence Data Center.",
     )
-    parser.add_argument("--version", action="version", version=f"apitokenproxy {_version()}")
+    parser.add_argument("--version", action="version", version=f"apitokenproxy {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
@@ -124,13 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return with_config(sub)
 
-    listing = token_command("list", "list tokens (all, or one user's)", _tokens_list)
+    listing = token_command("list", "list tokens (all, or one user's)", tokens_list)
     listing.add_argument("--user-key", help="only this user's tokens")
     create = token_command(
         "create",
         "create a token for a user key, as POST /user/token would (its messages name that "
         "call's fields: tokenDescription, tokenValidityTimeInMonths, allowedAddresses)",
-        _tokens_create,
+        tokens_create,
     )
     create.add_argument("--user-key", required=True)
     create.add_argument("--user-name", required=True, help="the user's login name")
@@ -146,21 +124,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="a network the token may be used from (repeatable; default: anywhere)",
     )
-    revoke = token_command("revoke", "delete one token", _tokens_revoke)
+    revoke = token_command("revoke", "delete one token", tokens_revoke)
     revoke.add_argument("token_id", type=int)
-    revoke_all = token_command("revoke-all", "delete every token of a user", _tokens_revoke_all)
+    revoke_all = token_command("revoke-all", "delete every token of a user", tokens_revoke_all)
     revoke_all.add_argument("--user-key", required=True)
 
-    audit = with_config(command("audit", "show the audit trail, newest first", _audit))
-    audit.add_argument("--user-key", help="only events this user acted in or owned the token of")
-    audit.add_argument(
+    trail = with_config(command("audit", "show the audit trail, newest first", audit))
+    trail.add_argument("--user-key", help="only events this user acted in or owned the token of")
+    trail.add_argument(
         "--since",
         type=_since,
         metavar="DATE",
         help="only events at or after DATE: 2026-11-24 or 2026-11-24T09:30 (UTC unless an "
         "offset is given)",
     )
-    audit.add_argument("--json", action="store_true", help="a JSON array, as the REST API shows")
+    trail.add_argument("--json", action="store_true", help="a JSON array, as the REST API shows")
     return parser
 
 
@@ -175,13 +153,6 @@ def _since(text: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("apitokenproxy")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
-        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -297,166 +268,6 @@ def _copy_store(args: argparse.Namespace) -> int:
 def _redacted(url: str) -> str:
     """A store URL fit for a terminal: the password replaced."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-# Who created a token from the command line, and who acts in its audit events.
-CLI_KEY = "apitokenproxy-cli"
-
-
-def _cli_action(at: int | None = None) -> Action:
-    """A change made here: by the operating-system user, authenticated as "cli"."""
-    try:
-        name = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        name = "unknown"
-    return Action(
-        at=time.time_ns() // 1_000_000 if at is None else at,
-        actor_key=CLI_KEY,
-        actor_name=name,
-        how=How.CLI,
-    )
-
-
-AUDIT_BATCH = 500
-
-
-def _audit(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    query = AuditQuery(user_key=args.user_key, since=args.since)
-
-    async def run() -> list[AuditEvent]:
-        events: list[AuditEvent] = []
-        async with opened(config.store) as store:
-            while True:
-                page = await store.audit_events(query, len(events), AUDIT_BATCH)
-                events.extend(page.items)
-                if len(page.items) < AUDIT_BATCH:
-                    return events
-
-    events = asyncio.run(run())
-    if args.json:
-        print(json.dumps([audit_entry(e) for e in events], indent=2, sort_keys=True))
-    else:
-        for event in events:
-            print(audit_line(event))
-    return 0
-
-
-def _tokens_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-
-    async def run() -> list[dict[str, Any]]:
-        async with opened(config.store) as store:
-            if args.user_key:
-                records = await store.list_owned(args.user_key)
-            else:
-                records = (await store.find_by_expiry(None, 0, 2**62)).items
-        return [filtered(r, origin=True) for r in records]
-
-    print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
-    return 0
-
-
-def _tokens_create(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    # The token API's own checks, on the body it would have been sent.
-    fields = {
-        "tokenDescription": args.description,
-        "tokenForUserKey": args.user_key,
-        "tokenValidityTimeInMonths": args.months,
-        "scope": args.scope,
-        "allowedAddresses": args.allowed_address,
-    }
-    try:
-        request = parse_create(fields, config.tokens.max_description_length)
-    except BadRequest as exc:
-        print(f"apitokenproxy: {exc.message}", file=sys.stderr)
-        return 2
-    owner = User(args.user_key, args.user_name)
-
-    async def run() -> dict[str, Any]:
-        hasher = SecretHasher(workers=1)
-        try:
-            async with opened(config.store) as store, _owners_groups(config) as groups_of:
-                maker = TokenMaker(store, hasher, groups_of)
-                created = await maker.create(owner, request, config.tokens, _cli_action())
-        finally:
-            hasher.close()
-        return {**filtered(created.record), "plainTextToken": created.plaintext}
-
-    print(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
-    return 0
-
-
-@contextlib.asynccontextmanager
-async def _owners_groups(config: Config) -> AsyncIterator[GroupsOf]:
-    """A token owner's groups, asked as the proxy asks: of the upstream, as the
-    owner through the trusted header. Nothing is sent unless they are asked for."""
-    upstream = config.upstream
-    pool = pool_for(
-        upstream.url,
-        limit=2,
-        connect_timeout=upstream.connect_timeout_seconds,
-        read_timeout=upstream.read_timeout_seconds,
-        ca_file=upstream.ca_file,
-        verify_tls=upstream.verify_tls,
-    )
-    injection = Injection.from_config(upstream)
-    identity = UpstreamIdentity(
-        pool.fetch,
-        upstream.url,
-        upstream.product,
-        admin_groups=config.auth.admin_groups,
-        timeout_seconds=upstream.identity_timeout_seconds,
-    )
-
-    def acting(name: str) -> ActingAs:
-        return ActingAs(dict(injection.identity(name)))
-
-    async def groups_of(owner: User) -> frozenset[str]:
-        try:
-            # The name travels in the header: it must be the key's, or the
-            # groups would be someone else's.
-            found = await identity.find_user(owner.key, acting(owner.name))
-            if found is not None and found.name.casefold() == owner.name.casefold():
-                return await identity.groups(found, acting(found.name))
-        except (UpstreamUnavailable, UpstreamTimeout, UpstreamBusy) as exc:
-            raise UpstreamInvalid(
-                f"cannot check the token policy for {owner.name}: {exc.message}"
-            ) from exc
-        if found is None:
-            raise NotFound(f"no user has the user key {owner.key!r}")
-        raise BadRequest(f"the user key {owner.key} is {found.name}'s, not {owner.name}'s")
-
-    try:
-        yield groups_of
-    finally:
-        pool.close()
-
-
-def _tokens_revoke(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-
-    async def run() -> bool:
-        async with opened(config.store) as store:
-            return await store.delete(args.token_id, _cli_action())
-
-    if not asyncio.run(run()):
-        print(f"apitokenproxy: no token with id {args.token_id}", file=sys.stderr)
-        return 1
-    print(f"token {args.token_id} revoked")
-    return 0
-
-
-def _tokens_revoke_all(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-
-    async def run() -> int:
-        async with opened(config.store) as store:
-            return len(await store.delete_all_for(args.user_key, _cli_action()))
-
-    print(f"{asyncio.run(run())} token(s) of {args.user_key} revoked")
-    return 0
 
 
 if __name__ == "__main__":

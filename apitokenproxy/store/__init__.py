@@ -3,6 +3,9 @@
 ``TokenStore`` is all the rest of the proxy knows about persistence. Every
 backend passes the same contract suite (``tests/store/test_contract.py``).
 Backend errors are translated into ``StoreUnavailable`` inside each backend.
+What the backends share is written once: the tables (``schema.py``), the
+statements (``statements.py``) and the changes with their audit events
+(``changes.py``).
 """
 
 from __future__ import annotations

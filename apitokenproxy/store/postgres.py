@@ -14,8 +14,9 @@
 
 Connection strings may carry server settings as query parameters (asyncpg
 passes them on), e.g. ``?search_path=apitokenproxy`` to keep the tables in a
-schema of their own. The statements are ``schema``'s; asyncpg and OS errors
-are translated to ``StoreUnavailable`` here.
+schema of their own. The statements are ``statements.py``'s and the changes to
+tokens ``changes.py``'s; asyncpg and OS errors are translated to
+``StoreUnavailable`` here.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
 
 import asyncpg
 
-from ..errors import OwnerAtLimit, StoreUnavailable
+from ..errors import StoreUnavailable
 from . import schema
-from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import NewToken, Page, TokenRecord, Use, WarningKey
+from .audit import AuditEvent, AuditPage, AuditQuery
+from .base import Page, TokenRecord, Use, WarningKey
+from .changes import Changes, Session
+from .statements import FAILURE_RETENTION_MS, for_dialect
 
 log = logging.getLogger(__name__)
 
-SQL = schema.statements(schema.POSTGRES)
 MIGRATIONS = schema.migrations(schema.POSTGRES)
 
 # pg_advisory_xact_lock key: "apitokenproxy migrations", any fixed 64-bit number.
@@ -57,8 +58,11 @@ _CONNECTION_ERRORS = (
 )
 
 
-class PostgresStore:
-    """``TokenStore`` on a PostgreSQL database shared by every instance."""
+class PostgresStore(Changes):
+    """``TokenStore`` on a PostgreSQL database shared by every instance; its changes
+    are ``Changes``'."""
+
+    SQL = for_dialect(schema.POSTGRES)
 
     def __init__(self, pool: asyncpg.Pool, url: str, schema: str) -> None:
         self._pool = pool
@@ -124,118 +128,25 @@ class PostgresStore:
                 ),
             )
 
-    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
-        async with self._transaction() as conn:
-            if limit:
-                # Read committed alone would let two instances both count below the limit.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                    OWNER_LOCK_CLASS,
-                    token.owner_key,
-                )
-                count = int(await conn.fetchval(SQL.count_owned, token.owner_key))
-                if count >= limit:
-                    raise OwnerAtLimit(count)
-            record = schema.record(await conn.fetchrow(SQL.create, *schema.values(token)))
-            await conn.execute(
-                SQL.record_event,
-                *schema.event_values(schema.token_event(EventKind.CREATED, action, record)),
-            )
-        return record
-
     async def get(self, token_id: int) -> TokenRecord | None:
         async with self._connection() as conn:
-            row = await conn.fetchrow(SQL.get, token_id)
+            row = await conn.fetchrow(self.SQL.get, token_id)
         return None if row is None else schema.record(row)
 
     async def list_owned(self, owner_key: str) -> Sequence[TokenRecord]:
         async with self._connection() as conn:
-            rows = await conn.fetch(SQL.list_owned, owner_key)
+            rows = await conn.fetch(self.SQL.list_owned, owner_key)
         return [schema.record(r) for r in rows]
 
-    async def update_description(
-        self, token_id: int, description: str, action: Action
-    ) -> TokenRecord | None:
-        async with self._transaction() as conn:
-            row = await conn.fetchrow(SQL.update_description, token_id, description)
-            if row is None:
-                return None
-            record = schema.record(row)
-            await conn.execute(
-                SQL.record_event,
-                *schema.event_values(schema.token_event(EventKind.RENAMED, action, record)),
-            )
-        return record
-
-    async def update_policy(
-        self,
-        token_id: int,
-        action: Action,
-        *,
-        description: str | None = None,
-        scope: str | None = None,
-        allowed_networks: tuple[str, ...] | None = None,
-    ) -> TokenRecord | None:
-        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
-        kinds = schema.policy_events(description, scope, allowed_networks)
-        return await self._change(
-            SQL.update_policy, (token_id, description, scope, networks), kinds, action
+    async def _hold_owner(self, session: Session, owner_key: str) -> None:
+        # Read committed alone would let two instances both count below the limit.
+        await session.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", OWNER_LOCK_CLASS, owner_key
         )
 
-    async def rotate(
-        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
-    ) -> TokenRecord | None:
-        return await self._change(
-            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
-        )
-
-    async def _change(
-        self,
-        statement: str,
-        args: tuple[Any, ...],
-        kinds: Sequence[EventKind],
-        action: Action,
-    ) -> TokenRecord | None:
-        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
-        write its events, all in one transaction."""
-        async with self._transaction() as conn:
-            row = await conn.fetchrow(statement, *args)
-            if row is None:
-                return None
-            record = schema.record(row)
-            await self._announce(conn, [record.id])
-            await conn.executemany(
-                SQL.record_event,
-                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
-            )
-        return record
-
-    async def delete(self, token_id: int, action: Action) -> bool:
-        return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
-
-    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
-        return await self._delete(SQL.delete_owned, owner_key, EventKind.REVOKED_ALL, action)
-
-    async def _delete(
-        self, statement: str, value: object, kind: EventKind, action: Action
-    ) -> list[int]:
-        async with self._transaction() as conn:
-            rows = await conn.fetch(statement, value)
-            ids = [int(r[0]) for r in rows]
-            if ids:
-                await self._announce(conn, ids)
-                await conn.executemany(
-                    SQL.record_event,
-                    [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
-                )
-        return ids
-
-    async def _announce(self, conn: asyncpg.Connection, ids: list[int]) -> None:
-        """Tell every instance to drop these tokens' verified copies."""
-        await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
-        await conn.execute(SQL.prune_revocations)
+    async def _notify(self, session: Session, ids: Sequence[int]) -> None:
         # Delivered at commit, and only if the transaction commits.
-        await conn.execute(
+        await session.execute(
             "SELECT pg_notify($1, $2)", CHANNEL, f"{self._schema}:{','.join(map(str, ids))}"
         )
 
@@ -248,7 +159,7 @@ class PostgresStore:
         owner_key: str | None = None,
         description: str | None = None,
     ) -> Page:
-        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
+        count, page, args = self.SQL.expiring(not_valid_after, owner_key, description)
         async with self._connection() as conn:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)
@@ -256,7 +167,7 @@ class PostgresStore:
 
     async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
         async with self._connection() as conn:
-            rows = await conn.fetch(SQL.expiring_between, after, not_after)
+            rows = await conn.fetch(self.SQL.expiring_between, after, not_after)
         return [schema.record(r) for r in rows]
 
     async def claim_warning(
@@ -264,8 +175,8 @@ class PostgresStore:
     ) -> int | None:
         async with self._connection() as conn:
             attempts = await conn.fetchval(
-                SQL.claim_warning,
-                *SQL.warning_args(key),
+                self.SQL.claim_warning,
+                *self.SQL.warning_args(key),
                 now_ms,
                 now_ms + lease_ms,
                 max_attempts,
@@ -274,25 +185,27 @@ class PostgresStore:
 
     async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
         async with self._connection() as conn:
-            await conn.execute(SQL.warning_sent, *SQL.warning_args(key), now_ms)
+            await conn.execute(self.SQL.warning_sent, *self.SQL.warning_args(key), now_ms)
 
     async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
         async with self._connection() as conn:
-            attempts = await conn.fetchval(SQL.warning_failed, *SQL.warning_args(key), retry_at)
+            attempts = await conn.fetchval(
+                self.SQL.warning_failed, *self.SQL.warning_args(key), retry_at
+            )
         return 0 if attempts is None else int(attempts)
 
     async def prune_warnings(self, before: int) -> None:
         async with self._connection() as conn:
-            await conn.execute(SQL.prune_warnings, before)
+            await conn.execute(self.SQL.prune_warnings, before)
 
     async def record_access(self, uses: Mapping[int, Use]) -> None:
         if not uses:
             return
         async with self._connection() as conn:
-            await conn.execute(SQL.record_access, *SQL.access_args(uses))
+            await conn.execute(self.SQL.record_access, *self.SQL.access_args(uses))
 
     async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
-        count, page, args = SQL.audit(query)
+        count, page, args = self.SQL.audit(query)
         async with self._connection() as conn:
             total = await conn.fetchval(count, *args)
             rows = await conn.fetch(page, *args, limit, offset)
@@ -300,7 +213,7 @@ class PostgresStore:
 
     async def copy_events(self, events: Sequence[AuditEvent]) -> int:
         async with self._transaction() as conn:
-            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+            await conn.executemany(self.SQL.copy_event, [dataclasses.astuple(e) for e in events])
             # As for tokens: explicit ids do not move the sequence.
             await conn.execute(
                 "SELECT setval(pg_get_serial_sequence('audit_events', 'id'),"
@@ -310,18 +223,18 @@ class PostgresStore:
 
     async def prune_audit(self, before: int, limit: int) -> int:
         async with self._connection() as conn:
-            return len(await conn.fetch(SQL.prune_audit, before, limit))
+            return len(await conn.fetch(self.SQL.prune_audit, before, limit))
 
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         async with self._transaction() as conn:
-            row = await conn.fetchrow(SQL.count_failure, key, now_ms, window_ms)
-            await conn.execute(SQL.prune_failures, now_ms - schema.FAILURE_RETENTION_MS)
+            row = await conn.fetchrow(self.SQL.count_failure, key, now_ms, window_ms)
+            await conn.execute(self.SQL.prune_failures, now_ms - FAILURE_RETENTION_MS)
         assert row is not None
         return int(row[0]), int(row[1])
 
     async def upsert(self, records: Sequence[TokenRecord]) -> int:
         async with self._transaction() as conn:
-            await conn.executemany(SQL.upsert, [schema.values(r) for r in records])
+            await conn.executemany(self.SQL.upsert, [schema.values(r) for r in records])
             # Explicit ids do not move the identity sequence; new tokens must
             # not collide with copied ones.
             await conn.execute(

@@ -11,7 +11,8 @@ upgrading a read lock, and roll back on any error: nothing is half-written.
 power loss. The schema version is ``PRAGMA user_version``; other processes
 learn of deletions and changes by polling the revocations table.
 
-The statements are ``schema``'s; sqlite3 errors become ``StoreUnavailable`` here.
+The statements are ``statements.py``'s and the changes to tokens ``changes.py``'s;
+sqlite3 errors become ``StoreUnavailable`` here.
 """
 
 from __future__ import annotations
@@ -29,22 +30,31 @@ from typing import Any
 
 import aiosqlite
 
-from ..errors import OwnerAtLimit, StoreUnavailable
+from ..errors import StoreUnavailable
 from . import schema
-from .audit import Action, AuditEvent, AuditPage, AuditQuery, EventKind
-from .base import REVOCATION_POLL_SECONDS, NewToken, Page, TokenRecord, Use, WarningKey
+from .audit import AuditEvent, AuditPage, AuditQuery
+from .base import (
+    REVOCATION_POLL_SECONDS,
+    Page,
+    TokenRecord,
+    Use,
+    WarningKey,
+)
+from .changes import Changes, Session
+from .statements import FAILURE_RETENTION_MS, for_dialect
 
 log = logging.getLogger(__name__)
 
-SQL = schema.statements(schema.SQLITE)
 MIGRATIONS = schema.migrations(schema.SQLITE)
 # Waits between tries while another process holds a new file's write lock.
 RETRY_FIRST_SECONDS = 0.01
 RETRY_MAX_SECONDS = 0.25
 
 
-class SQLiteStore:
-    """``TokenStore`` on a SQLite file."""
+class SQLiteStore(Changes):
+    """``TokenStore`` on a SQLite file; its changes are ``Changes``'."""
+
+    SQL = for_dialect(schema.SQLITE)
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -142,110 +152,26 @@ class SQLiteStore:
                 await _rollback(self._conn)
                 raise
 
-    async def create(self, token: NewToken, action: Action, *, limit: int = 0) -> TokenRecord:
-        # BEGIN IMMEDIATE holds the write lock from the count to the insert.
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Session]:
         async with self._write() as conn:
-            if limit:
-                counted = await _first(conn, SQL.count_owned, (token.owner_key,))
-                count = int(counted[0]) if counted else 0
-                if count >= limit:
-                    raise OwnerAtLimit(count)
-            row = await _first(conn, SQL.create, schema.values(token))
-            assert row is not None
-            record = schema.record(row)
-            await conn.execute(
-                SQL.record_event,
-                schema.event_values(schema.token_event(EventKind.CREATED, action, record)),
-            )
-        return record
+            yield _Session(conn)
 
     async def get(self, token_id: int) -> TokenRecord | None:
         async with self._read() as conn:
-            row = await _first(conn, SQL.get, (token_id,))
+            row = await _first(conn, self.SQL.get, (token_id,))
         return None if row is None else schema.record(row)
 
     async def list_owned(self, owner_key: str) -> Sequence[TokenRecord]:
         async with self._read() as conn:
-            rows = await conn.execute_fetchall(SQL.list_owned, (owner_key,))
+            rows = await conn.execute_fetchall(self.SQL.list_owned, (owner_key,))
         return [schema.record(r) for r in rows]
 
-    async def update_description(
-        self, token_id: int, description: str, action: Action
-    ) -> TokenRecord | None:
-        async with self._write() as conn:
-            row = await _first(conn, SQL.update_description, (token_id, description))
-            if row is None:
-                return None
-            record = schema.record(row)
-            await conn.execute(
-                SQL.record_event,
-                schema.event_values(schema.token_event(EventKind.RENAMED, action, record)),
-            )
-        return record
+    async def _hold_owner(self, session: Session, owner_key: str) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` holds the write lock from the count to the insert."""
 
-    async def update_policy(
-        self,
-        token_id: int,
-        action: Action,
-        *,
-        description: str | None = None,
-        scope: str | None = None,
-        allowed_networks: tuple[str, ...] | None = None,
-    ) -> TokenRecord | None:
-        networks = None if allowed_networks is None else schema.encode_networks(allowed_networks)
-        kinds = schema.policy_events(description, scope, allowed_networks)
-        return await self._change(
-            SQL.update_policy, (token_id, description, scope, networks), kinds, action
-        )
-
-    async def rotate(
-        self, token_id: int, secret_hash: str, previous_until: int | None, action: Action
-    ) -> TokenRecord | None:
-        return await self._change(
-            SQL.rotate, (token_id, secret_hash, previous_until), (EventKind.ROTATED,), action
-        )
-
-    async def _change(
-        self,
-        statement: str,
-        args: tuple[Any, ...],
-        kinds: Sequence[EventKind],
-        action: Action,
-    ) -> TokenRecord | None:
-        """Run an UPDATE ... RETURNING, announce the change like a deletion, and
-        write its events, all in one transaction."""
-        async with self._write() as conn:
-            row = await _first(conn, statement, args)
-            if row is None:
-                return None
-            record = schema.record(row)
-            await conn.execute(SQL.record_revocation, (args[0],))
-            await conn.executemany(
-                SQL.record_event,
-                [schema.event_values(schema.token_event(k, action, record)) for k in kinds],
-            )
-        return record
-
-    async def delete(self, token_id: int, action: Action) -> bool:
-        return bool(await self._delete(SQL.delete_one, token_id, EventKind.REVOKED, action))
-
-    async def delete_all_for(self, owner_key: str, action: Action) -> Sequence[int]:
-        return await self._delete(SQL.delete_owned, owner_key, EventKind.REVOKED_ALL, action)
-
-    async def _delete(
-        self, statement: str, value: object, kind: EventKind, action: Action
-    ) -> list[int]:
-        async with self._write() as conn:
-            rows = list(await conn.execute_fetchall(statement, (value,)))
-            ids = [int(r[0]) for r in rows]
-            if ids:
-                await conn.executemany(SQL.record_revocation, [(i,) for i in ids])
-                await conn.execute(SQL.prune_revocations)
-                await conn.executemany(
-                    SQL.record_event,
-                    [schema.event_values(schema.deleted_event(kind, action, r)) for r in rows],
-                )
-        return ids
+    async def _notify(self, session: Session, ids: Sequence[int]) -> None:
+        """Nothing to do: other processes poll the revocations table (``watch``)."""
 
     async def find_by_expiry(
         self,
@@ -256,7 +182,7 @@ class SQLiteStore:
         owner_key: str | None = None,
         description: str | None = None,
     ) -> Page:
-        count, page, args = SQL.expiring(not_valid_after, owner_key, description)
+        count, page, args = self.SQL.expiring(not_valid_after, owner_key, description)
         async with self._read() as conn:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
@@ -264,38 +190,40 @@ class SQLiteStore:
 
     async def expiring(self, after: int, not_after: int) -> Sequence[TokenRecord]:
         async with self._read() as conn:
-            rows = await conn.execute_fetchall(SQL.expiring_between, (after, not_after))
+            rows = await conn.execute_fetchall(self.SQL.expiring_between, (after, not_after))
         return [schema.record(r) for r in rows]
 
     async def claim_warning(
         self, key: WarningKey, now_ms: int, lease_ms: int, max_attempts: int
     ) -> int | None:
-        args = (*SQL.warning_args(key), now_ms, now_ms + lease_ms, max_attempts)
+        args = (*self.SQL.warning_args(key), now_ms, now_ms + lease_ms, max_attempts)
         async with self._write() as conn:
-            row = await _first(conn, SQL.claim_warning, args)
+            row = await _first(conn, self.SQL.claim_warning, args)
         return None if row is None else int(row[0])
 
     async def warning_sent(self, key: WarningKey, now_ms: int) -> None:
         async with self._write() as conn:
-            await conn.execute(SQL.warning_sent, (*SQL.warning_args(key), now_ms))
+            await conn.execute(self.SQL.warning_sent, (*self.SQL.warning_args(key), now_ms))
 
     async def warning_failed(self, key: WarningKey, retry_at: int) -> int:
         async with self._write() as conn:
-            row = await _first(conn, SQL.warning_failed, (*SQL.warning_args(key), retry_at))
+            row = await _first(
+                conn, self.SQL.warning_failed, (*self.SQL.warning_args(key), retry_at)
+            )
         return 0 if row is None else int(row[0])
 
     async def prune_warnings(self, before: int) -> None:
         async with self._write() as conn:
-            await conn.execute(SQL.prune_warnings, (before,))
+            await conn.execute(self.SQL.prune_warnings, (before,))
 
     async def record_access(self, uses: Mapping[int, Use]) -> None:
         if not uses:
             return
         async with self._write() as conn:
-            await conn.execute(SQL.record_access, SQL.access_args(uses))
+            await conn.execute(self.SQL.record_access, self.SQL.access_args(uses))
 
     async def audit_events(self, query: AuditQuery, offset: int, limit: int) -> AuditPage:
-        count, page, args = SQL.audit(query)
+        count, page, args = self.SQL.audit(query)
         async with self._read() as conn:
             row = await _first(conn, count, args)
             rows = await conn.execute_fetchall(page, (*args, limit, offset))
@@ -303,17 +231,17 @@ class SQLiteStore:
 
     async def copy_events(self, events: Sequence[AuditEvent]) -> int:
         async with self._write() as conn:
-            await conn.executemany(SQL.copy_event, [dataclasses.astuple(e) for e in events])
+            await conn.executemany(self.SQL.copy_event, [dataclasses.astuple(e) for e in events])
         return len(events)
 
     async def prune_audit(self, before: int, limit: int) -> int:
         async with self._write() as conn:
-            return len(list(await conn.execute_fetchall(SQL.prune_audit, (before, limit))))
+            return len(list(await conn.execute_fetchall(self.SQL.prune_audit, (before, limit))))
 
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         async with self._write() as conn:
-            row = await _first(conn, SQL.count_failure, (key, now_ms, window_ms))
-            await conn.execute(SQL.prune_failures, (now_ms - schema.FAILURE_RETENTION_MS,))
+            row = await _first(conn, self.SQL.count_failure, (key, now_ms, window_ms))
+            await conn.execute(self.SQL.prune_failures, (now_ms - FAILURE_RETENTION_MS,))
         assert row is not None
         return int(row[0]), int(row[1])
 
@@ -321,7 +249,7 @@ class SQLiteStore:
         async with self._write() as conn:
             # AUTOINCREMENT remembers the largest id inserted, explicit or not,
             # so new tokens never collide with copied ones.
-            await conn.executemany(SQL.upsert, [schema.values(r) for r in records])
+            await conn.executemany(self.SQL.upsert, [schema.values(r) for r in records])
         return len(records)
 
     async def watch(
@@ -360,6 +288,25 @@ class SQLiteStore:
     async def close(self) -> None:
         async with self._lock:
             await self._conn.close()
+
+
+class _Session:
+    """An aiosqlite connection in a transaction, called as ``Changes`` calls asyncpg's."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetchrow(self, statement: str, *args: Any) -> sqlite3.Row | None:
+        return await _first(self._conn, statement, args)
+
+    async def fetch(self, statement: str, *args: Any) -> list[sqlite3.Row]:
+        return list(await self._conn.execute_fetchall(statement, args))
+
+    async def execute(self, statement: str, *args: Any) -> object:
+        return await self._conn.execute(statement, args)
+
+    async def executemany(self, statement: str, args: Iterable[Sequence[Any]]) -> object:
+        return await self._conn.executemany(statement, args)
 
 
 async def _first(

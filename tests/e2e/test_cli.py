@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
 import signal
 import socket
 import sqlite3
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
+import apitokenproxy
 from apitokenproxy.auth.tokens import format_token
 from apitokenproxy.cli import main
 from apitokenproxy.tokenapi.validity import valid_until
@@ -347,11 +350,29 @@ def test_a_relative_store_path_means_the_same_database_from_any_directory(
     assert not list(one.iterdir()) and not list(two.iterdir())
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0
-    assert re.fullmatch(r"apitokenproxy \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+    assert capsys.readouterr().out == f"apitokenproxy {apitokenproxy.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", apitokenproxy.__version__)
+
+
+def test_pyproject_takes_its_version_from_the_package() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "apitokenproxy.__version__"}
+    # What the installed distribution says, as pip and importlib.metadata see it.
+    assert importlib.metadata.version("apitokenproxy") == apitokenproxy.__version__
+
+
+@pytest.mark.slow  # a real process
+async def test_python_m_apitokenproxy_version_prints_the_package_version() -> None:
+    proc = await start("--version")
+    out, _ = await proc.communicate()
+    assert (proc.returncode, out.decode()) == (0, f"apitokenproxy {apitokenproxy.__version__}\n")
 
 
 @pytest.mark.slow  # real processes

@@ -1,4 +1,4 @@
-"""What both stores share: columns from the records, one spelling per dialect, the migration loop."""
+"""schema.py: columns from the records, one history for both dialects, the migration loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.store import NewToken, TokenRecord, schema
-from apitokenproxy.store.audit import Action, AuditQuery, EventKind, How
+from apitokenproxy.store.audit import Action, EventKind, How, event
 
 RECORD = TokenRecord(7, "k", "n", "d", "$argon2id$x", 1, None, 5, "c")
 
@@ -33,63 +33,11 @@ def test_new_token_values_follow_new_columns() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("dialect", "expected"),
-    [
-        (schema.SQLITE, "UPDATE tokens SET description = ?2 WHERE id = ?1"),
-        (schema.POSTGRES, "UPDATE tokens SET description = $2 WHERE id = $1"),
-    ],
-)
-def test_placeholders_are_the_dialects(dialect: schema.Dialect, expected: str) -> None:
-    assert schema.statements(dialect).update_description.startswith(expected)
-
-
-def test_json_paths_are_not_placeholders() -> None:
-    statement = schema.statements(schema.SQLITE).record_access
-    assert "'$[0]'" in statement and "json_each(?1)" in statement
-
-
-def test_expiring_numbers_limit_and_offset_after_the_filter() -> None:
-    sql = schema.statements(schema.POSTGRES)
-    count, page, args = sql.expiring(None)
-    assert (count, args) == ("SELECT count(*) FROM tokens", ())
-    assert page.endswith("LIMIT $1 OFFSET $2")
-    count, page, args = sql.expiring(99)
-    assert (count, args) == ("SELECT count(*) FROM tokens WHERE valid_until <= $1", (99,))
-    assert page.endswith("LIMIT $2 OFFSET $3")
-
-
-@pytest.mark.parametrize(
-    ("query", "where", "args", "limit_at"),
-    [
-        (AuditQuery(), "", (), 1),
-        (AuditQuery(user_key="k"), " WHERE (actor_key = $1 OR owner_key = $1)", ("k",), 2),
-        (AuditQuery(since=5), " WHERE at >= $1", (5,), 2),
-        (
-            AuditQuery(user_key="k", since=5),
-            " WHERE (actor_key = $1 OR owner_key = $1) AND at >= $2",
-            ("k", 5),
-            3,
-        ),
-    ],
-)
-def test_audit_statements_number_the_filter_then_limit_and_offset(
-    query: AuditQuery, where: str, args: tuple[object, ...], limit_at: int
-) -> None:
-    count, page, bound = schema.statements(schema.POSTGRES).audit(query)
-    assert (count, bound) == (f"SELECT count(*) FROM audit_events{where}", args)  # noqa: S608
-    assert f"FROM audit_events{where} ORDER BY id DESC" in page
-    assert page.endswith(f"LIMIT ${limit_at} OFFSET ${limit_at + 1}")
-
-
 def test_an_event_round_trips_through_its_columns() -> None:
     action = Action(at=9, actor_key="a", actor_name="n", how=How.CLI, client="c", request_id="r")
-    event = schema.token_event(EventKind.RENAMED, action, RECORD)
-    assert (event.kind, event.how, event.token_id, event.owner_key) == ("renamed", "cli", 7, "k")
-    stored = dataclasses.replace(event, id=3)
-    assert schema.audit_event((3, *schema.event_values(event))) == stored
-    deleted = schema.deleted_event(EventKind.REVOKED, action, (7, "k", "d"))
-    assert deleted == dataclasses.replace(event, kind="revoked")
+    made = event(EventKind.RENAMED, action, owner_key="k", token_id=7, description="d")
+    stored = dataclasses.replace(made, id=3)
+    assert schema.audit_event((3, *schema.event_values(made))) == stored
 
 
 def test_both_dialects_have_the_same_history() -> None:
