@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from apitokenproxy.config import MetricsConfig
 from apitokenproxy.errors import StoreUnavailable
 from apitokenproxy.networks import parse_networks
+from apitokenproxy.ops.histograms import LocalHistogram
 from apitokenproxy.ops.metrics import (
     ARGON2_BUCKETS,
     REQUEST_BUCKETS,
-    LocalHistogram,
     MeasuredStore,
     Metrics,
     Sources,
@@ -85,31 +85,6 @@ def test_requests_with_distinct_durations_are_counted_exactly() -> None:
         ) == direct_registry.get_sample_value("h_bucket", {"le": bound})
     total = value(m, "apitokenproxy_request_duration_seconds_sum", lane="fast")
     assert total == pytest.approx(sum(durations))
-
-
-@pytest.mark.parametrize(
-    "observed", [[], [0.0], [0.001, 0.001, 0.0011], [0.07, 3.0, 61.0, 1e9], [0.5] * 10]
-)
-def test_a_local_histogram_publishes_what_observe_would(observed: list[float]) -> None:
-    direct_registry, local_registry = CollectorRegistry(), CollectorRegistry()
-    direct = Histogram("h", "h", buckets=REQUEST_BUCKETS, registry=direct_registry)
-    local = Histogram("h", "h", buckets=REQUEST_BUCKETS, registry=local_registry)
-    histogram = LocalHistogram(REQUEST_BUCKETS)
-    for v in observed:
-        direct.observe(v)
-        histogram.observe(v)
-    histogram.flush_into(local)
-    histogram.flush_into(local)  # emptied by the first
-    assert samples(local_registry) == samples(direct_registry)
-
-
-def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
-    return [
-        (s.name, s.labels, s.value)
-        for family in registry.collect()
-        for s in family.samples
-        if not s.name.endswith("_created")  # when each was made
-    ]
 
 
 def test_sources_are_read_as_deltas_and_gauges() -> None:

@@ -17,13 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from apitokenproxy.ops.metrics import (
-    ARGON2_BUCKETS,
-    MULTIPROCESS_ENV,
-    LocalHistogram,
-    Metrics,
-    Sources,
-)
+from apitokenproxy.ops.histograms import LocalHistogram
+from apitokenproxy.ops.metrics import ARGON2_BUCKETS, MULTIPROCESS_ENV, Metrics, Sources
 
 ROOT = Path(__file__).parents[2]
 # Made by prometheus_client's own Histogram and MultiProcessCollector, before the
