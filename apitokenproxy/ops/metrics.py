@@ -55,6 +55,9 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
                  float("inf"))  # fmt: skip
 ARGON2_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
+# The kinds of ``UpstreamUnavailable``, ``UpstreamTimeout``, ``UpstreamBusy`` and
+# ``TooManyInFlight`` (errors.py), each counted from 0 so that rate() sees its first.
+UPSTREAM_ERROR_KINDS = ("refused", "reset", "timeout", "invalid", "pool_exhausted", "client_limit")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
 
@@ -178,7 +181,7 @@ class Metrics:
         )
         self._upstream_errors = Counter(
             PREFIX + "upstream_errors_total",
-            "Upstream failures by kind (refused, reset, timeout, invalid, pool_exhausted)",
+            f"Upstream failures by kind ({', '.join(UPSTREAM_ERROR_KINDS)})",
             ["kind"],
             registry=r,
         )
@@ -205,8 +208,8 @@ class Metrics:
         self._created = Counter(PREFIX + "tokens_created_total", "Tokens created", registry=r)
         self._revoked = Counter(PREFIX + "tokens_revoked_total", "Tokens revoked", registry=r)
         self._store_up.set(1)
-        for kind in ("refused", "reset", "timeout", "invalid", "pool_exhausted"):
-            self._upstream_errors.labels(kind)  # every kind present, at 0, for rate()
+        for kind in UPSTREAM_ERROR_KINDS:
+            self._upstream_errors.labels(kind)
         # What accumulated since the last flush.
         self._counts: dict[tuple[str, str, str], int] = {}
         self._outcomes: dict[tuple[str, str], int] = {}

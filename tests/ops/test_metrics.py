@@ -124,7 +124,8 @@ def test_sources_are_read_as_deltas_and_gauges() -> None:
     assert value(m, "apitokenproxy_upstream_connections_in_use") == 4
     assert value(m, "apitokenproxy_upstream_errors_total", kind="reset") == 3
     assert value(m, "apitokenproxy_upstream_errors_total", kind="timeout") == 1
-    assert value(m, "apitokenproxy_upstream_errors_total", kind="refused") == 0
+    for kind in ("refused", "invalid", "pool_exhausted", "client_limit"):
+        assert value(m, "apitokenproxy_upstream_errors_total", kind=kind) == 0  # from the start
     assert value(m, "apitokenproxy_last_accessed_flush_age_seconds") == 2.5
     assert value(m, "apitokenproxy_revocation_listener_up") == 0
     warnings = "apitokenproxy_expiry_warnings_total"
