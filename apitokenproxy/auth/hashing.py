@@ -26,7 +26,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import Busy
-from ..ops.metrics import ARGON2_BUCKETS, LocalHistogram
+from ..ops.histograms import LocalHistogram
+from ..ops.metrics import ARGON2_BUCKETS
 
 TIME_COST = 2
 MEMORY_COST_KIB = 19 * 1024

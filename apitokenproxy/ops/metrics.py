@@ -5,21 +5,22 @@ its multiprocess mode (a lock and a write to a memory-mapped file), several
 per request: too much for the data path. So the data path adds to plain
 dicts and lists here (``request``: well under a microsecond), and ``flush``,
 once a second and before each scrape, adds what accumulated to the
-``prometheus_client`` objects. Gauges and the counters other components keep
-(the verified-token cache, argon2, the upstream pool) are read at the same
-moment, through the ``sources`` given at construction.
+``prometheus_client`` counters and to the histograms (``histograms``: kept
+by this package, published through prometheus_client's collector API).
+Gauges and the counters other components keep (the verified-token cache,
+argon2, the upstream pool) are read at the same moment, through the
+``sources`` given at construction.
 
 With several worker processes the supervisor gives them one directory
-(``PROMETHEUS_MULTIPROC_DIR``, made per run and removed at exit); a scrape
-answered by any worker then sums every worker's files. With one process the
-metrics live in memory. Metric names and what they mean:
-docs/observability.md.
+(``PROMETHEUS_MULTIPROC_DIR``, made per run and removed at exit), where each
+worker's counters, gauges and histograms are written; a scrape answered by
+any worker then sums every worker's files. With one process the metrics live
+in memory. Metric names and what they mean: docs/observability.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import os
 import time
@@ -31,11 +32,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from .histograms import HistogramMetric, LocalHistogram, WorkerFile, WorkersSum
 
 # No *_created series: the multiprocess mode has none, so one worker and
 # several export the same names.
@@ -53,37 +55,11 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
                  float("inf"))  # fmt: skip
 ARGON2_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
+# The kinds of ``UpstreamUnavailable``, ``UpstreamTimeout``, ``UpstreamBusy`` and
+# ``TooManyInFlight`` (errors.py), each counted from 0 so that rate() sees its first.
+UPSTREAM_ERROR_KINDS = ("refused", "reset", "timeout", "invalid", "pool_exhausted", "client_limit")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
-
-
-class LocalHistogram:
-    """Observations counted in a list, moved into a prometheus Histogram by ``flush_into``."""
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.total = 0.0
-
-    def observe(self, value: float, times: int = 1) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += times
-        self.total += value * times
-
-    def flush_into(self, child: Any) -> None:
-        """Add what was observed to a prometheus_client Histogram child, and start over.
-
-        prometheus_client has no call to add many observations at once; its
-        Histogram keeps one value per bucket (not cumulative) and a sum, which
-        are what ``observe`` itself increments.
-        """
-        if not any(self.counts):
-            return
-        for bucket, count in zip(child._buckets, self.counts, strict=True):
-            if count:
-                bucket.inc(count)
-        child._sum.inc(self.total)
-        self.counts = [0] * len(self.bounds)
-        self.total = 0.0
 
 
 @dataclass
@@ -105,28 +81,37 @@ class Sources:
 class Metrics:
     def __init__(self, sources: Sources | None = None) -> None:
         self.sources = sources or Sources()
-        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        # Where every worker's metrics are written, with several workers.
+        self.directory = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._histograms: list[HistogramMetric] = []
+
+        def histogram(
+            name: str, documentation: str, labelnames: list[str], bounds: tuple[float, ...]
+        ) -> HistogramMetric:
+            metric = HistogramMetric(name, documentation, labelnames, bounds)
+            r.register(metric)
+            self._histograms.append(metric)
+            return metric
+
         self._requests = Counter(
             PREFIX + "requests_total",
             "Requests answered, by lane, method and status class",
             ["lane", "method", "status"],
             registry=r,
         )
-        self._duration = Histogram(
+        self._duration = histogram(
             PREFIX + "request_duration_seconds",
             "Time from a request's first byte to the end of its answer",
             ["lane"],
-            buckets=REQUEST_BUCKETS,
-            registry=r,
+            REQUEST_BUCKETS,
         )
-        self._upstream = Histogram(
+        self._upstream = histogram(
             PREFIX + "upstream_duration_seconds",
             "Time from sending a request upstream to the start of its answer",
             ["lane"],
-            buckets=REQUEST_BUCKETS,
-            registry=r,
+            REQUEST_BUCKETS,
         )
         self._auth = Counter(
             PREFIX + "auth_total",
@@ -164,18 +149,17 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        self._argon2_seconds = Histogram(
+        self._argon2_seconds = histogram(
             PREFIX + "argon2_seconds",
             "Time of one argon2 verification, its wait for a thread included",
-            buckets=ARGON2_BUCKETS,
-            registry=r,
+            [],
+            ARGON2_BUCKETS,
         )
-        self._store_seconds = Histogram(
+        self._store_seconds = histogram(
             PREFIX + "store_query_seconds",
             "Time of a token-store operation",
             ["operation"],
-            buckets=STORE_BUCKETS,
-            registry=r,
+            STORE_BUCKETS,
         )
         self._store_errors = Counter(
             PREFIX + "store_errors_total",
@@ -197,7 +181,7 @@ class Metrics:
         )
         self._upstream_errors = Counter(
             PREFIX + "upstream_errors_total",
-            "Upstream failures by kind (refused, reset, timeout, invalid, pool_exhausted)",
+            f"Upstream failures by kind ({', '.join(UPSTREAM_ERROR_KINDS)})",
             ["kind"],
             registry=r,
         )
@@ -224,8 +208,8 @@ class Metrics:
         self._created = Counter(PREFIX + "tokens_created_total", "Tokens created", registry=r)
         self._revoked = Counter(PREFIX + "tokens_revoked_total", "Tokens revoked", registry=r)
         self._store_up.set(1)
-        for kind in ("refused", "reset", "timeout", "invalid", "pool_exhausted"):
-            self._upstream_errors.labels(kind)  # every kind present, at 0, for rate()
+        for kind in UPSTREAM_ERROR_KINDS:
+            self._upstream_errors.labels(kind)
         # What accumulated since the last flush.
         self._counts: dict[tuple[str, str, str], int] = {}
         self._outcomes: dict[tuple[str, str], int] = {}
@@ -235,6 +219,9 @@ class Metrics:
         }
         self._store: dict[str, LocalHistogram] = {}
         self._seen: dict[str, int] = {}  # last totals read from the sources
+        self._worker_file: WorkerFile | None = None
+        if self.directory is not None:
+            self._worker_file = WorkerFile(self.directory, os.getpid(), self._histograms)
         self._task: asyncio.Task[None] | None = None
 
     # -- the data path ------------------------------------------------------
@@ -282,7 +269,7 @@ class Metrics:
     # -- publishing ---------------------------------------------------------
 
     def flush(self) -> None:
-        """Move what accumulated into prometheus_client, and read the sources."""
+        """Move what accumulated into the published metrics, and read the sources."""
         counts, self._counts = self._counts, {}
         for key, n in counts.items():
             self._requests.labels(*key).inc(n)
@@ -294,12 +281,14 @@ class Metrics:
             elif reason == "busy":
                 self._busy.inc(n)
         for lane, histogram in self._durations.items():
-            histogram.flush_into(self._duration.labels(lane))
+            histogram.move_into(self._duration.labels(lane))
         for lane, histogram in self._upstream_durations.items():
-            histogram.flush_into(self._upstream.labels(lane))
+            histogram.move_into(self._upstream.labels(lane))
         for operation, histogram in self._store.items():
-            histogram.flush_into(self._store_seconds.labels(operation))
+            histogram.move_into(self._store_seconds.labels(operation))
         self._read_sources()
+        if self._worker_file is not None:
+            self._worker_file.save()
 
     def _advance(self, name: str, counter: Counter, total: int) -> None:
         delta = total - self._seen.get(name, 0)
@@ -319,7 +308,7 @@ class Metrics:
             done, queued, seconds = s.argon2()
             self._advance("argon2", self._argon2, done)
             self._argon2_queue.set(queued)
-            seconds.flush_into(self._argon2_seconds)
+            seconds.move_into(self._argon2_seconds.labels())
         if s.upstream_in_use is not None:
             self._in_use.set(s.upstream_in_use())
         if s.upstream_failures is not None:
@@ -337,9 +326,10 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets (every worker's sum), and its content type."""
         self.flush()
-        if self.multiprocess:
+        if self.directory is not None:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            MultiProcessCollector(registry, self.directory)  # type: ignore[no-untyped-call]
+            registry.register(WorkersSum(self.directory, self._histograms))
             return generate_latest(registry), CONTENT_TYPE
         return generate_latest(self.registry), CONTENT_TYPE
 
