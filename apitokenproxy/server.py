@@ -10,6 +10,7 @@ meanwhile changes nothing. Worker processes are ``supervisor.py``'s.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from .app import COMPONENTS, create_metrics_app
 from .components import Components
 from .config import TlsConfig
 from .errors import ProxyError, error_response
-from .live import ClientTimeouts
+from .live import Live
 from .ops.accesslog import OBSERVED, Observed
 from .ops.requestid import HEADER as REQUEST_ID
 from .ops.requestid import new_request_id
@@ -70,8 +71,8 @@ class GatewayRequestHandler(RequestHandler):
       traceback, so a flood of garbage cannot fill the log with stacks.
     - A connection that has not sent a complete request head within the
       header timeout is closed (slow-loris). Between requests, aiohttp's
-      keep-alive timeout does the same. Both are read from the live
-      ``ClientTimeouts`` when the connection opens, so a reload reaches every
+      keep-alive timeout does the same. Both are read from ``live.Live`` when
+      the connection opens, so a reload reaches every
       connection opened after it.
     - During shutdown, the body of a request in flight is still read, so an
       upload under way finishes instead of stalling.
@@ -81,7 +82,7 @@ class GatewayRequestHandler(RequestHandler):
         super().connection_made(transport)
         # Done when the client goes: the forwarder stops waiting for the upstream.
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._header_timeout = cast(GatewayServer, self._manager).timeouts.header
+        self._header_timeout = cast(GatewayServer, self._manager).live.now.client.header
         self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._header_timeout, self._drop_if_silent
         )
@@ -142,12 +143,12 @@ class GatewayRequestHandler(RequestHandler):
 
 
 class GatewayServer(web.Server):
-    def __init__(self, *args: Any, timeouts: ClientTimeouts, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, live: Live, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.timeouts = timeouts
+        self.live = live
 
     def __call__(self) -> RequestHandler:
-        options = {**self._kwargs, "keepalive_timeout": self.timeouts.keepalive}
+        options = {**self._kwargs, "keepalive_timeout": self.live.now.client.keepalive}
         return GatewayRequestHandler(self, loop=self._loop, **options)
 
 
@@ -185,7 +186,7 @@ class GatewayRunner(web.AppRunner):
             server.request_handler,
             request_factory=server.request_factory,
             loop=asyncio.get_running_loop(),
-            timeouts=self.app[COMPONENTS].fast_lane.timeouts,
+            live=self.app[COMPONENTS].live,
             **kwargs,
         )
 
@@ -254,7 +255,8 @@ async def start_site(
     components = app[COMPONENTS]
     config = components.config
     if not access_log:
-        components.access_log.enabled = False
+        # Until a reload says otherwise, as the configuration's logging.access_log would.
+        components.live.swap(dataclasses.replace(components.live.now, access_log=False))
     site: web.TCPSite
     try:
         tls = runner.tls = listen_tls(config.listen.tls)
@@ -321,7 +323,8 @@ async def run_until_signalled(
         except ProxyError as exc:
             raise StartupError(exc.message) from exc
         if config_path is not None:
-            reloader = Reloader(config_path, app[COMPONENTS], runner.tls)
+            components = app[COMPONENTS]
+            reloader = Reloader(config_path, components.config, components.live, runner.tls)
             loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         if started is not None:
             started(_bound_port(runner, port))

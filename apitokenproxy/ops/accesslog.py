@@ -36,6 +36,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..live import Live
 from .requestid import HEADER as REQUEST_ID
 from .requestid import TOKEN_PREFIX, request_id
 
@@ -130,13 +131,13 @@ def _json_who(who: Who) -> tuple[str, str]:
 class AccessLog:
     def __init__(
         self,
-        enabled: bool,
+        live: Live,
         stream: TextIO | None = None,
         flush_seconds: float = FLUSH_SECONDS,
-        format: Format = "text",
     ) -> None:
-        self.enabled = enabled
-        self._format: Format = format
+        """Lines on or off, and their format, are ``live``'s (``logging.*``)."""
+        self._live = live
+        self._format: Format = live.now.log_format  # what ``_who`` holds lines for
         self.stream = stream  # None: standard error
         self._flush_seconds = flush_seconds
         self._lines: list[str] = []
@@ -144,15 +145,6 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
         self._who: dict[Who, tuple[str, str]] = {}
-
-    @property
-    def format(self) -> Format:
-        return self._format
-
-    @format.setter
-    def format(self, value: Format) -> None:
-        self._format = value
-        self._who.clear()  # written for the other format
 
     def record(
         self,
@@ -177,8 +169,12 @@ class AccessLog:
         nothing was forwarded. ``request_id`` must be sane (``ops/requestid.py``)
         and ``lane``, ``auth`` and ``reason`` words of the proxy's own: they are
         written as they are; every other string is escaped."""
-        if not self.enabled:
+        settings = self._live.now
+        if not settings.access_log:
             return
+        if settings.log_format != self._format:
+            self._format = settings.log_format
+            self._who.clear()  # written for the other format
         who = (client, lane, auth, reason, user, token_id)
         parts = self._who.get(who)
         if parts is None:

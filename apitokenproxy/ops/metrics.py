@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from ..periodic import Periodic
 
 # No *_created series: the multiprocess mode has none, so one worker and
 # several export the same names.
@@ -235,7 +236,7 @@ class Metrics:
         }
         self._store: dict[str, LocalHistogram] = {}
         self._seen: dict[str, int] = {}  # last totals read from the sources
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self._flushed, FLUSH_SECONDS, name="metrics flusher", final=True)
 
     # -- the data path ------------------------------------------------------
 
@@ -344,20 +345,13 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics flusher")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.flush()
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+    async def _flushed(self) -> None:
+        self.flush()
 
 
 class MeasuredStore:

@@ -37,7 +37,7 @@ from multidict import CIMultiDict
 
 from ..auth.gate import AS_IS, Admission, Decision, Gate, account
 from ..errors import BadRequest, ProxyError
-from ..live import ClientTimeouts
+from ..live import ClientTimeouts, Live
 from ..networks import Networks
 from ..ops.accesslog import AccessLog, loggable_path
 from ..ops.metrics import Metrics
@@ -90,19 +90,17 @@ class FastLane:
         gate: Gate,
         injection: Injection,
         pool: UpstreamPool,
-        trusted: Networks,
+        live: Live,
         served_here: Callable[[str], bool],
-        timeouts: ClientTimeouts,
         access_log: AccessLog,
         metrics: Metrics,
     ) -> None:
         self.gate = gate
         self.injection = injection
         self.pool = pool
-        self.trusted = trusted
+        self.live = live
         # Whether a path is one the application serves itself (the token API, health).
         self.served_here = served_here
-        self.timeouts = timeouts  # read at each use: a reload changes them live
         self.access_log = access_log
         self.metrics = metrics
         self.connections: set[FrontConnection] = set()
@@ -110,6 +108,14 @@ class FastLane:
         # Requests answered here, and connections handed to aiohttp.
         self.served = 0
         self.handed_off = 0
+
+    @property
+    def trusted(self) -> Networks:
+        return self.live.now.trusted
+
+    @property
+    def timeouts(self) -> ClientTimeouts:
+        return self.live.now.client
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking requests, let those in flight finish, then close what is left."""
