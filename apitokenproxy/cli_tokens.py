@@ -32,6 +32,7 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from .live import Live, Settings, UpstreamLimits
 from .proxy.headers import Injection
 from .proxy.pool import pool_for
 from .store import opened
@@ -137,10 +138,16 @@ async def _owners_groups(config: Config) -> AsyncIterator[GroupsOf]:
     pool = pool_for(
         upstream.url,
         limit=2,
-        connect_timeout=upstream.connect_timeout_seconds,
-        read_timeout=upstream.read_timeout_seconds,
         ca_file=upstream.ca_file,
         verify_tls=upstream.verify_tls,
+        # The CLI's calls are the proxy's own: no client address, no per-client cap.
+        live=Live(
+            Settings(
+                upstream=UpstreamLimits(
+                    upstream.connect_timeout_seconds, upstream.read_timeout_seconds
+                )
+            )
+        ),
     )
     injection = Injection.from_config(upstream)
     identity = UpstreamIdentity(

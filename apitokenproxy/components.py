@@ -1,11 +1,15 @@
 """Everything one worker process runs on, opened in one place and closed in reverse.
 
-``Components.opened`` is the composition root: it builds the store, the
-argon2 pool, the one upstream pool, the verifier and gate, the token API,
-both lanes and the audit trail's retention, each handed what it needs
-explicitly, starts the expiry warnings when ``notify`` names a channel, and
-on the way out stops taking uses, flushes ``lastAccessed`` and the access
-log, and closes the upstream connections and the store.
+``Components.opened`` is the composition root. Each resource is one small
+context on one exit stack, in the order they open: the store, the argon2
+pool, the WebSocket session, the one upstream pool, the access log's
+flush, then the background jobs (``lastAccessed`` writes, the metrics
+flush, the audit trail's retention, the revocation watcher, the expiry
+warnings when ``notify`` names a channel). ``_wired`` builds the parts that
+own nothing (the verifier and gate, the token API, both lanes), each handed
+what it needs, the reloadable settings as one ``live.Live``. On the way out
+the jobs stop (``lastAccessed`` written last), then the pool and the store
+close.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,9 +32,8 @@ from .auth.identity import ActingAs, IdentityProvider, UpstreamIdentity, User
 from .auth.networks import AllowedNetworks
 from .auth.throttle import FailureThrottle
 from .auth.verifier import TokenVerifier
-from .config import Config
-from .live import ClientTimeouts
-from .networks import parse_networks
+from .config import Config, StoreConfig
+from .live import Live
 from .notify.channel import Channel
 from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
@@ -59,6 +62,7 @@ def now_ms() -> int:
 @dataclass(frozen=True)
 class Components:
     config: Config
+    live: Live  # the settings a reload swaps (reload.py)
     store: TokenStore
     pool: UpstreamPool
     last_accessed: LastAccessed
@@ -85,109 +89,57 @@ class Components:
         served_here: Callable[[str], bool],
     ) -> AsyncIterator[Components]:
         """Open every resource; ``identity`` replaces the upstream's REST API (tests, demo);
-        ``served_here`` says which paths the application serves itself."""
+        ``served_here`` says which paths the application serves itself.
+
+        Each resource is one context entered on one stack: they close in reverse
+        order, those already open too when a later one fails to open.
+        """
         async with contextlib.AsyncExitStack() as stack:
-            raw_store = await open_configured(config.store)
-            stack.push_async_callback(raw_store.close)
-
-            def listening() -> bool:
-                return bool(getattr(raw_store, "listening", False))
-
-            # Only PostgreSQL has a revocation listener; SQLite polls.
-            sources = Sources(listener_up=listening if hasattr(raw_store, "listening") else None)
+            live = Live.of(config)
+            raw_store = await stack.enter_async_context(opened_store(config.store))
+            listener = raw_store.listener_up
+            sources = Sources(
+                listener_up=(lambda: bool(listener())) if listener() is not None else None
+            )
             metrics = Metrics(sources)
             store = cast(TokenStore, MeasuredStore(raw_store, metrics))
-            hasher = SecretHasher(
-                workers=config.auth.hash_workers, max_pending=config.auth.max_pending_verifications
+            hasher = stack.enter_context(
+                contextlib.closing(
+                    SecretHasher(
+                        workers=config.auth.hash_workers,
+                        max_pending=config.auth.max_pending_verifications,
+                    )
+                )
             )
-            stack.callback(hasher.close)
+            websockets = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    # Bodies pass through as the upstream sent them, compressed or not.
+                    auto_decompress=False,
+                    # One session serves every user: it must never keep cookies.
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    skip_auto_headers=SKIP_AUTO_HEADERS,
+                )
+            )
             upstream = config.upstream
-            websockets = aiohttp.ClientSession(
-                # Bodies pass through as the upstream sent them, compressed or not.
-                auto_decompress=False,
-                # One session serves every user: it must never keep cookies.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=SKIP_AUTO_HEADERS,
+            pool = stack.enter_context(
+                contextlib.closing(
+                    pool_for(
+                        upstream.url,
+                        limit=upstream.max_connections,
+                        ca_file=upstream.ca_file,
+                        verify_tls=upstream.verify_tls,
+                        live=live,
+                    )
+                )
             )
-            stack.push_async_callback(websockets.close)
-            # Read live by both lanes and the pool; a reload updates them in place.
-            timeouts = ClientTimeouts.from_config(config.listen)
-            pool = pool_for(
-                upstream.url,
-                limit=upstream.max_connections,
-                connect_timeout=upstream.connect_timeout_seconds,
-                read_timeout=upstream.read_timeout_seconds,
-                ca_file=upstream.ca_file,
-                verify_tls=upstream.verify_tls,
-                per_client=upstream.max_connections_per_client,
-                timeouts=timeouts,
-            )
-            stack.callback(pool.close)
-            access_log = AccessLog(config.logging.access_log, format=config.logging.format)
+            access_log = AccessLog(live)
             stack.callback(access_log.flush)
-            last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
-            retention = AuditRetention(store, config.audit.retention_days, clock)
-            throttle = config.auth.throttle
-            injection = Injection.from_config(upstream)
-            provider = identity or UpstreamIdentity(
-                pool.fetch,
-                upstream.url,
-                upstream.product,
-                admin_groups=config.auth.admin_groups,
-                timeout_seconds=upstream.identity_timeout_seconds,
-            )
-
-            async def owner_of(record: TokenRecord) -> User | None:
-                # Asked as the owner, through the trusted header, as the data path would.
-                acting = ActingAs(dict(injection.identity(record.owner_name)))
-                return await provider.find_user(record.owner_key, acting)
-
-            async def owner_email(record: TokenRecord) -> str | None:
-                found = await owner_of(record)
-                return None if found is None else found.email
-
-            verifier = TokenVerifier(
-                store,
-                hasher,
-                last_accessed,
-                clock,
-                FailureThrottle(
-                    throttle.max_failures,
-                    throttle.window_seconds,
-                    throttle.max_tracked,
-                    shared=store,
-                ),
-                cache_seconds=config.auth.token_cache_seconds,
-                cache_size=config.auth.token_cache_size,
-                emails=OwnerEmails(
-                    owner_email,
-                    ttl_seconds=config.auth.password_cache_seconds,
-                    size=config.auth.token_cache_size,
-                ),
-                owner_of=owner_of,
-                # Suspect sources share at most half the argon2 threads (one at least).
-                suspect_checks=max(1, config.auth.hash_workers // 2),
-            )
-            networks = AllowedNetworks(config.auth.allowed_networks)
-            authenticator = Authenticator(
-                verifier, provider, config.auth, as_user=injection.identity, networks=networks
-            )
-            trusted = parse_networks(config.proxy.trusted_proxies)
-            gate = Gate(
-                verifier, allow_password=config.auth.allow_password_basic_auth, networks=networks
-            )
-            service = TokenService(
-                store, hasher, authenticator, provider, verifier, config.tokens, clock
-            )
-            context_path = urlsplit(upstream.url).path.rstrip("/")
-            token_api = TokenApi(
-                service,
-                authenticator,
-                trusted,
-                context_path=context_path,
-                public_url=config.listen.public_url.rstrip("/"),
-                timeouts=timeouts,
-            )
+            components = _wired(
+                config, live, store, hasher, websockets, pool, access_log, metrics,
+                identity=identity, clock=clock, served_here=served_here,
+            )  # fmt: skip
+            verifier = components.verifier
+            last_accessed = components.last_accessed
             sources.cache_hits = lambda: verifier.hits
             sources.cache_misses = lambda: verifier.misses
             sources.cache_entries = lambda: verifier.cached
@@ -195,56 +147,157 @@ class Components:
             sources.upstream_in_use = lambda: pool.in_use
             sources.upstream_failures = lambda: pool.failures
             sources.flush_age = last_accessed.age
-            components = cls(
-                config=config,
-                store=store,
-                pool=pool,
-                last_accessed=last_accessed,
-                access_log=access_log,
-                metrics=metrics,
-                retention=retention,
-                verifier=verifier,
-                token_api=token_api,
-                pages=Pages(
-                    authenticator,
-                    config.pages,
-                    product=upstream.product,
-                    context_path=context_path,
-                    # Read at each page view: a reload changes the limits live.
-                    tokens=lambda: service.config,
-                    own_origin=token_api.own_origin,
-                ),
-                forwarder=Forwarder(pool, websockets, gate, injection, config, trusted, timeouts),
-                forward_auth=ForwardAuth(gate, injection, trusted),
-                fast_lane=FastLane(
-                    gate=gate,
-                    injection=injection,
-                    pool=pool,
-                    trusted=trusted,
-                    served_here=served_here,
-                    timeouts=timeouts,
-                    access_log=access_log,
-                    metrics=metrics,
-                ),
-                networks=networks,
-                notifier=_notifier(config, store, clock, provider, authenticator),
+            await stack.enter_async_context(running(last_accessed))
+            await stack.enter_async_context(running(metrics))
+            await stack.enter_async_context(running(components.retention))
+            await stack.enter_async_context(
+                watching(store.watch(verifier.forget, verifier.forget_all), "revocations")
             )
-            last_accessed.start()
-            stack.push_async_callback(last_accessed.stop)
-            metrics.start()
-            stack.push_async_callback(metrics.stop)
-            retention.start()
-            stack.push_async_callback(retention.stop)
-            watcher = asyncio.create_task(
-                store.watch(verifier.forget, verifier.forget_all), name="revocations"
-            )
-            stack.push_async_callback(_stopped, watcher)
-            if components.notifier is not None:
-                notifier = components.notifier
+            notifier = components.notifier
+            if notifier is not None:
                 sources.expiry_warnings = lambda: notifier.counts
-                warnings = asyncio.create_task(notifier.run(), name="expiry warnings")
-                stack.push_async_callback(_stopped, warnings)
+                await stack.enter_async_context(running(notifier))
             yield components
+
+
+class Service(Protocol):
+    """A background job that is started, and stopped (it may write out what it holds)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[None]:
+    service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def watching(job: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """``job`` in a task for as long as the context lasts (it runs until cancelled)."""
+    task = asyncio.create_task(job, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def opened_store(config: StoreConfig) -> AsyncIterator[TokenStore]:
+    store = await open_configured(config)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _wired(
+    config: Config,
+    live: Live,
+    store: TokenStore,
+    hasher: SecretHasher,
+    websockets: aiohttp.ClientSession,
+    pool: UpstreamPool,
+    access_log: AccessLog,
+    metrics: Metrics,
+    *,
+    identity: IdentityProvider | None,
+    clock: Clock,
+    served_here: Callable[[str], bool],
+) -> Components:
+    """The parts that own no resource, each handed what it needs (nothing is started)."""
+    upstream = config.upstream
+    last_accessed = LastAccessed(store, config.proxy.last_accessed_flush_seconds)
+    injection = Injection.from_config(upstream)
+    provider = identity or UpstreamIdentity(
+        pool.fetch,
+        upstream.url,
+        upstream.product,
+        admin_groups=config.auth.admin_groups,
+        timeout_seconds=upstream.identity_timeout_seconds,
+    )
+
+    async def owner_of(record: TokenRecord) -> User | None:
+        # Asked as the owner, through the trusted header, as the data path would.
+        acting = ActingAs(dict(injection.identity(record.owner_name)))
+        return await provider.find_user(record.owner_key, acting)
+
+    async def owner_email(record: TokenRecord) -> str | None:
+        found = await owner_of(record)
+        return None if found is None else found.email
+
+    verifier = TokenVerifier(
+        store,
+        hasher,
+        last_accessed,
+        clock,
+        FailureThrottle(live, shared=store),
+        cache_seconds=config.auth.token_cache_seconds,
+        cache_size=config.auth.token_cache_size,
+        emails=OwnerEmails(
+            owner_email,
+            ttl_seconds=config.auth.password_cache_seconds,
+            size=config.auth.token_cache_size,
+        ),
+        owner_of=owner_of,
+        # Suspect sources share at most half the argon2 threads (one at least).
+        suspect_checks=max(1, config.auth.hash_workers // 2),
+    )
+    authenticator = Authenticator(
+        verifier, provider, config.auth, as_user=injection.identity, live=live
+    )
+    networks = authenticator.networks
+    gate = Gate(verifier, allow_password=config.auth.allow_password_basic_auth, networks=networks)
+    service = TokenService(store, hasher, authenticator, provider, verifier, live, clock)
+    context_path = urlsplit(upstream.url).path.rstrip("/")
+    token_api = TokenApi(
+        service,
+        authenticator,
+        live,
+        context_path=context_path,
+        public_url=config.listen.public_url.rstrip("/"),
+    )
+    return Components(
+        config=config,
+        live=live,
+        store=store,
+        pool=pool,
+        last_accessed=last_accessed,
+        access_log=access_log,
+        metrics=metrics,
+        retention=AuditRetention(store, config.audit.retention_days, clock),
+        verifier=verifier,
+        token_api=token_api,
+        pages=Pages(
+            authenticator,
+            config.pages,
+            product=upstream.product,
+            context_path=context_path,
+            # Read at each page view: a reload changes the limits live.
+            tokens=lambda: service.config,
+            own_origin=token_api.own_origin,
+        ),
+        forwarder=Forwarder(pool, websockets, gate, injection, config, live),
+        forward_auth=ForwardAuth(gate, injection, live),
+        fast_lane=FastLane(
+            gate=gate,
+            injection=injection,
+            pool=pool,
+            live=live,
+            served_here=served_here,
+            access_log=access_log,
+            metrics=metrics,
+        ),
+        networks=networks,
+        notifier=_notifier(config, store, clock, provider, authenticator),
+    )
 
 
 def _notifier(
@@ -266,9 +319,3 @@ def _notifier(
     if notify.webhook.url:
         channels.append(WebhookChannel(notify.webhook, clock))
     return ExpiryNotifier(store, notify, clock, channels) if channels else None
-
-
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -3,8 +3,9 @@
 ``changes`` and ``split`` are pure: which keys differ, and which of those
 take effect live. ``Reloader.reload`` reads and validates the file (an
 invalid one is refused with its problems logged, and the old configuration
-stays), applies the live changes to the running components, and names in a
-log line every change that needs a restart. No connection is dropped.
+stays), swaps the new ``live.Settings`` into the components' one ``Live``
+holder (every component reads it at each use), and names in a log line every
+change that needs a restart. No connection is dropped.
 
 Live: the log level, the access log and its format, throttling, the token rules
 (validity limits, per-group rules, the per-user cap), the allowed networks
@@ -22,10 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .components import Components
 from .config import Config, load_config
 from .errors import ConfigError
-from .networks import parse_networks
+from .live import Live, settings_of
 
 log = logging.getLogger("apitokenproxy")
 
@@ -75,12 +75,14 @@ def split(changed: list[str]) -> tuple[list[str], list[str]]:
 
 class Reloader:
     def __init__(
-        self, path: str | Path, components: Components, tls: ssl.SSLContext | None
+        self, path: str | Path, config: Config, live: Live, tls: ssl.SSLContext | None
     ) -> None:
+        """Reload ``path``, running now as ``config``, into ``live``; ``tls`` is the
+        listening socket's context (None without TLS), its certificate re-read."""
         self._path = path
-        self._components = components
+        self._live = live
         self._tls = tls
-        self.config = components.config
+        self.config = config
 
     def reload(self, environ: Mapping[str, str] | None = None) -> bool:
         """Apply the file as it is now; False (and the old configuration kept) if invalid."""
@@ -109,25 +111,10 @@ class Reloader:
         return True
 
     def _apply(self, new: Config) -> None:
-        c = self._components
         tls = new.listen.tls
         if self._tls is not None and tls.cert_file:
             self._tls.load_cert_chain(tls.cert_file, tls.key_file)
-        logging.getLogger().setLevel(new.logging.level.upper())
-        c.access_log.enabled = new.logging.access_log
-        c.access_log.format = new.logging.format
-        throttle = new.auth.throttle
-        c.verifier.throttle.retune(
-            throttle.max_failures, throttle.window_seconds, throttle.max_tracked
-        )
-        c.token_api.service.config = new.tokens
-        c.networks.update(new.auth.allowed_networks)
-        c.token_api.authenticator.manager_groups = frozenset(new.auth.token_manager_groups)
-        trusted = parse_networks(new.proxy.trusted_proxies)
-        c.token_api.trusted = c.forwarder.trusted = c.fast_lane.trusted = trusted
-        c.forward_auth.trusted = trusted
-        # Shared by both lanes (the aiohttp lane's new connections read it too).
-        c.fast_lane.timeouts.update(new.listen)
-        c.pool.connect_timeout = new.upstream.connect_timeout_seconds
-        c.pool.read_timeout = new.upstream.read_timeout_seconds
-        c.pool.per_client = new.upstream.max_connections_per_client
+        # A process-wide setting, kept by the logging module rather than a component.
+        settings = settings_of(new)
+        logging.getLogger().setLevel(settings.log_level)
+        self._live.swap(settings)

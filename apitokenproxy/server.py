@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -91,7 +92,7 @@ class GatewayRunner(web.AppRunner):
         assert server is not None, "set up first"
         handoff = self.handoff = HandOff(
             server,
-            components.fast_lane.timeouts,
+            components.live,
             access_log_class=recording(Recorder(components.access_log, components.metrics)),
             **handler_options,
         )
@@ -149,7 +150,8 @@ async def start_site(
     components = app[COMPONENTS]
     config = components.config
     if not access_log:
-        components.access_log.enabled = False
+        # Until a reload says otherwise, as the configuration's logging.access_log would.
+        components.live.swap(dataclasses.replace(components.live.now, access_log=False))
     try:
         tls = runner.tls = listen_tls(config.listen.tls)
         await runner.listen(
@@ -212,7 +214,8 @@ async def run_until_signalled(
         except ProxyError as exc:
             raise StartupError(exc.message) from exc
         if config_path is not None:
-            reloader = Reloader(config_path, app[COMPONENTS], runner.tls)
+            components = app[COMPONENTS]
+            reloader = Reloader(config_path, components.config, components.live, runner.tls)
             loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         if started is not None:
             started(_bound_port(runner, port))

@@ -25,6 +25,7 @@ from typing import TextIO
 
 
 async def measure(number: int, sink: TextIO) -> dict[str, float]:
+    from apitokenproxy.live import Live, Settings
     from apitokenproxy.ops.accesslog import AccessLog
     from apitokenproxy.ops.exchange import Exchange
     from apitokenproxy.ops.metrics import Metrics
@@ -36,7 +37,7 @@ async def measure(number: int, sink: TextIO) -> dict[str, float]:
 
     results: dict[str, float] = {}
     for format in ("text", "json"):
-        log = AccessLog(True, stream=sink, format=format)  # type: ignore[arg-type]
+        log = AccessLog(Live(Settings(log_format=format)), stream=sink)  # type: ignore[arg-type]
 
         def line(log: AccessLog = log) -> None:
             log.record(sample, 0.0042)

@@ -26,6 +26,7 @@ from apitokenproxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from apitokenproxy.live import Live, Settings, UpstreamLimits
 from apitokenproxy.proxy.pool import UpstreamPool
 from apitokenproxy.proxy.upstream import translate
 
@@ -105,7 +106,8 @@ def test_a_foreign_failure_becomes_the_upstream_error_of_its_label(
 
 
 async def test_the_pool_counts_failures_by_label() -> None:
-    pool = UpstreamPool("127.0.0.1", 9, limit=1, connect_timeout=1, read_timeout=1)
+    limits = UpstreamLimits(connect_timeout=1, read_timeout=1)
+    pool = UpstreamPool("127.0.0.1", 9, limit=1, live=Live(Settings(upstream=limits)))
     for error in (
         UpstreamReset("r"),
         UpstreamReset("r"),

@@ -5,7 +5,7 @@ proxy/   tokenapi/   pages/                           serve requests
 auth/                                                 decide who calls
 notify/                                               warn before expiry
 store/   ops/                                         remember, record
-errors.py   config/     networks.py   live.py         shared by all
+errors.py   config/     networks.py   live.py   periodic.py   shared by all
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "apitokenproxy"
 
 # What each part may import from the package, besides itself.
-SHARED = {"errors", "config", "networks", "live"}
+SHARED = {"errors", "config", "networks", "live", "periodic"}
 ALLOWED = {
     "errors": set(),
     "networks": set(),
+    # The one loop every periodic background job runs on.
+    "periodic": set(),
     # Validates the networks it reads with the rule that will use them, and raises
     # the error tree's ConfigError.
     "config": {"errors", "networks"},
     # The settings a reload changes, in holders every layer reads.
-    "live": {"config"},
+    "live": {"config", "networks"},
     "store": SHARED,
     "ops": SHARED,
     "auth": SHARED | {"store", "ops"},

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from apitokenproxy.config import config_from_dict
-from apitokenproxy.reload import changes, split
+from apitokenproxy.live import Live, settings_of
+from apitokenproxy.reload import Reloader, changes, split
 
 BASE: dict[str, Any] = {"upstream": {"url": "http://jira:8080"}}
 
@@ -48,3 +52,28 @@ def with_(**sections: dict[str, Any]) -> dict[str, Any]:
 def test_what_a_reload_applies(new: dict[str, Any], live: list[str], restart: list[str]) -> None:
     changed = changes(config_from_dict(BASE), config_from_dict(new))
     assert split(changed) == (live, restart)
+
+
+def test_a_reload_swaps_the_live_settings_and_says_what_needs_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    old = config_from_dict(BASE)
+    live = Live.of(old)
+    before = live.now
+    reloader = Reloader(path, old, live, None)
+    changed = with_(proxy={"trusted_proxies": ["10.0.0.0/8"]}, listen={"port": 9000})
+    path.write_text(yaml.safe_dump(changed))
+    with caplog.at_level(logging.WARNING, logger="apitokenproxy"):
+        assert reloader.reload()
+    assert live.now == settings_of(config_from_dict(changed)) != before
+    assert [r.getMessage() for r in caplog.records] == [
+        "SIGHUP: applied proxy.trusted_proxies",
+        "SIGHUP: restart to apply listen.port",
+    ]
+    # An invalid file changes nothing.
+    path.write_text(yaml.safe_dump(with_(proxy={"trusted_proxies": ["nonsense"]})))
+    applied = live.now
+    assert not reloader.reload()
+    assert live.now is applied

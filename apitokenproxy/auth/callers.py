@@ -19,6 +19,7 @@ from typing import Literal
 
 from ..config import AuthConfig
 from ..errors import PasswordRejected, Unauthorized
+from ..live import Live
 from ..store.audit import Action, How
 from .cache import KeyedDigest, TTLCache
 from .credentials import BasicCredentials, BearerCredentials, read_credentials, token_in
@@ -74,8 +75,9 @@ class Authenticator:
         config: AuthConfig,
         *,
         as_user: AsUser,
-        networks: AllowedNetworks | None = None,
+        live: Live | None = None,
     ) -> None:
+        """``live`` holds the allowed networks and the token manager groups."""
         self._verifier = verifier
         self._identity = identity
         self._admin_keys = frozenset(config.admin_user_keys)
@@ -90,9 +92,8 @@ class Authenticator:
             config.token_cache_size, config.password_cache_seconds
         )
         self._as_user = as_user
-        self.networks = networks or AllowedNetworks()
-        # Replaced by a configuration reload.
-        self.manager_groups = frozenset(config.token_manager_groups)
+        self._live = live or Live()
+        self.networks = AllowedNetworks(self._live)
         self.sessions = SessionSignIn(
             identity, cache_seconds=config.session_cache_seconds, cache_size=config.token_cache_size
         )
@@ -208,5 +209,5 @@ class Authenticator:
         """Whether the caller may manage every user's tokens: a sysadmin or a token manager."""
         if await self.is_sysadmin(caller):
             return True
-        managers = self.manager_groups
+        managers = self._live.now.manager_groups
         return bool(managers) and bool(await self.groups(caller.user) & managers)

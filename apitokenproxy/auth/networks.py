@@ -1,18 +1,18 @@
 """Where token and password logins may come from: ``auth.allowed_networks``.
 
-``AllowedNetworks`` holds the configured networks (replaced on reload) and
-asks them with the one membership rule (``apitokenproxy/networks.py``), which
-remembers its answers per address, so a busy client costs one dictionary
-lookup per request. An empty list allows every address and costs nothing.
+``AllowedNetworks`` reads the configured networks from ``live.Live`` at
+each check (a reload replaces them) and asks them with the one membership
+rule (``apitokenproxy/networks.py``), which remembers its answers per
+address, so a busy client costs one dictionary lookup per request. An
+empty list allows every address and costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from ..errors import OutsideAllowedNetworks
-from ..networks import parse_networks
+from ..live import Live
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +20,17 @@ log = logging.getLogger(__name__)
 class AllowedNetworks:
     """The networks token and password logins are accepted from."""
 
-    def __init__(self, networks: Sequence[str] = ()) -> None:
-        self.update(networks)
-
-    def update(self, networks: Sequence[str]) -> None:
-        """Take a new list (a configuration reload); an empty one allows everyone."""
-        self._networks = parse_networks(networks)
+    def __init__(self, live: Live | None = None) -> None:
+        """``live``'s ``allowed_networks``; an empty list allows everyone."""
+        self._live = live or Live()
 
     @property
     def restricted(self) -> bool:
-        return bool(self._networks)
+        return bool(self._live.now.allowed_networks)
 
     def allows(self, address: str) -> bool:
-        return not self._networks or self._networks.holds(address)
+        networks = self._live.now.allowed_networks
+        return not networks or networks.holds(address)
 
     def check(self, address: str) -> None:
         """Raise Forbidden unless ``address`` may log in with a token or password."""

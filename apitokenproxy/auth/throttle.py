@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import StoreUnavailable, TooManyRequests
+from ..live import Live
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +112,29 @@ class SharedCounter(Protocol):
 class FailureThrottle:
     def __init__(
         self,
-        max_failures: int,
-        window_seconds: float,
-        max_tracked: int,
+        live: Live,
         clock: Callable[[], float] = time.time,
         shared: SharedCounter | None = None,
     ) -> None:
+        """The limits are ``live``'s (``auth.throttle``): a reload changes them, and the
+        counts so far stand."""
         self._shared = shared
-        self.retune(max_failures, window_seconds, max_tracked)
+        self._live = live
         self._clock = clock
         # key: (window start, failures in the window, time of the latest failure)
         self._windows: OrderedDict[str, tuple[float, int, float]] = OrderedDict()
 
-    def retune(self, max_failures: int, window_seconds: float, max_tracked: int) -> None:
-        """New limits, from a configuration reload; the counts so far stand."""
-        self._max = max_failures
-        self._window = window_seconds
-        self._max_tracked = max_tracked
+    @property
+    def _max(self) -> int:
+        return self._live.now.throttle.max_failures
+
+    @property
+    def _window(self) -> float:
+        return self._live.now.throttle.window_seconds
+
+    @property
+    def _max_tracked(self) -> int:
+        return self._live.now.throttle.max_tracked
 
     def retry_after(self, key: str) -> int | None:
         """Seconds until ``key`` is no longer throttled, or None if it is not."""

@@ -13,13 +13,13 @@ send is retried after ``notify.retry_seconds``, doubling, until
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..config import NotifyConfig
 from ..errors import NotificationFailed, ProxyError
+from ..periodic import Periodic
 from ..store import TokenStore, WarningKey
 from .channel import Channel
 from .message import ExpiryWarning
@@ -45,6 +45,9 @@ class ExpiryNotifier:
         self._channels = tuple(channels)
         # "<channel>.sent", "<channel>.failed" (each failed attempt), "<channel>.gave_up".
         self.counts: Counter[str] = Counter()
+        self._periodic = Periodic(
+            self._scan, config.interval_seconds, name="expiry warnings", first_delay_seconds=0
+        )
 
     async def run_once(self) -> bool:
         """One scan; True if a send failed and will be retried."""
@@ -97,19 +100,19 @@ class ExpiryNotifier:
         )  # fmt: skip
         return False
 
-    async def run(self) -> None:
-        """Scan every ``notify.interval_seconds`` (sooner while a retry waits), until cancelled."""
-        while True:
+    def start(self) -> None:
+        """Scan now, then every ``notify.interval_seconds`` (sooner while a retry waits)."""
+        self._periodic.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+
+    async def _scan(self) -> float | None:
+        """One scan; the seconds until the next when a retry waits."""
+        config = self._config
+        try:
+            retry = await self.run_once()
+        except ProxyError as exc:
+            log.warning("cannot scan for expiring tokens: %s", exc.message)
             retry = False
-            try:
-                retry = await self.run_once()
-            except ProxyError as exc:
-                log.warning("cannot scan for expiring tokens: %s", exc.message)
-            except Exception:
-                log.exception("the expiry-warning scan failed")
-            config = self._config
-            await asyncio.sleep(
-                min(config.retry_seconds, config.interval_seconds)
-                if retry
-                else config.interval_seconds
-            )
+        return min(config.retry_seconds, config.interval_seconds) if retry else None

@@ -32,6 +32,7 @@ import time
 from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import unquote
 
+from ..live import Live
 from .requestid import TOKEN_PREFIX
 
 if TYPE_CHECKING:
@@ -128,13 +129,13 @@ def _json_who(who: Who) -> tuple[str, str]:
 class AccessLog:
     def __init__(
         self,
-        enabled: bool,
+        live: Live,
         stream: TextIO | None = None,
         flush_seconds: float = FLUSH_SECONDS,
-        format: Format = "text",
     ) -> None:
-        self.enabled = enabled
-        self._format: Format = format
+        """Lines on or off, and their format, are ``live``'s (``logging.*``)."""
+        self._live = live
+        self._format: Format = live.now.log_format  # what ``_who`` holds lines for
         self.stream = stream  # None: standard error
         self._flush_seconds = flush_seconds
         self._lines: list[str] = []
@@ -143,21 +144,16 @@ class AccessLog:
         self._stamp = ""
         self._who: dict[Who, tuple[str, str]] = {}
 
-    @property
-    def format(self) -> Format:
-        return self._format
-
-    @format.setter
-    def format(self, value: Format) -> None:
-        self._format = value
-        self._who.clear()  # written for the other format
-
     def record(self, exchange: Exchange, seconds: float) -> None:
         """One finished exchange that took ``seconds``. Its ``request_id`` must be sane
         (``ops/requestid.py``) and its ``lane``, ``auth`` and ``reason`` words of the
         proxy's own: they are written as they are; every other string is escaped."""
-        if not self.enabled:
+        settings = self._live.now
+        if not settings.access_log:
             return
+        if settings.log_format != self._format:
+            self._format = settings.log_format
+            self._who.clear()  # written for the other format
         who = (
             exchange.client,
             exchange.lane,

@@ -21,7 +21,6 @@ in memory. Metric names and what they mean: docs/observability.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ..periodic import Periodic
 from .histograms import HistogramMetric, LocalHistogram, WorkerFile, WorkersSum
 
 # No *_created series: the multiprocess mode has none, so one worker and
@@ -222,7 +222,7 @@ class Metrics:
         self._worker_file: WorkerFile | None = None
         if self.directory is not None:
             self._worker_file = WorkerFile(self.directory, os.getpid(), self._histograms)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self._flushed, FLUSH_SECONDS, name="metrics flusher", final=True)
 
     # -- the data path ------------------------------------------------------
 
@@ -334,20 +334,13 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics flusher")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.flush()
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+    async def _flushed(self) -> None:
+        self.flush()
 
 
 class MeasuredStore:

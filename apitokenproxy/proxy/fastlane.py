@@ -31,7 +31,7 @@ import httptools
 
 from ..auth.gate import AS_IS, Decision, Gate
 from ..errors import ApitokenproxyError, ProxyError
-from ..live import ClientTimeouts
+from ..live import ClientTimeouts, Live
 from ..networks import Networks
 from ..ops.accesslog import AccessLog
 from ..ops.exchange import Recorder
@@ -49,6 +49,7 @@ from .heads import (
     MAX_HEAD,
     MAX_HEADERS,
     MAX_LINE,
+    path_stays_fast,
     refusal,
     stays_fast,
 )
@@ -79,19 +80,17 @@ class FastLane:
         gate: Gate,
         injection: Injection,
         pool: UpstreamPool,
-        trusted: Networks,
+        live: Live,
         served_here: Callable[[str], bool],
-        timeouts: ClientTimeouts,
         access_log: AccessLog,
         metrics: Metrics,
     ) -> None:
         self.gate = gate
         self.injection = injection
         self.pool = pool
-        self.trusted = trusted
+        self.live = live
         # Whether a path is one the application serves itself (the token API, health).
         self.served_here = served_here
-        self.timeouts = timeouts  # read at each use: a reload changes them live
         self.recorder = Recorder(access_log, metrics)
         self.connections: set[FrontConnection] = set()
         self.in_flight = InFlight()
@@ -99,6 +98,14 @@ class FastLane:
         # Requests answered here, and connections handed to aiohttp.
         self.served = 0
         self.handed_off = 0
+
+    @property
+    def trusted(self) -> Networks:
+        return self.live.now.trusted
+
+    @property
+    def timeouts(self) -> ClientTimeouts:
+        return self.live.now.client
 
     def close_idle(self) -> None:
         """Stop taking requests: idle connections close now, busy ones after their answer."""
@@ -288,17 +295,18 @@ class FrontConnection(asyncio.Protocol):
         if refused is not None:
             self._stop(refused)
         method = parser.get_method().decode("ascii")
+        if (
+            hand_off
+            or length > FAST_BODY_MAX
+            or not stays_fast(method, version, parser.should_upgrade())
+        ):
+            self._stop(HAND_OFF)
         try:
             target = origin_form(method, self._url)
         except ProxyError as exc:
             self._stop(exc)
         self._method, self._target = method, target
-        path = target.partition("?")[0].lower()
-        if (
-            hand_off
-            or length > FAST_BODY_MAX
-            or not stays_fast(method, path, version, parser.should_upgrade(), self.lane.served_here)
-        ):
+        if not path_stays_fast(target.partition("?")[0].lower(), self.lane.served_here):
             self._stop(HAND_OFF)
         if length:
             # From the end of the head, the body's pace rules (proxy/pacing.py), not the

@@ -42,7 +42,7 @@ from ..auth.credentials import password_in_query
 from ..auth.gate import Gate
 from ..auth.grant import SAFE_METHODS
 from ..errors import UnsaidTarget
-from ..networks import Networks
+from ..live import Live
 from .client import client_of
 from .forwarder import admit
 from .headers import Injection
@@ -60,10 +60,10 @@ UNSAID_TARGET = (
 
 
 class ForwardAuth:
-    def __init__(self, gate: Gate, injection: Injection, trusted: Networks) -> None:
+    def __init__(self, gate: Gate, injection: Injection, live: Live) -> None:
         self._gate = gate
         self._injection = injection
-        self.trusted = trusted
+        self._live = live
 
     async def handle(self, request: web.Request) -> web.Response:
         """Admit or refuse; refusals raise the ProxyError the error middleware answers."""
@@ -74,7 +74,7 @@ class ForwardAuth:
         admission = await admit(
             self._gate,
             request,
-            client_of(request, self.trusted).address,
+            client_of(request, self._live.now.trusted).address,
             _method(request),
             strictest_target([*said, request.raw_path]),
         )

@@ -32,7 +32,7 @@ from yarl import URL
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
 from ..errors import PayloadTooLarge, ProxyError, error_response
-from ..live import ClientTimeouts
+from ..live import Live
 from ..networks import Networks
 from ..ops.accesslog import loggable_path
 from ..ops.exchange import exchange_of
@@ -73,11 +73,9 @@ class Forwarder:
         gate: Gate,
         injection: Injection,
         config: Config,
-        trusted: Networks,
-        timeouts: ClientTimeouts,
+        live: Live,
     ) -> None:
-        self.trusted = trusted
-        self._timeouts = timeouts  # live: the body's pace (proxy/pacing.py)
+        self._live = live
         self._pool = pool
         self._websockets = websockets
         self._gate = gate
@@ -85,6 +83,10 @@ class Forwarder:
         parts = urlsplit(config.upstream.url)
         self._ws_origin = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
         self._max_body = config.proxy.max_request_body_mb * 1024 * 1024
+
+    @property
+    def trusted(self) -> Networks:
+        return self._live.now.trusted
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """Answer ``Expect: 100-continue`` only once the request is admitted."""
@@ -141,7 +143,7 @@ class Forwarder:
         responder = Responder(request.transport)
         record = exchange_of(request)
         length = request.content_length if request.body_exists else 0
-        body = PacedBody(request.content, self._timeouts)
+        body = PacedBody(request.content, self._live.now.client)
         try:
             # A body is read before an upstream connection is taken, up to
             # _SMALL_BODY, so a client that starts an upload and stalls holds

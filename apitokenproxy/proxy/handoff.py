@@ -32,7 +32,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
 from ..errors import error_response
-from ..live import ClientTimeouts
+from ..live import ClientTimeouts, Live
 from ..ops.exchange import EXCHANGE, Exchange, Recorder
 from ..ops.requestid import HEADER as REQUEST_ID
 from ..ops.requestid import new_request_id
@@ -126,16 +126,16 @@ class HandOff:
     """Makes the aiohttp lane's connections: a factory for ``loop.create_server`` and
     for the fast lane's hand-off. ``options`` are aiohttp's handler options."""
 
-    def __init__(self, server: web.Server, timeouts: ClientTimeouts, **options: Any) -> None:
+    def __init__(self, server: web.Server, live: Live, **options: Any) -> None:
         self._server = server
-        self._timeouts = timeouts  # live: read for each new connection
+        self._live = live  # read for each new connection: a reload reaches the next one
         self._options = options
         self.in_flight = InFlight()
 
     def __call__(self) -> LaneConnection:
         return LaneConnection(
             self._server,
-            timeouts=self._timeouts,
+            timeouts=self._live.now.client,
             in_flight=self.in_flight,
             loop=asyncio.get_running_loop(),
             **self._options,

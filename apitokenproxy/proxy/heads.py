@@ -60,18 +60,19 @@ def refusal(
     return None
 
 
-def stays_fast(
-    method: str, path: str, version: str, upgrade: bool, served_here: Callable[[str], bool]
-) -> bool:
-    """Whether the fast lane serves a head it accepted (``refusal`` said None) itself.
+def stays_fast(method: str, version: str, upgrade: bool) -> bool:
+    """Whether the fast lane may serve a head it accepted (``refusal`` said None):
+    HTTP/1.1, one of ``FAST_METHODS``, no protocol switch. Any other (CONNECT's
+    authority-form, PROPFIND, HTTP/1.0) is aiohttp's, before its target is read."""
+    return version == "1.1" and not upgrade and method in FAST_METHODS
 
-    ``path`` is the target's path in lower case. aiohttp decodes and normalises
-    ``%``-escapes, ``//`` and dot segments before routing, so such paths go
-    there, as do the paths the application serves itself (the token API,
-    health, pages: ``served_here``), HTTP/1.0 and protocol switches.
+
+def path_stays_fast(path: str, served_here: Callable[[str], bool]) -> bool:
+    """Whether the fast lane may serve a request for ``path`` (its target's path, in
+    lower case). aiohttp decodes and normalises ``%``-escapes, ``//`` and dot
+    segments before routing, so such paths go there, as do the paths the
+    application serves itself (the token API, health, pages: ``served_here``).
     """
-    if version != "1.1" or upgrade or method not in FAST_METHODS:
-        return False
     if "%" in path or "//" in path or "/." in path:
         return False
     return not served_here(path)

@@ -22,7 +22,7 @@ from ..errors import (
     UpstreamInvalid,
     UpstreamTimeout,
 )
-from ..live import ClientTimeouts
+from ..live import ClientTimeouts, Live
 from .framing import Body, Headers, request_head
 from .upstream import SAFE, SLOW_ANSWER, SLOW_CONNECT, ResponseSink, UpstreamConnection, translate
 
@@ -44,6 +44,7 @@ class UpstreamPool:
     ``reserved_for_the_proxy(limit)`` that no client exchange may use, and one
     client address may have at most ``per_client`` in use at once (0: no cap;
     beyond it, its requests wait like any other, then get 429).
+    The timeouts and ``per_client`` are read from ``live`` at each use (``live.py``).
     """
 
     def __init__(
@@ -52,20 +53,13 @@ class UpstreamPool:
         port: int,
         *,
         limit: int,
-        connect_timeout: float,
-        read_timeout: float,
         tls: ssl.SSLContext | None = None,
-        per_client: int = 0,
-        timeouts: ClientTimeouts | None = None,
+        live: Live | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._host, self._port, self._tls = host, port, tls
         self._limit = limit
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.per_client = per_client
-        # Read live: how long a slow client may leave its answer unread.
-        self.timeouts = timeouts or ClientTimeouts(30.0, 75.0)
+        self._live = live or Live()
         self._client_share = limit - reserved_for_the_proxy(limit)
         self._by_client: dict[str, int] = {}  # exchanges in use per client address
         self._clients = 0  # exchanges in use for clients, all addresses
@@ -74,6 +68,23 @@ class UpstreamPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closing = False
         self.failures: dict[str, int] = {}  # by label, since the start (metrics)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._live.now.upstream.connect_timeout
+
+    @property
+    def read_timeout(self) -> float:
+        return self._live.now.upstream.read_timeout
+
+    @property
+    def per_client(self) -> int:
+        return self._live.now.upstream.per_client
+
+    @property
+    def timeouts(self) -> ClientTimeouts:
+        """The client's: how long a slow client may leave its answer unread."""
+        return self._live.now.client
 
     @property
     def in_use(self) -> int:
@@ -301,19 +312,15 @@ def pool_for(
     url: str,
     *,
     limit: int = 256,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 300.0,
     ca_file: str = "",
     verify_tls: bool = True,
-    per_client: int = 0,
-    timeouts: ClientTimeouts | None = None,
+    live: Live | None = None,
 ) -> UpstreamPool:
     """The pool for an ``http://`` or ``https://`` upstream URL (its path is the caller's).
 
     An https upstream's certificate is checked against ``ca_file`` (or the
     system's CAs) and its host name, unless ``verify_tls`` is false.
-    ``per_client`` caps the connections one client address holds (0: no cap);
-    ``timeouts`` are the live client timeouts (a slow reader's is ``send``).
+    ``live`` holds its timeouts and the cap on one client address's connections.
     """
     parts = urlsplit(url)
     tls: ssl.SSLContext | None = None
@@ -326,11 +333,8 @@ def pool_for(
         parts.hostname or "localhost",
         parts.port or (443 if tls else 80),
         limit=limit,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
         tls=tls,
-        per_client=per_client,
-        timeouts=timeouts,
+        live=live,
     )
 
 

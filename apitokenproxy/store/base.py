@@ -211,6 +211,11 @@ class TokenStore(Protocol):
         """
         ...
 
+    def listener_up(self) -> bool | None:
+        """Whether ``watch``'s revocation listener is connected now; None for a store
+        that has none and polls instead (the metrics show no listener gauge then)."""
+        ...
+
     async def add_failure(self, key: str, now_ms: int, window_ms: int) -> tuple[int, int]:
         """Count a failed attempt for ``key``; return (window start, failures in it).
 

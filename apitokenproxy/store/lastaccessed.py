@@ -11,26 +11,33 @@ If a flush fails (store locked or down) the times are kept for the next one.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from ..errors import StoreUnavailable
+from ..periodic import Periodic
 from . import TokenStore
 from .base import Use
 
 log = logging.getLogger(__name__)
 
+# A write under way at a clean stop finishes (up to this long) before the last one.
+STOP_GRACE_SECONDS = 2.0
+
 
 class LastAccessed:
     def __init__(self, store: TokenStore, flush_seconds: float) -> None:
         self._store = store
-        self._flush_seconds = flush_seconds
         self._pending: dict[int, int] = {}
         # Kept apart from the times, so recording a use builds no tuple.
         self._from: dict[int, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self.flush,
+            flush_seconds,
+            name="lastAccessed flusher",
+            final=True,
+            grace_seconds=STOP_GRACE_SECONDS,
+        )
         self._written_at = time.monotonic()  # the last successful write (or the start)
 
     def record(self, token_id: int, at_ms: int, client: str) -> None:
@@ -59,18 +66,8 @@ class LastAccessed:
         return time.monotonic() - self._written_at
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lastAccessed flusher")
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop the periodic flush and write what is pending."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            await self.flush()
+        await self._periodic.stop()

@@ -68,8 +68,7 @@ class PostgresStore(Changes):
         self._pool = pool
         self._url = url
         self._schema = schema
-        # Whether the revocation listener is connected now (the metrics' listener gauge).
-        self.listening = False
+        self._listening = False  # see listener_up
 
     @classmethod
     async def open(
@@ -269,7 +268,7 @@ class PostgresStore(Changes):
                 lost.clear()
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANNEL, on_notify)
-                self.listening = True
+                self._listening = True
                 if connected_before:
                     # Revocations sent while we were away are lost: forget everything.
                     reset()
@@ -279,9 +278,12 @@ class PostgresStore(Changes):
             except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("revocation listener lost its connection: %s", exc)
             finally:
-                self.listening = False
+                self._listening = False
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=1))
+
+    def listener_up(self) -> bool:
+        return self._listening
 
     @staticmethod
     async def _wait_until_lost(conn: asyncpg.Connection, lost: asyncio.Event) -> None:

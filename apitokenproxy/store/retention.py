@@ -16,11 +16,11 @@ cancelled mid-flight can leave a PostgreSQL connection holding its locks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from ..errors import StoreUnavailable
+from ..periodic import Periodic
 from .base import TokenStore
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,13 @@ class AuditRetention:
         self._retention_ms = retention_days * DAY_MS
         self._clock = clock
         self._batch = batch
-        self._interval = interval_seconds
-        self._first_delay = first_delay_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self._run_once,
+            interval_seconds,
+            name="audit retention",
+            first_delay_seconds=first_delay_seconds,
+            grace_seconds=STOP_GRACE_SECONDS,
+        )
         self._stopping = asyncio.Event()
 
     async def prune(self) -> int:
@@ -67,34 +71,19 @@ class AuditRetention:
         return pruned
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit retention")
+        self._stopping.clear()
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop after the batch under way, if any; one that has not ended within
         ``STOP_GRACE_SECONDS`` is cancelled (a store that stopped answering)."""
         self._stopping.set()
-        task, self._task = self._task, None
-        if task is None:
-            return
+        await self._periodic.stop()
+
+    async def _run_once(self) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_SECONDS)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        await self._pause(self._first_delay)
-        while not self._stopping.is_set():
-            try:
-                pruned = await self.prune()
-                if pruned:
-                    log.info("audit trail: %d event(s) past retention deleted", pruned)
-            except StoreUnavailable as exc:
-                log.warning("audit trail not pruned, will retry: %s", exc.message)
-            await self._pause(self._interval)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if ``stop`` is called."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            pruned = await self.prune()
+            if pruned:
+                log.info("audit trail: %d event(s) past retention deleted", pruned)
+        except StoreUnavailable as exc:
+            log.warning("audit trail not pruned, will retry: %s", exc.message)

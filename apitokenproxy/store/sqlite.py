@@ -266,6 +266,9 @@ class SQLiteStore(Changes):
                 log.warning("cannot poll revocations: %s", exc.message)
             await asyncio.sleep(REVOCATION_POLL_SECONDS)
 
+    def listener_up(self) -> None:
+        return None  # other processes' revocations are polled (watch)
+
     async def _revocations_after(self, seq: int) -> tuple[int, Sequence[int]]:
         """Ids deleted after position ``seq``, and the newest position.
 

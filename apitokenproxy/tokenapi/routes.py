@@ -22,8 +22,7 @@ from aiohttp import web
 from ..auth.callers import Authenticator, Caller
 from ..auth.csrf import XSRF_HEADER, csrf_refusal
 from ..errors import Forbidden, PayloadTooLarge, ScopeRefused
-from ..live import ClientTimeouts
-from ..networks import Networks
+from ..live import Live
 from ..ops.exchange import exchange_of
 from ..proxy.client import client_of
 from ..proxy.pacing import PacedBody
@@ -82,20 +81,19 @@ class TokenApi:
 
     service: TokenService
     authenticator: Authenticator
-    trusted: Networks
+    live: Live  # the trusted proxies and a body's pace (proxy/pacing.py)
     context_path: str
     public_url: str  # empty: taken from each request
-    timeouts: ClientTimeouts  # live: a body's pace (proxy/pacing.py)
 
     async def _body(self, request: web.Request) -> bytes:
         """The request body, read at the pace both lanes hold bodies to, within MAX_BODY_BYTES."""
-        body = await PacedBody(request.content, self.timeouts).read_up_to(MAX_BODY_BYTES)
+        body = await PacedBody(request.content, self.live.now.client).read_up_to(MAX_BODY_BYTES)
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
         return body
 
     async def _caller(self, request: web.Request) -> Caller:
-        view = client_of(request, self.trusted)
+        view = client_of(request, self.live.now.trusted)
         try:
             caller = await self.authenticator.caller(
                 request.headers.getall("Authorization", []),
@@ -124,7 +122,7 @@ class TokenApi:
         if self.public_url:
             parts = urlsplit(self.public_url)
             return f"{parts.scheme}://{parts.netloc}"
-        view = client_of(request, self.trusted)
+        view = client_of(request, self.live.now.trusted)
         return f"{view.proto}://{view.host}"
 
     async def create_token(self, request: web.Request) -> web.Response:
@@ -218,5 +216,5 @@ class TokenApi:
         )
 
     def _request_base_url(self, request: web.Request) -> str:
-        view = client_of(request, self.trusted)
+        view = client_of(request, self.live.now.trusted)
         return f"{view.proto}://{view.host}{self.context_path}"

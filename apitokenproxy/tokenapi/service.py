@@ -39,6 +39,7 @@ from ..auth.tokens import format_token, new_secret
 from ..auth.verifier import TokenVerifier
 from ..config import TokensConfig
 from ..errors import BadRequest, Forbidden, NotFound, OwnerAtLimit
+from ..live import Live
 from ..store import NewToken, Page, TokenRecord, TokenStore
 from ..store.audit import Action, AuditPage, AuditQuery
 from ..store.base import SCOPES
@@ -202,7 +203,7 @@ class TokenService:
         authenticator: Authenticator,
         identity: IdentityProvider,
         verifier: TokenVerifier,
-        config: TokensConfig,
+        live: Live,
         clock: Callable[[], int],
     ) -> None:
         self._store = store
@@ -210,9 +211,14 @@ class TokenService:
         self._auth = authenticator
         self._identity = identity
         self._verifier = verifier
-        self.config = config  # replaced by a configuration reload
+        self._live = live
         self._clock = clock
         self._maker = TokenMaker(store, hasher, authenticator.groups)
+
+    @property
+    def config(self) -> TokensConfig:
+        """The token rules now (``tokens.*``; a reload changes them)."""
+        return self._live.now.tokens
 
     @property
     def max_description_length(self) -> int:

@@ -17,6 +17,7 @@ from apitokenproxy.auth.verifier import TokenVerifier
 from apitokenproxy.errors import ProxyError, ScopeRefused, Unauthorized
 
 from .test_grant import token
+from .test_networks import allowed
 
 TOKEN = format_token(5, "A" * 32)
 
@@ -183,7 +184,7 @@ def test_a_password_in_the_query_is_held_to_the_password_rules(
     gate = Gate(
         cast(TokenVerifier, CachedOnly(grant_for(token()))),
         allow_password=allow_password,
-        networks=AllowedNetworks(networks),
+        networks=AllowedNetworks(allowed(networks)),
     )
     target = "/rest/api/2/issue/X-1?os_username=alice&os_password=pw"
     # Spelt with escapes, as Tomcat decodes parameter names: the same login.
@@ -210,6 +211,6 @@ def test_the_query_matters_where_the_password_rules_can_refuse(
     gate = Gate(
         cast(TokenVerifier, CachedOnly(grant_for(token()))),
         allow_password=allow_password,
-        networks=AllowedNetworks(networks),
+        networks=AllowedNetworks(allowed(networks)),
     )
     assert gate.judges_query is judges

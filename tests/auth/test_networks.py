@@ -8,13 +8,21 @@ import pytest
 
 from apitokenproxy.auth.networks import AllowedNetworks
 from apitokenproxy.errors import Forbidden
+from apitokenproxy.live import Live, Settings
+from apitokenproxy.networks import parse_networks
 
 
-def test_an_empty_list_allows_everyone_and_update_replaces_the_list() -> None:
-    networks = AllowedNetworks()
+def allowed(networks: tuple[str, ...]) -> Live:
+    """The live settings with these ``auth.allowed_networks``."""
+    return Live(Settings(allowed_networks=parse_networks(networks)))
+
+
+def test_an_empty_list_allows_everyone_and_a_reload_replaces_the_list() -> None:
+    live = Live()
+    networks = AllowedNetworks(live)
     assert not networks.restricted
     assert networks.allows("unknown")
-    networks.update(["192.0.2.0/24"])
+    live.swap(allowed(("192.0.2.0/24",)).now)
     assert networks.restricted
     assert networks.allows("192.0.2.7")
     assert networks.allows("::ffff:192.0.2.7")
@@ -23,12 +31,12 @@ def test_an_empty_list_allows_everyone_and_update_replaces_the_list() -> None:
     with pytest.raises(Forbidden, match=r"\(10.0.0.1\)"):
         networks.check("10.0.0.1")
     # Remembered answers do not outlive a reload.
-    networks.update(["10.0.0.0/8"])
+    live.swap(allowed(("10.0.0.0/8",)).now)
     assert networks.allows("10.0.0.1")
     assert not networks.allows("192.0.2.7")
 
 
 def test_a_mapped_network_allows_its_ipv4_clients() -> None:
-    networks = AllowedNetworks(["::ffff:10.0.0.0/104"])
+    networks = AllowedNetworks(allowed(("::ffff:10.0.0.0/104",)))
     assert networks.allows("10.1.2.3") and networks.allows("::ffff:10.1.2.3")
     assert not networks.allows("11.1.2.3")

@@ -14,6 +14,13 @@ from apitokenproxy.auth.throttle import (
     throttle_keys,
     too_many,
 )
+from apitokenproxy.config import ThrottleConfig
+from apitokenproxy.live import Live, Settings
+
+
+def limits(max_failures: int, window_seconds: int, max_tracked: int) -> Live:
+    """The live settings with these ``auth.throttle`` limits."""
+    return Live(Settings(throttle=ThrottleConfig(max_failures, window_seconds, max_tracked)))
 
 
 class Clock:
@@ -26,7 +33,7 @@ class Clock:
 
 async def test_blocks_after_max_failures_until_the_window_ends() -> None:
     clock = Clock()
-    throttle = FailureThrottle(3, 60, 100, clock)
+    throttle = FailureThrottle(limits(3, 60, 100), clock)
     for _ in range(2):
         await throttle.record_failure("a")
     assert throttle.retry_after("a") is None
@@ -41,7 +48,7 @@ async def test_blocks_after_max_failures_until_the_window_ends() -> None:
 
 async def test_a_new_window_starts_fresh() -> None:
     clock = Clock()
-    throttle = FailureThrottle(2, 10, 100, clock)
+    throttle = FailureThrottle(limits(2, 10, 100), clock)
     await throttle.record_failure("a")
     clock.now += 11
     await throttle.record_failure("a")
@@ -50,7 +57,7 @@ async def test_a_new_window_starts_fresh() -> None:
 
 async def test_a_key_is_suspect_for_a_window_after_its_latest_failure() -> None:
     clock = Clock()
-    throttle = FailureThrottle(3, 60, 100, clock)
+    throttle = FailureThrottle(limits(3, 60, 100), clock)
     assert not throttle.suspect("a")
     await throttle.record_failure("a")
     assert throttle.suspect("a") and throttle.retry_after("a") is None  # suspect, not throttled
@@ -72,7 +79,7 @@ async def test_a_key_is_suspect_for_a_window_after_its_latest_failure() -> None:
 
 async def test_mark_suspect_makes_a_key_suspect_without_counting_a_failure() -> None:
     clock = Clock()
-    throttle = FailureThrottle(2, 60, 100, clock)
+    throttle = FailureThrottle(limits(2, 60, 100), clock)
     throttle.mark_suspect("a")
     assert throttle.suspect("a")
     await throttle.record_failure("a")
@@ -99,8 +106,8 @@ class Store:
 
 async def test_the_store_hears_failures_up_to_the_limit_and_other_instances_learn_it() -> None:
     clock, store = Clock(), Store()
-    here = FailureThrottle(3, 60, 100, clock, shared=store)
-    there = FailureThrottle(3, 60, 100, clock, shared=store)
+    here = FailureThrottle(limits(3, 60, 100), clock, shared=store)
+    there = FailureThrottle(limits(3, 60, 100), clock, shared=store)
     for _ in range(50):  # a flood from one address
         await here.record_failure("a")
     assert store.writes == 3  # beyond the limit a failure changes nothing elsewhere
@@ -113,7 +120,7 @@ async def test_the_store_hears_failures_up_to_the_limit_and_other_instances_lear
 
 
 async def test_memory_is_bounded_under_a_flood_of_distinct_keys() -> None:
-    throttle = FailureThrottle(3, 60, 1000, Clock())
+    throttle = FailureThrottle(limits(3, 60, 1000), Clock())
     for i in range(100_000):
         await throttle.record_failure(f"address 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
     assert len(throttle) == 1000
@@ -254,7 +261,7 @@ async def test_no_keys_means_no_wait() -> None:
 
 async def test_suspect_keys_share_the_budget_and_clean_ones_pass() -> None:
     clock = Clock()
-    throttle = FailureThrottle(10, 60, 100, clock)
+    throttle = FailureThrottle(limits(10, 60, 100), clock)
     for key in ("s1", "s2", "s3"):
         throttle.mark_suspect(key)
     lanes = Lanes(throttle, 1)
@@ -274,7 +281,7 @@ async def test_suspect_keys_share_the_budget_and_clean_ones_pass() -> None:
 
 
 async def test_suspicion_is_judged_once_the_turn_is_taken() -> None:
-    throttle = FailureThrottle(10, 60, 100, Clock())
+    throttle = FailureThrottle(limits(10, 60, 100), Clock())
     throttle.mark_suspect("other")
     lanes = Lanes(throttle, 1)
     held = await lanes.take(["other"])  # the one suspect place is taken
@@ -291,7 +298,7 @@ async def test_suspicion_is_judged_once_the_turn_is_taken() -> None:
 
 
 async def test_a_lane_waiter_that_gives_up_leaves_no_trace() -> None:
-    throttle = FailureThrottle(10, 60, 100, Clock())
+    throttle = FailureThrottle(limits(10, 60, 100), Clock())
     for key in ("a", "b"):
         throttle.mark_suspect(key)
     lanes = Lanes(throttle, 1)

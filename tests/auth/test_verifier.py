@@ -30,6 +30,7 @@ from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.lastaccessed import LastAccessed
 
 from ..conftest import START_MS, FakeClock
+from .test_throttle import limits
 
 LIMIT = 10
 ACT = Action(at=START_MS, actor_key="key-admin", actor_name="admin", how=How.CLI)
@@ -167,7 +168,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         access = LastAccessed(store, flush_seconds=10)
         clock = FakeClock()
         shared = SharedTally()
-        throttle = FailureThrottle(LIMIT, 60, 1000, shared=shared)
+        throttle = FailureThrottle(limits(LIMIT, 60, 1000), shared=shared)
         asked: list[str] = []
 
         async def lookup(record: TokenRecord) -> str | None:

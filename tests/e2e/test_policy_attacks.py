@@ -489,8 +489,10 @@ async def test_forward_auth_judges_the_uri_the_front_proxy_names(
     Jira, which logged alice in, with passwords off or from outside the allowed
     networks. The original URI is now held to the data path's os_password rule."""
     world = await make_world(config={**SITES[site], "logging": {"access_log": True}})
-    log = world.client.server.app[COMPONENTS].access_log
-    log.format, log.stream = "json", io.StringIO()
+    components = world.client.server.app[COMPONENTS]
+    components.live.swap(dataclasses.replace(components.live.now, log_format="json"))
+    log = components.access_log
+    log.stream = io.StringIO()
     resp = await world.client.get("/__apitokenproxy/auth", headers=CIMultiDict(headers))
     body = await resp.text()
     assert resp.status == status, body

@@ -138,13 +138,14 @@ async def test_a_reload_changes_networks_and_managers_at_once(
     resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=ALICE)
     assert resp.status == 403
     path.write_text(yaml.safe_dump(raw))
-    assert Reloader(path, world.client.app[COMPONENTS], None).reload()
+    components = world.client.app[COMPONENTS]
+    assert Reloader(path, components.config, components.live, None).reload()
     resp = await world.client.get(ISSUE, headers=bearer(token))
     assert_error(resp.status, await resp.json(), 403, "not accepted")
     # alice became a token manager, from an allowed address.
     raw["auth"]["allowed_networks"] = ["127.0.0.0/8"]
     path.write_text(yaml.safe_dump(raw))
-    assert Reloader(path, world.client.app[COMPONENTS], None).reload()
+    assert Reloader(path, components.config, components.live, None).reload()
     resp = await world.client.get(f"{API}/user/tokensByFilter?notValidAfter=-1", headers=ALICE)
     assert resp.status == 200
 

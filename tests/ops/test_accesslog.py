@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apitokenproxy.live import Live, Settings
 from apitokenproxy.ops.accesslog import AccessLog, Format, milliseconds
 
 from .exchanges import exchange
@@ -29,7 +30,7 @@ def line(format: Format = "text", **fields: Any) -> str:
     }  # fmt: skip
     args.update(fields)
     out = io.StringIO()
-    log = AccessLog(True, stream=out, format=format)
+    log = AccessLog(Live(Settings(log_format=format)), stream=out)
     seconds = args.pop("seconds")
     log.record(exchange(**args), seconds)
     log.flush()
@@ -104,14 +105,14 @@ async def test_a_user_name_cannot_forge_fields(user: str | None, logged: str) ->
 
 async def test_lines_are_written_together_and_off_means_off() -> None:
     out = io.StringIO()
-    log = AccessLog(True, stream=out, flush_seconds=60)
+    log = AccessLog(Live(), stream=out, flush_seconds=60)
     for i in range(3):
         log.record(exchange(client="c", target=f"/{i}", status=200, lane="fast"), 0.0)
     assert out.getvalue() == ""  # batched until the flush
     log.flush()
     assert out.getvalue().count("\n") == 3
     silent = io.StringIO()
-    off = AccessLog(False, stream=silent)
+    off = AccessLog(Live(Settings(access_log=False)), stream=silent)
     off.record(exchange(client="c", status=200, lane="fast"), 0.0)
     off.flush()
     assert silent.getvalue() == ""
@@ -133,10 +134,12 @@ async def test_a_client_address_cannot_forge_fields(format: Format) -> None:
 async def test_a_reload_to_the_other_format_changes_the_very_next_line() -> None:
     # What a line says of its client and token is prepared once per format.
     out = io.StringIO()
-    log = AccessLog(True, stream=out, flush_seconds=60)
+    live = Live()
+    log = AccessLog(live, stream=out, flush_seconds=60)
     who = ("203.0.113.9", "fast", "token", None, "alice", 17)
-    for format in ("text", "json", "text"):
-        log.format = format  # as reload.py sets it on SIGHUP
+    formats: tuple[Format, ...] = ("text", "json", "text")
+    for format in formats:
+        live.swap(Settings(log_format=format))  # as reload.py does on SIGHUP
         client, lane, auth, reason, user, token_id = who
         made = exchange(
             "req", client=client, target="/x", status=200, lane=lane, bytes_out=5,

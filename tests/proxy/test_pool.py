@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from apitokenproxy.errors import ProxyError, TooManyInFlight, UpstreamBusy
+from apitokenproxy.live import Live, Settings, UpstreamLimits
 from apitokenproxy.proxy.framing import Body, Headers, request_head
 from apitokenproxy.proxy.pool import UpstreamPool, reserved_for_the_proxy
 from apitokenproxy.proxy.upstream import UpstreamConnection
@@ -26,11 +27,16 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.close()  # the client left, or the test's server is closing
 
 
+def _limits(*, connect_timeout: float, per_client: int = 0) -> Live:
+    limits = UpstreamLimits(connect_timeout=connect_timeout, per_client=per_client)
+    return Live(Settings(upstream=limits))
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[UpstreamPool]:
     server = await asyncio.start_server(_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    pool = UpstreamPool("127.0.0.1", port, limit=1, connect_timeout=5, read_timeout=300)
+    pool = UpstreamPool("127.0.0.1", port, limit=1, live=_limits(connect_timeout=5))
     yield pool
     pool.close()
     server.close()
@@ -93,9 +99,7 @@ async def test_a_connection_paused_as_its_answer_ended_serves_the_next_request(
 async def shared_pool() -> AsyncIterator[UpstreamPool]:
     server = await asyncio.start_server(_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    pool = UpstreamPool(
-        "127.0.0.1", port, limit=8, connect_timeout=0.2, read_timeout=300, per_client=2
-    )
+    pool = UpstreamPool("127.0.0.1", port, limit=8, live=_limits(connect_timeout=0.2, per_client=2))
     yield pool
     pool.close()
     server.close()
