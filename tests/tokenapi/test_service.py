@@ -1,22 +1,39 @@
-"""The token rules that are pure: a rotation's grace, which scope changes widen, and
-what a caller who logged in with a token may do to tokens."""
+"""The token rules: a rotation's grace, which scope changes widen, what a caller
+who logged in with a token may do to tokens, and who may do what to whose tokens."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, cast
+
 import pytest
 
+from apitokenproxy.auth.callers import Authenticator, Caller
 from apitokenproxy.auth.grant import Grant, grant_for
-from apitokenproxy.store import TokenRecord
+from apitokenproxy.auth.hashing import SecretHasher
+from apitokenproxy.auth.identity import ActingAs, User
+from apitokenproxy.auth.throttle import FailureThrottle
+from apitokenproxy.auth.verifier import TokenVerifier
+from apitokenproxy.config import AuthConfig, TokensConfig
+from apitokenproxy.errors import ProxyError
+from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
+from apitokenproxy.store.audit import Action, AuditQuery, How
+from apitokenproxy.store.lastaccessed import LastAccessed
 from apitokenproxy.tokenapi.service import (
     HARMLESS,
     MANAGE_WITH,
     Act,
+    CreateRequest,
+    PolicyChange,
+    TokenService,
     grace_seconds,
     management_refusal,
     widens,
 )
 
-from ..conftest import START_MS
+from ..conftest import START_MS, FakeClock
 
 
 @pytest.mark.parametrize(
@@ -97,3 +114,192 @@ def test_who_may_manage_tokens(
         assert because in refusal.message and act.value in refusal.message
         # Each refusal says what would do it instead.
         assert ("use the new secret" if "rotation" in because else MANAGE_WITH) in refusal.message
+
+
+# Who may do what to whose tokens: TokenService on a real SQLite store, the
+# upstream's answers (who is a sysadmin, who is in which group) from a directory.
+
+ALICE = User("key-alice", "alice")
+BOB = User("key-bob", "bob")
+CAROL = User("key-carol", "carol")  # a token manager
+ADMIN = User("key-admin", "admin")  # a sysadmin
+MANAGERS = "token-managers"
+
+
+class Directory:
+    """The ``IdentityProvider`` the service asks: four users, one sysadmin, one manager."""
+
+    users: ClassVar[dict[str, User]] = {u.key: u for u in (ALICE, BOB, CAROL, ADMIN)}
+
+    async def check_password(self, username: str, password: str) -> User:
+        raise AssertionError("the service never checks a password")
+
+    async def session_user(self, cookie: str) -> User | None:
+        raise AssertionError("the service never reads a session")
+
+    async def is_sysadmin(self, user: User, acting: ActingAs) -> bool:
+        return user == ADMIN
+
+    async def find_user(self, key: str, acting: ActingAs) -> User | None:
+        return self.users.get(key)
+
+    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
+        return frozenset({MANAGERS} if user == CAROL else ())
+
+    async def email(self, acting: ActingAs) -> str | None:
+        return None
+
+
+class PlainHasher:
+    async def hash(self, secret: str) -> str:
+        return f"plain${secret}"
+
+
+@dataclass
+class Site:
+    service: TokenService
+    store: TokenStore
+    target: TokenRecord  # the token the table's acts are done to: alice's, unlimited
+    tokens: dict[str, TokenRecord]  # the tokens callers log in with, by owner and kind
+
+
+BY_CLI = Action(at=START_MS, actor_key="key-admin", actor_name="admin", how=How.CLI)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with opened(f"sqlite:///{tmp_path / 'tokens.db'}") as store:
+        clock = FakeClock()
+        hasher = cast(SecretHasher, PlainHasher())
+        directory = Directory()
+        verifier = TokenVerifier(
+            store, hasher, LastAccessed(store, flush_seconds=10), clock,
+            FailureThrottle(10, 60, 1000), cache_seconds=300, cache_size=100,
+        )  # fmt: skip
+        authenticator = Authenticator(
+            verifier,
+            directory,
+            AuthConfig(token_manager_groups=(MANAGERS,)),
+            as_user=lambda name: [("X-Forwarded-User", name)],
+        )
+        service = TokenService(
+            store, hasher, authenticator, directory, verifier, TokensConfig(), clock
+        )
+
+        async def make(owner: User, description: str, scope: str = "write") -> TokenRecord:
+            token = NewToken(
+                owner.key, owner.name, description, "plain$x", START_MS, None, owner.key,
+                scope=scope,
+            )  # fmt: skip
+            return await store.create(token, BY_CLI)
+
+        target = await make(ALICE, "target")
+        tokens = {
+            "alice": await make(ALICE, "alice's own"),
+            "alice-read": await make(ALICE, "alice's read", scope="read"),
+            "alice-replaced": await make(ALICE, "alice's rotated"),
+            "admin-read": await make(ADMIN, "admin's read", scope="read"),
+        }
+        rotated = await store.rotate(tokens["alice-replaced"].id, "plain$y", START_MS + 1, BY_CLI)
+        assert rotated is not None
+        tokens["alice-replaced"] = rotated
+        yield Site(service, store, target, tokens)
+
+
+def caller_of(site: Site, who: str) -> Caller:
+    """``who`` is ``user/method``, the method a password, a session or a token kind."""
+    name, _, method = who.partition("/")
+    user = {u.name: u for u in Directory.users.values()}[name]
+    acting = ActingAs({"X-Forwarded-User": user.name})
+    if method in ("password", "session"):
+        return Caller(user, acting, method="session" if method == "session" else "password")
+    kind = name if method == "token" else f"{name}-{method.removesuffix('-token')}"
+    record = site.tokens[kind]
+    grant = grant_for(record, rotated=method == "replaced-token")
+    return Caller(user, acting, token_id=record.id, grant=grant, method="token")
+
+
+async def do(site: Site, caller: Caller, act: str) -> None:
+    """Do ``act`` as ``caller``, and check that it did what it says."""
+    service, target = site.service, site.target
+    match act:
+        case "list":
+            listed = await service.list_own(caller)
+            assert {r.owner_key for r in listed} <= {caller.user.key}
+            assert (target.id in {r.id for r in listed}) is (caller.user == ALICE)
+        case "create":
+            created = await service.create(caller, CreateRequest("mine"))
+            assert created.record.owner_key == caller.user.key
+        case "create-for-alice" | "create-for-admin":
+            owner = ALICE if act == "create-for-alice" else ADMIN
+            created = await service.create(caller, CreateRequest("yours", owner.key))
+            assert created.record.owner_key == owner.key
+            assert created.record.created_by_key == caller.user.key
+        case "rename":
+            renamed = await service.change(caller, target.id, PolicyChange(description="new"))
+            assert renamed.description == "new"
+        case "narrow":
+            narrowed = await service.change(caller, target.id, PolicyChange(scope="read"))
+            assert narrowed.scope == "read"
+        case "delete":
+            await service.delete(caller, target.id)
+            assert await site.store.get(target.id) is None
+        case "delete-all-for-alice":
+            assert await service.delete_all_for(caller, ALICE.key) == 4
+            assert await site.store.list_owned(ALICE.key) == []
+        case "filter":
+            page = await service.find_by_expiry(caller, None, 0, 50)
+            assert target.id in {r.id for r in page.items}
+        case "audit":
+            audit = await service.audit(caller, AuditQuery(), 0, 50)
+            assert audit.total > 0
+        case _:
+            raise AssertionError(act)
+
+
+ACTS = ("list", "create", "create-for-alice", "create-for-admin", "rename", "narrow",
+        "delete", "delete-all-for-alice", "filter", "audit")  # fmt: skip
+OK = 200
+
+# Each caller's outcome for each act, in ACTS' order: 200 done, else the status refused with.
+# The target is alice's unlimited token.
+PERMISSIONS = {
+    #                            list create alice admin rename narrow delete all filter audit
+    "alice/password":           (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    "alice/session":            (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    "alice/token":              (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    # A replaced secret may only take away; a limited token may only read.
+    "alice/replaced-token":     (OK,  403,   403,  403,  OK,    OK,    403,   403, 403,   403),
+    "alice/read-token":         (OK,  403,   403,  403,  403,   403,   403,   403, 403,   403),
+    # Another user's token is "not found", never "forbidden": ids cannot be probed.
+    "bob/password":             (OK,  OK,    403,  403,  404,   404,   404,   403, 403,   403),
+    # A token manager deletes and filters anyone's, but renames only its own, and
+    # makes no token a sysadmin holds (its creator sees the secret).
+    "carol/password":           (OK,  OK,    OK,   403,  404,   404,   OK,    OK,  OK,    403),
+    "admin/password":           (OK,  OK,    OK,   OK,   404,   404,   OK,    OK,  OK,    OK),
+    "admin/session":            (OK,  OK,    OK,   OK,   404,   404,   OK,    OK,  OK,    OK),
+    # A sysadmin's read token reads everything and changes nothing.
+    "admin/read-token":         (OK,  403,   403,  403,  403,   403,   403,   403, OK,    OK),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("who", "act", "outcome"),
+    [
+        (who, act, outcome)
+        for who, row in PERMISSIONS.items()
+        for act, outcome in zip(ACTS, row, strict=True)
+    ],
+)
+async def test_who_may_do_what_to_whose_tokens(
+    site: Site, who: str, act: str, outcome: int
+) -> None:
+    caller = caller_of(site, who)
+    if outcome == OK:
+        await do(site, caller, act)
+        return
+    with pytest.raises(ProxyError) as refused:
+        await do(site, caller, act)
+    assert refused.value.status == outcome, refused.value.message
+    # A refusal changes nothing.
+    assert await site.store.get(site.target.id) == site.target
