@@ -6,21 +6,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, cast
 
 import pytest
 
-from apitokenproxy.auth.callers import Authenticator, Caller
+from apitokenproxy.auth.callers import Caller
 from apitokenproxy.auth.grant import Grant, grant_for
-from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.auth.identity import ActingAs, User
-from apitokenproxy.auth.throttle import FailureThrottle
-from apitokenproxy.auth.verifier import TokenVerifier
-from apitokenproxy.config import AuthConfig, TokensConfig
+from apitokenproxy.config import AuthConfig
 from apitokenproxy.errors import ProxyError
-from apitokenproxy.store import NewToken, TokenRecord, TokenStore, opened
-from apitokenproxy.store.audit import Action, AuditQuery, How
-from apitokenproxy.store.lastaccessed import LastAccessed
+from apitokenproxy.store import TokenRecord, TokenStore
+from apitokenproxy.store.audit import AuditQuery
 from apitokenproxy.tokenapi.service import (
     HARMLESS,
     MANAGE_WITH,
@@ -33,7 +28,9 @@ from apitokenproxy.tokenapi.service import (
     widens,
 )
 
-from ..conftest import START_MS, FakeClock
+from ..conftest import START_MS
+from ..fakes import FakeUser
+from ..services import BY_CLI, services
 
 
 @pytest.mark.parametrize(
@@ -119,40 +116,14 @@ def test_who_may_manage_tokens(
 # Who may do what to whose tokens: TokenService on a real SQLite store, the
 # upstream's answers (who is a sysadmin, who is in which group) from a directory.
 
-ALICE = User("key-alice", "alice")
-BOB = User("key-bob", "bob")
-CAROL = User("key-carol", "carol")  # a token manager
-ADMIN = User("key-admin", "admin")  # a sysadmin
 MANAGERS = "token-managers"
-
-
-class Directory:
-    """The ``IdentityProvider`` the service asks: four users, one sysadmin, one manager."""
-
-    users: ClassVar[dict[str, User]] = {u.key: u for u in (ALICE, BOB, CAROL, ADMIN)}
-
-    async def check_password(self, username: str, password: str) -> User:
-        raise AssertionError("the service never checks a password")
-
-    async def session_user(self, cookie: str) -> User | None:
-        raise AssertionError("the service never reads a session")
-
-    async def is_sysadmin(self, user: User, acting: ActingAs) -> bool:
-        return user == ADMIN
-
-    async def find_user(self, key: str, acting: ActingAs) -> User | None:
-        return self.users.get(key)
-
-    async def groups(self, user: User, acting: ActingAs) -> frozenset[str]:
-        return frozenset({MANAGERS} if user == CAROL else ())
-
-    async def email(self, acting: ActingAs) -> str | None:
-        return None
-
-
-class PlainHasher:
-    async def hash(self, secret: str) -> str:
-        return f"plain${secret}"
+USERS = (
+    FakeUser("key-alice", "alice", "alice-pw"),
+    FakeUser("key-bob", "bob", "bob-pw"),
+    FakeUser("key-carol", "carol", "carol-pw", groups=(MANAGERS,)),  # a token manager
+    FakeUser("key-admin", "admin", "admin-pw", sysadmin=True),
+)
+ALICE, BOB, CAROL, ADMIN = (User(u.key, u.name) for u in USERS)
 
 
 @dataclass
@@ -163,53 +134,28 @@ class Site:
     tokens: dict[str, TokenRecord]  # the tokens callers log in with, by owner and kind
 
 
-BY_CLI = Action(at=START_MS, actor_key="key-admin", actor_name="admin", how=How.CLI)
-
-
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async with opened(f"sqlite:///{tmp_path / 'tokens.db'}") as store:
-        clock = FakeClock()
-        hasher = cast(SecretHasher, PlainHasher())
-        directory = Directory()
-        verifier = TokenVerifier(
-            store, hasher, LastAccessed(store, flush_seconds=10), clock,
-            FailureThrottle(10, 60, 1000), cache_seconds=300, cache_size=100,
-        )  # fmt: skip
-        authenticator = Authenticator(
-            verifier,
-            directory,
-            AuthConfig(token_manager_groups=(MANAGERS,)),
-            as_user=lambda name: [("X-Forwarded-User", name)],
-        )
-        service = TokenService(
-            store, hasher, authenticator, directory, verifier, TokensConfig(), clock
-        )
-
-        async def make(owner: User, description: str, scope: str = "write") -> TokenRecord:
-            token = NewToken(
-                owner.key, owner.name, description, "plain$x", START_MS, None, owner.key,
-                scope=scope,
-            )  # fmt: skip
-            return await store.create(token, BY_CLI)
-
-        target = await make(ALICE, "target")
+    async with services(
+        f"sqlite:///{tmp_path / 'tokens.db'}", USERS, AuthConfig(token_manager_groups=(MANAGERS,))
+    ) as built:
+        target, _ = await built.token("alice", "target")
         tokens = {
-            "alice": await make(ALICE, "alice's own"),
-            "alice-read": await make(ALICE, "alice's read", scope="read"),
-            "alice-replaced": await make(ALICE, "alice's rotated"),
-            "admin-read": await make(ADMIN, "admin's read", scope="read"),
+            "alice": (await built.token("alice", "alice's own"))[0],
+            "alice-read": (await built.token("alice", "alice's read", scope="read"))[0],
+            "admin-read": (await built.token("admin", "admin's read", scope="read"))[0],
         }
-        rotated = await store.rotate(tokens["alice-replaced"].id, "plain$y", START_MS + 1, BY_CLI)
+        replaced, _ = await built.token("alice", "alice's rotated")
+        rotated = await built.store.rotate(replaced.id, "plain$new", START_MS + 1, BY_CLI)
         assert rotated is not None
         tokens["alice-replaced"] = rotated
-        yield Site(service, store, target, tokens)
+        yield Site(built.service, built.store, target, tokens)
 
 
 def caller_of(site: Site, who: str) -> Caller:
     """``who`` is ``user/method``, the method a password, a session or a token kind."""
     name, _, method = who.partition("/")
-    user = {u.name: u for u in Directory.users.values()}[name]
+    user = next(u for u in (ALICE, BOB, CAROL, ADMIN) if u.name == name)
     acting = ActingAs({"X-Forwarded-User": user.name})
     if method in ("password", "session"):
         return Caller(user, acting, method="session" if method == "session" else "password")
