@@ -94,6 +94,7 @@ SECRET = "S" * 32
 class Services:
     store: TokenStore
     directory: FakeDirectory
+    verifier: TokenVerifier
     authenticator: Authenticator
     service: TokenService
     clock: FakeClock
@@ -138,4 +139,4 @@ async def services(
         service = TokenService(
             store, hasher, authenticator, directory, verifier, tokens or TokensConfig(), clock
         )
-        yield Services(store, directory, authenticator, service, clock)
+        yield Services(store, directory, verifier, authenticator, service, clock)
