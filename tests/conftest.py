@@ -35,6 +35,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_argon2: hash with argon2 at the production cost (tests of hashing's cost or time)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its least cost, unless a test is marked ``real_argon2``.
+
+    The hashes stay real argon2id, and a verification reads the cost from the
+    hash; but at the production cost every token made and checked takes tens of
+    milliseconds, most of the plain run's time. Processes the tests start are
+    not affected."""
+    if request.node.get_closest_marker("real_argon2"):
+        return
+    from argon2 import PasswordHasher
+
+    from apitokenproxy.auth import hashing
+
+    def cheap(*, time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
+        return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+    monkeypatch.setattr(hashing, "PasswordHasher", cheap)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out the slow tests unless --slow: a developer's default run stays short."""
     if config.getoption("--slow"):

@@ -339,6 +339,7 @@ def bad_checksum(token: str) -> str:
     return token[:-1] + ("A" if token[-1] != "A" else "B")
 
 
+@pytest.mark.real_argon2  # the time of a wrong secret's check is argon2's
 async def test_refusals_take_indistinguishable_time(make_live: MakeLive) -> None:
     """What a refusal's time could tell someone holding a candidate token: whether it is
     good. A good token used from outside its allowed addresses, never used before or
