@@ -13,9 +13,9 @@ PATIENCE_SECONDS = 20.0
 
 async def until(
     condition: Callable[[], bool | Awaitable[bool]],
-    what: str,
+    what: str = "the condition held",
     *,
-    every: float = 0.01,
+    every: float = 0.005,
 ) -> None:
     """Return as soon as ``condition`` (a function or coroutine function) holds,
     asking every ``every`` seconds; fail, saying ``what`` never happened, if it

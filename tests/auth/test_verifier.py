@@ -30,6 +30,7 @@ from apitokenproxy.store.audit import Action, How
 from apitokenproxy.store.lastaccessed import LastAccessed
 
 from ..conftest import START_MS, FakeClock
+from ..waiting import until
 
 LIMIT = 10
 ACT = Action(at=START_MS, actor_key="key-admin", actor_name="admin", how=How.CLI)
@@ -138,14 +139,6 @@ class Rig:
         record = await self.store.get(token_id(token))
         assert record is not None
         return record.last_accessed, record.last_accessed_from
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("the condition never came true")
 
 
 def token_id(token: str) -> int:
