@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -204,8 +205,29 @@ async def own_calls_close(request: ClientRequest, handler: ClientHandlerType) ->
     return await handler(request)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite store file with every migration applied, made once per test process."""
+    from apitokenproxy.store import opened
+
+    path = tmp_path_factory.mktemp("template") / "tokens.db"
+
+    async def migrate() -> None:
+        async with opened(f"sqlite:///{path}"):
+            pass
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture
-def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str) -> MakeWorld:
+def make_world(
+    aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str, migrated_sqlite: Path
+) -> MakeWorld:
+    # A world starts from a migrated copy: the migrations' own tests start from nothing.
+    if store_url.startswith("sqlite:///"):
+        shutil.copyfile(migrated_sqlite, store_url.removeprefix("sqlite:///"))
+
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
         users = JIRA_USERS if product == "jira" else CONFLUENCE_USERS
         upstream = FakeUpstream(product, users)  # type: ignore[arg-type]
