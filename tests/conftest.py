@@ -273,10 +273,11 @@ MakeLive = Callable[..., Awaitable[Live]]
 
 
 @pytest.fixture
-async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
+async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str, migrated_sqlite: Path) -> Any:
     from apitokenproxy.server import start_site
 
     runners = []
+    shutil.copyfile(migrated_sqlite, tmp_path / "live.db")  # as make_world's
 
     async def make(config: dict[str, Any] | None = None) -> Live:
         upstream = FakeUpstream("jira", JIRA_USERS)
