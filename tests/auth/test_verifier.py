@@ -575,6 +575,7 @@ async def test_a_source_holds_one_check_at_a_time_however_many_connections_it_op
     assert rig.hasher.most == 1  # one after another: no address fills the hasher's queue
 
 
+@pytest.mark.real_argon2
 async def test_a_flood_through_the_real_hasher_never_makes_a_first_use_busy(rig: Rig) -> None:
     """Issue 18, item 11, in the small: twelve suspect addresses guessing secrets that
     argon2 must judge, with one argon2 thread and four pending checks. First uses from
@@ -643,6 +644,7 @@ async def test_a_storm_of_first_uses_shares_one_check(rig: Rig) -> None:
     assert rig.hasher.calls == 1
 
 
+@pytest.mark.real_argon2
 async def test_a_storm_through_the_real_hasher_is_never_busy(rig: Rig) -> None:
     hasher = SecretHasher(workers=2, max_pending=64)
     try:

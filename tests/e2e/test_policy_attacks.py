@@ -578,6 +578,7 @@ async def test_a_client_cannot_talk_its_way_into_allowed_addresses(
 # A stolen token tried from elsewhere must not learn that it is good ---------------------
 
 
+@pytest.mark.real_argon2  # a refusal that ran argon2 must show in its time
 async def test_a_token_outside_its_addresses_is_refused_in_a_bad_tokens_time(
     make_live: MakeLive,
 ) -> None:
