@@ -100,15 +100,14 @@ class Services:
     clock: FakeClock
 
     async def token(
-        self, name: str, description: str = "token", **fields: object
+        self, name: str, description: str = "token", scope: str = "write"
     ) -> tuple[TokenRecord, str]:
         """A token of the user ``name``, written as the command line would: its
         record and its plaintext."""
         user = self.directory.user(name)
         new = NewToken(
-            user.key, user.name, description, f"plain${SECRET}", START_MS, None, "cli",
-            **fields,  # type: ignore[arg-type]
-        )  # fmt: skip
+            user.key, user.name, description, f"plain${SECRET}", START_MS, None, "cli", scope=scope
+        )
         record = await self.store.create(new, BY_CLI)
         return record, format_token(record.id, SECRET)
 
