@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also run the tests marked slow (processes, soaks, Tomcat, generated inputs); "
         "CI always does",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_argon2: hash with argon2 at the production cost (tests of hashing's cost or time)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its least cost, unless a test is marked ``real_argon2``.
+
+    The hashes stay real argon2id, and a verification reads the cost from the
+    hash; but at the production cost every token made and checked takes tens of
+    milliseconds, most of the plain run's time. Processes the tests start are
+    not affected."""
+    if request.node.get_closest_marker("real_argon2"):
+        return
+    from argon2 import PasswordHasher
+
+    from apitokenproxy.auth import hashing
+
+    def cheap(*, time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
+        return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+    monkeypatch.setattr(hashing, "PasswordHasher", cheap)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -177,8 +205,29 @@ async def own_calls_close(request: ClientRequest, handler: ClientHandlerType) ->
     return await handler(request)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite store file with every migration applied, made once per test process."""
+    from apitokenproxy.store import opened
+
+    path = tmp_path_factory.mktemp("template") / "tokens.db"
+
+    async def migrate() -> None:
+        async with opened(f"sqlite:///{path}"):
+            pass
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture
-def make_world(aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str) -> MakeWorld:
+def make_world(
+    aiohttp_server: Any, aiohttp_client: Any, store_url: str, lane: str, migrated_sqlite: Path
+) -> MakeWorld:
+    # A world starts from a migrated copy: the migrations' own tests start from nothing.
+    if store_url.startswith("sqlite:///"):
+        shutil.copyfile(migrated_sqlite, store_url.removeprefix("sqlite:///"))
+
     async def make(product: str = "jira", config: dict[str, Any] | None = None) -> World:
         users = JIRA_USERS if product == "jira" else CONFLUENCE_USERS
         upstream = FakeUpstream(product, users)  # type: ignore[arg-type]
@@ -224,10 +273,11 @@ MakeLive = Callable[..., Awaitable[Live]]
 
 
 @pytest.fixture
-async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str) -> Any:
+async def make_live(aiohttp_server: Any, tmp_path: Path, lane: str, migrated_sqlite: Path) -> Any:
     from apitokenproxy.server import start_site
 
     runners = []
+    shutil.copyfile(migrated_sqlite, tmp_path / "live.db")  # as make_world's
 
     async def make(config: dict[str, Any] | None = None) -> Live:
         upstream = FakeUpstream("jira", JIRA_USERS)

@@ -10,6 +10,8 @@ import pytest
 from apitokenproxy.auth.hashing import SecretHasher
 from apitokenproxy.errors import Busy
 
+pytestmark = pytest.mark.real_argon2  # this is argon2 at its production cost
+
 
 async def test_hash_and_verify() -> None:
     hasher = SecretHasher(workers=1)

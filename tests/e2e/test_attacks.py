@@ -284,8 +284,9 @@ async def test_management_path_spellings_grant_nothing(live: Live, path: str) ->
         assert USER_HEADER.lower() not in {k.lower() for k, _ in reached[0].headers}
         assert json.loads(body)["raw_path"] == path
     else:
-        # Served by the proxy itself: the token API wants credentials.
-        assert status in (401, 404), body
+        # Served by the proxy itself: the token API wants credentials where the
+        # spelling decodes to its path; the other spellings name no route of it.
+        assert status == (401 if path.endswith("/%74oken") else 404), body
         assert "plainTextToken" not in body.decode() and "description" not in body.decode()
 
 
@@ -307,7 +308,7 @@ FRAMING = {
 @pytest.mark.parametrize("raw", FRAMING.values(), ids=FRAMING.keys())
 async def test_bad_framing_is_refused_cleanly_and_others_are_served(live: Live, raw: bytes) -> None:
     status, _, body = await exchange(live.port, raw)
-    assert 400 <= status < 500, body[:200]
+    assert status == 400, body[:200]
     assert json.loads(body)["status"] == status  # and closed: exchange() read to EOF
     assert not any(
         r.path_qs.startswith(("/rest/api/2/issue", "/smuggled")) for r in live.upstream.received
@@ -338,6 +339,7 @@ def bad_checksum(token: str) -> str:
     return token[:-1] + ("A" if token[-1] != "A" else "B")
 
 
+@pytest.mark.real_argon2  # the time of a wrong secret's check is argon2's
 async def test_refusals_take_indistinguishable_time(make_live: MakeLive) -> None:
     """What a refusal's time could tell someone holding a candidate token: whether it is
     good. A good token used from outside its allowed addresses, never used before or

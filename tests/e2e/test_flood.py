@@ -62,6 +62,7 @@ async def status_of(http: aiohttp.ClientSession, headers: dict[str, str]) -> int
 
 
 @pytest.mark.slow  # a few seconds of flood on each lane and store
+@pytest.mark.real_argon2  # the hasher's queue fills only as fast as argon2 is slow
 async def test_a_flood_of_bad_tokens_does_not_starve_first_uses(make_world: MakeWorld) -> None:
     world = await make_world(config=FLOOD_CONFIG)
     valid = await new_tokens(world, 7)

@@ -80,6 +80,7 @@ async def test_a_throttled_user_name_still_accepts_that_users_token(jira: World)
 
 
 @pytest.mark.slow  # 150 connections, a real argon2 check
+@pytest.mark.real_argon2
 async def test_a_storm_of_first_uses_of_one_token_all_succeed(jira: World) -> None:
     token = (await make_token(jira))["plainTextToken"]
     # A session of its own without a connection limit (the test client's

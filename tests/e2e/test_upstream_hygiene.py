@@ -34,6 +34,7 @@ from ..rawupstream import (
     proxy_in_front,
     raw_upstream,
 )
+from ..waiting import until
 
 WAIT = 5.0  # per answer: a hang fails fast instead of stalling the suite
 
@@ -157,14 +158,6 @@ def assert_json_error(reply: Reply, status: int) -> None:
     assert data["errorMessages"] == [data["message"]]
 
 
-async def wait_closed(upstream: RawUpstream, index: int) -> bool:
-    for _ in range(100):
-        if index in upstream.closed:
-            return True
-        await asyncio.sleep(0.01)
-    return False
-
-
 # Unasked bytes ------------------------------------------------------------------------------
 
 UNASKED = {
@@ -192,7 +185,7 @@ async def test_unasked_upstream_bytes_never_reach_anyone(
     await first.close()
     await assert_served_in_turn(proxy, upstream, "1", "2")
     assert upstream.carried(served.connection) == [served], "a poisoned connection was reused"
-    assert await wait_closed(upstream, served.connection), "a poisoned connection stays open"
+    await until(lambda: served.connection in upstream.closed, "the poisoned connection closes")
     assert upstream.errors == []
 
 

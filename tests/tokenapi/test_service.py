@@ -1,22 +1,36 @@
-"""The token rules that are pure: a rotation's grace, which scope changes widen, and
-what a caller who logged in with a token may do to tokens."""
+"""The token rules: a rotation's grace, which scope changes widen, what a caller
+who logged in with a token may do to tokens, and who may do what to whose tokens."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
+from apitokenproxy.auth.callers import Caller
 from apitokenproxy.auth.grant import Grant, grant_for
-from apitokenproxy.store import TokenRecord
+from apitokenproxy.auth.identity import ActingAs, User
+from apitokenproxy.config import AuthConfig
+from apitokenproxy.errors import ProxyError
+from apitokenproxy.store import TokenRecord, TokenStore
+from apitokenproxy.store.audit import AuditQuery
 from apitokenproxy.tokenapi.service import (
     HARMLESS,
     MANAGE_WITH,
     Act,
+    CreateRequest,
+    PolicyChange,
+    TokenService,
     grace_seconds,
     management_refusal,
     widens,
 )
 
 from ..conftest import START_MS
+from ..fakes import FakeUser
+from ..services import BY_CLI, services
 
 
 @pytest.mark.parametrize(
@@ -97,3 +111,141 @@ def test_who_may_manage_tokens(
         assert because in refusal.message and act.value in refusal.message
         # Each refusal says what would do it instead.
         assert ("use the new secret" if "rotation" in because else MANAGE_WITH) in refusal.message
+
+
+# Who may do what to whose tokens: TokenService on a real SQLite store, the
+# upstream's answers (who is a sysadmin, who is in which group) from a directory.
+
+MANAGERS = "token-managers"
+USERS = (
+    FakeUser("key-alice", "alice", "alice-pw"),
+    FakeUser("key-bob", "bob", "bob-pw"),
+    FakeUser("key-carol", "carol", "carol-pw", groups=(MANAGERS,)),  # a token manager
+    FakeUser("key-admin", "admin", "admin-pw", sysadmin=True),
+)
+ALICE, BOB, CAROL, ADMIN = (User(u.key, u.name) for u in USERS)
+
+
+@dataclass
+class Site:
+    service: TokenService
+    store: TokenStore
+    target: TokenRecord  # the token the table's acts are done to: alice's, unlimited
+    tokens: dict[str, TokenRecord]  # the tokens callers log in with, by owner and kind
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with services(
+        f"sqlite:///{tmp_path / 'tokens.db'}", USERS, AuthConfig(token_manager_groups=(MANAGERS,))
+    ) as built:
+        target, _ = await built.token("alice", "target")
+        tokens = {
+            "alice": (await built.token("alice", "alice's own"))[0],
+            "alice-read": (await built.token("alice", "alice's read", scope="read"))[0],
+            "admin-read": (await built.token("admin", "admin's read", scope="read"))[0],
+        }
+        replaced, _ = await built.token("alice", "alice's rotated")
+        rotated = await built.store.rotate(replaced.id, "plain$new", START_MS + 1, BY_CLI)
+        assert rotated is not None
+        tokens["alice-replaced"] = rotated
+        yield Site(built.service, built.store, target, tokens)
+
+
+def caller_of(site: Site, who: str) -> Caller:
+    """``who`` is ``user/method``, the method a password, a session or a token kind."""
+    name, _, method = who.partition("/")
+    user = next(u for u in (ALICE, BOB, CAROL, ADMIN) if u.name == name)
+    acting = ActingAs({"X-Forwarded-User": user.name})
+    if method in ("password", "session"):
+        return Caller(user, acting, method="session" if method == "session" else "password")
+    kind = name if method == "token" else f"{name}-{method.removesuffix('-token')}"
+    record = site.tokens[kind]
+    grant = grant_for(record, rotated=method == "replaced-token")
+    return Caller(user, acting, token_id=record.id, grant=grant, method="token")
+
+
+async def do(site: Site, caller: Caller, act: str) -> None:
+    """Do ``act`` as ``caller``, and check that it did what it says."""
+    service, target = site.service, site.target
+    match act:
+        case "list":
+            listed = await service.list_own(caller)
+            assert {r.owner_key for r in listed} <= {caller.user.key}
+            assert (target.id in {r.id for r in listed}) is (caller.user == ALICE)
+        case "create":
+            created = await service.create(caller, CreateRequest("mine"))
+            assert created.record.owner_key == caller.user.key
+        case "create-for-alice" | "create-for-admin":
+            owner = ALICE if act == "create-for-alice" else ADMIN
+            created = await service.create(caller, CreateRequest("yours", owner.key))
+            assert created.record.owner_key == owner.key
+            assert created.record.created_by_key == caller.user.key
+        case "rename":
+            renamed = await service.change(caller, target.id, PolicyChange(description="new"))
+            assert renamed.description == "new"
+        case "narrow":
+            narrowed = await service.change(caller, target.id, PolicyChange(scope="read"))
+            assert narrowed.scope == "read"
+        case "delete":
+            await service.delete(caller, target.id)
+            assert await site.store.get(target.id) is None
+        case "delete-all-for-alice":
+            assert await service.delete_all_for(caller, ALICE.key) == 4
+            assert await site.store.list_owned(ALICE.key) == []
+        case "filter":
+            page = await service.find_by_expiry(caller, None, 0, 50)
+            assert target.id in {r.id for r in page.items}
+        case "audit":
+            audit = await service.audit(caller, AuditQuery(), 0, 50)
+            assert audit.total > 0
+        case _:
+            raise AssertionError(act)
+
+
+ACTS = ("list", "create", "create-for-alice", "create-for-admin", "rename", "narrow",
+        "delete", "delete-all-for-alice", "filter", "audit")  # fmt: skip
+OK = 200
+
+# Each caller's outcome for each act, in ACTS' order: 200 done, else the status refused with.
+# The target is alice's unlimited token.
+PERMISSIONS = {
+    #                            list create alice admin rename narrow delete all filter audit
+    "alice/password":           (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    "alice/session":            (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    "alice/token":              (OK,  OK,    OK,   403,  OK,    OK,    OK,    403, 403,   403),
+    # A replaced secret may only take away; a limited token may only read.
+    "alice/replaced-token":     (OK,  403,   403,  403,  OK,    OK,    403,   403, 403,   403),
+    "alice/read-token":         (OK,  403,   403,  403,  403,   403,   403,   403, 403,   403),
+    # Another user's token is "not found", never "forbidden": ids cannot be probed.
+    "bob/password":             (OK,  OK,    403,  403,  404,   404,   404,   403, 403,   403),
+    # A token manager deletes and filters anyone's, but renames only its own, and
+    # makes no token a sysadmin holds (its creator sees the secret).
+    "carol/password":           (OK,  OK,    OK,   403,  404,   404,   OK,    OK,  OK,    403),
+    "admin/password":           (OK,  OK,    OK,   OK,   404,   404,   OK,    OK,  OK,    OK),
+    "admin/session":            (OK,  OK,    OK,   OK,   404,   404,   OK,    OK,  OK,    OK),
+    # A sysadmin's read token reads everything and changes nothing.
+    "admin/read-token":         (OK,  403,   403,  403,  403,   403,   403,   403, OK,    OK),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("who", "act", "outcome"),
+    [
+        (who, act, outcome)
+        for who, row in PERMISSIONS.items()
+        for act, outcome in zip(ACTS, row, strict=True)
+    ],
+)
+async def test_who_may_do_what_to_whose_tokens(
+    site: Site, who: str, act: str, outcome: int
+) -> None:
+    caller = caller_of(site, who)
+    if outcome == OK:
+        await do(site, caller, act)
+        return
+    with pytest.raises(ProxyError) as refused:
+        await do(site, caller, act)
+    assert refused.value.status == outcome, refused.value.message
+    # A refusal changes nothing.
+    assert await site.store.get(site.target.id) == site.target
