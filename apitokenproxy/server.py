@@ -125,9 +125,11 @@ class GatewayRunner(web.AppRunner):
         await super().cleanup()
 
     async def _finish_in_flight(self, grace: float) -> None:
-        lanes = [lane.in_flight for lane in (self.fast, self.handoff) if lane is not None]
+        waits = [lane.drained() for lane in (self.fast,) if lane is not None]
+        if self.handoff is not None:
+            waits.append(self.handoff.in_flight.drained())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(n.drained() for n in lanes)), grace)
+            await asyncio.wait_for(asyncio.gather(*waits), grace)
 
 
 async def start_site(

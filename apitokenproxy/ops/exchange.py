@@ -39,6 +39,8 @@ class Exchange:
     # Class defaults, not an __init__ that sets each: the fast lane makes one
     # exchange per request, and only what differs is written.
     lane = "aiohttp"
+    request_id = ""
+    begun = 0
     client = "unknown"
     method = "GET"
     target = "/"

@@ -63,8 +63,6 @@ class Cycle(Exchange):
         keep_alive: bool,
     ) -> None:
         self.begun = begun
-        self.request_id = ""
-        self.client = conn.peer
         self.method = method
         self.target = target
         self.keep_alive = keep_alive
@@ -142,7 +140,7 @@ class Cycle(Exchange):
 
     def response_head(self, status: int, headers: Headers, body: Body, length: int | None) -> None:
         close = not self.keep_alive or self._conn.lane.closing
-        self.answer_began(self._sent_at)
+        self.upstream_seconds = (time.perf_counter_ns() - self._sent_at) / 1e9
         out = for_client(headers, self.request_id, token=self._by_token)
         if self._extra:
             out += self._extra

@@ -53,7 +53,6 @@ from .heads import (
     refusal,
     stays_fast,
 )
-from .inflight import InFlight
 from .pacing import body_deadline, too_slow
 from .pool import UpstreamPool
 
@@ -93,8 +92,8 @@ class FastLane:
         self.served_here = served_here
         self.recorder = Recorder(access_log, metrics)
         self.connections: set[FrontConnection] = set()
-        self.in_flight = InFlight()
         self.closing = False
+        self._quiet: asyncio.Event | None = None  # set once drained, while closing
         # Requests answered here, and connections handed to aiohttp.
         self.served = 0
         self.handed_off = 0
@@ -106,6 +105,17 @@ class FastLane:
     @property
     def timeouts(self) -> ClientTimeouts:
         return self.live.now.client
+
+    async def drained(self) -> None:
+        """Return once no connection has a request in flight (``close_idle`` first)."""
+        while any(conn.busy for conn in self.connections):
+            self._quiet = asyncio.Event()
+            await self._quiet.wait()
+
+    def request_ended(self) -> None:
+        """A connection's request ended while the lane is closing."""
+        if self._quiet is not None and not any(conn.busy for conn in self.connections):
+            self._quiet.set()
 
     def close_idle(self) -> None:
         """Stop taking requests: idle connections close now, busy ones after their answer."""
@@ -176,7 +186,7 @@ class FrontConnection(asyncio.Protocol):
         scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
         self._views = ConnectionViews(self.peer, scheme)
         self.lane.connections.add(self)
-        self._deadline.after(self.lane.timeouts.header)
+        self._deadline.after(self.lane.live.now.client.header)
 
     def data_received(self, data: bytes) -> None:
         if self.busy:
@@ -260,7 +270,7 @@ class FrontConnection(asyncio.Protocol):
         self._method, self._target = "GET", "/"
         self._body.clear()
         self._head_done = False
-        self._deadline.after(self.lane.timeouts.header)
+        self._deadline.after(self.lane.live.now.client.header)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -311,12 +321,12 @@ class FrontConnection(asyncio.Protocol):
         if length:
             # From the end of the head, the body's pace rules (proxy/pacing.py), not the
             # header timeout.
-            self._deadline.at_most(self._loop.time() + self.lane.timeouts.body)
+            self._deadline.at_most(self._loop.time() + self.lane.live.now.client.body)
         self._head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._body += body
-        timeouts = self.lane.timeouts
+        timeouts = self.lane.live.now.client
         self._deadline.at_most(
             body_deadline(
                 self._deadline.at or self._loop.time(),
@@ -335,7 +345,7 @@ class FrontConnection(asyncio.Protocol):
     # -- serving ------------------------------------------------------------
 
     def _serve(self) -> None:
-        self._busy()
+        self.busy = True
         self._deadline.clear()
         cycle = self.cycle = Cycle(
             self,
@@ -354,21 +364,23 @@ class FrontConnection(asyncio.Protocol):
                 decision = self.lane.gate.decide(authorization)
                 self._decided_for, self._decision = authorization, decision
         except ProxyError as exc:
-            cycle.client = self._views.view(self._host, self._headers, self.lane.trusted).address
+            view = self._views.view(self._host, self._headers, self.lane.live.now.trusted)
+            cycle.client = view.address
             cycle.refuse(exc)
             return
         cycle.serve(
-            self._views.view(self._host, self._headers, self.lane.trusted),
+            self._views.view(self._host, self._headers, self.lane.live.now.trusted),
             request_id(self._request_ids),
             decision,
         )
 
     def _partial(self) -> Cycle:
         """A cycle for a request refused before it was whole, to answer and log it."""
-        self._busy()
+        self.busy = True
         cycle = self.cycle = Cycle(
             self, self._begun, self._method, self._target, [], bytes(self._body), False
         )
+        cycle.client = self.peer  # its headers, if any, are not to be believed half-read
         return cycle
 
     def cycle_done(self, cycle: Cycle) -> None:
@@ -380,7 +392,7 @@ class FrontConnection(asyncio.Protocol):
         if not cycle.keep_alive or lane.closing:
             self.close()
             return
-        self._deadline.after(lane.timeouts.keepalive)
+        self._deadline.after(lane.live.now.client.keepalive)
         if self._read_paused and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
@@ -391,15 +403,10 @@ class FrontConnection(asyncio.Protocol):
 
     # -- the connection -----------------------------------------------------
 
-    def _busy(self) -> None:
-        if not self.busy:
-            self.busy = True
-            self.lane.in_flight.enter()
-
     def _idle(self) -> None:
-        if self.busy:
-            self.busy = False
-            self.lane.in_flight.leave()
+        self.busy = False
+        if self.lane.closing:
+            self.lane.request_ended()
 
     def _hand_off(self) -> None:
         """Give this connection, from the current request's first byte, to aiohttp."""
@@ -422,7 +429,7 @@ class FrontConnection(asyncio.Protocol):
             return
         if self._head_done and self._in_message:
             # The head is in, the body is not: say why the request is refused.
-            self._partial().refuse(too_slow(self.lane.timeouts), close=True)
+            self._partial().refuse(too_slow(self.lane.live.now.client), close=True)
             return
         log.debug("closing %s: no complete request head in time", self.peer)
         self.close()

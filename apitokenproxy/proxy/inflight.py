@@ -1,4 +1,8 @@
-"""Requests in flight, counted per lane, so that a clean stop can wait until none is left."""
+"""The aiohttp lane's requests in flight, counted, so that a clean stop can wait for them.
+
+(The fast lane knows its own: each connection says whether it is busy,
+``fastlane.FastLane.drained``.)
+"""
 
 from __future__ import annotations
 

@@ -105,7 +105,8 @@ class UpstreamPool:
         """Why an exchange for ``client`` (None: the proxy's own) must wait, if it must."""
         if client is None:
             return None
-        if self.per_client and self._by_client.get(client, 0) >= self.per_client:
+        per_client = self._live.now.upstream.per_client
+        if per_client and self._by_client.get(client, 0) >= per_client:
             return "client"
         if self._clients >= self._client_share:
             return "share"
