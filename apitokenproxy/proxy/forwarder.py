@@ -99,7 +99,6 @@ class Forwarder:
                 417, "expectation_failed", "only Expect: 100-continue is supported"
             )
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
