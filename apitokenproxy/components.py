@@ -39,6 +39,7 @@ from .notify.mail import MailChannel
 from .notify.notifier import ExpiryNotifier
 from .notify.webhook import WebhookChannel
 from .ops.accesslog import AccessLog
+from .ops.exchange import Recorder
 from .ops.metrics import MeasuredStore, Metrics, Sources
 from .pages.site import Pages
 from .proxy.fastlane import FastLane
@@ -68,6 +69,7 @@ class Components:
     last_accessed: LastAccessed
     access_log: AccessLog
     metrics: Metrics
+    recorder: Recorder  # both lanes' finished exchanges, to the access log and the metrics
     retention: AuditRetention
     verifier: TokenVerifier
     token_api: TokenApi
@@ -264,6 +266,7 @@ def _wired(
         context_path=context_path,
         public_url=config.listen.public_url.rstrip("/"),
     )
+    recorder = Recorder(access_log, metrics)
     return Components(
         config=config,
         live=live,
@@ -272,6 +275,7 @@ def _wired(
         last_accessed=last_accessed,
         access_log=access_log,
         metrics=metrics,
+        recorder=recorder,
         retention=AuditRetention(store, config.audit.retention_days, clock),
         verifier=verifier,
         token_api=token_api,
@@ -292,8 +296,7 @@ def _wired(
             pool=pool,
             live=live,
             served_here=served_here,
-            access_log=access_log,
-            metrics=metrics,
+            recorder=recorder,
         ),
         networks=networks,
         notifier=_notifier(config, store, clock, provider, authenticator),

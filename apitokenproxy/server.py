@@ -25,7 +25,6 @@ from aiohttp import web
 from .app import COMPONENTS, create_metrics_app
 from .config import TlsConfig
 from .errors import ProxyError, StartupError
-from .ops.exchange import Recorder
 from .proxy.fastlane import FastLane, FrontConnection
 from .proxy.handoff import HandOff, recording
 from .reload import Reloader
@@ -93,7 +92,7 @@ class GatewayRunner(web.AppRunner):
         handoff = self.handoff = HandOff(
             server,
             components.live,
-            access_log_class=recording(Recorder(components.access_log, components.metrics)),
+            access_log_class=recording(components.recorder),
             **handler_options,
         )
         self.fast = fast

@@ -33,9 +33,7 @@ from ..auth.gate import AS_IS, Decision, Gate
 from ..errors import ApitokenproxyError, ProxyError
 from ..live import ClientTimeouts, Live
 from ..networks import Networks
-from ..ops.accesslog import AccessLog
 from ..ops.exchange import Recorder
-from ..ops.metrics import Metrics
 from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import request_id
 from .client import ConnectionViews
@@ -81,8 +79,7 @@ class FastLane:
         pool: UpstreamPool,
         live: Live,
         served_here: Callable[[str], bool],
-        access_log: AccessLog,
-        metrics: Metrics,
+        recorder: Recorder,
     ) -> None:
         self.gate = gate
         self.injection = injection
@@ -90,7 +87,7 @@ class FastLane:
         self.live = live
         # Whether a path is one the application serves itself (the token API, health).
         self.served_here = served_here
-        self.recorder = Recorder(access_log, metrics)
+        self.recorder = recorder
         self.connections: set[FrontConnection] = set()
         self.closing = False
         self._quiet: asyncio.Event | None = None  # set once drained, while closing
