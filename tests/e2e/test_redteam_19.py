@@ -157,3 +157,25 @@ async def test_both_lanes_answer_options_star_alike(front: Front, lane: str) -> 
     forwarded = [(r.method, r.target) for r in front.upstream.requests()]
     # The aiohttp lane's outcome, which the fast lane must match.
     assert (answer.status, forwarded) == (404, []), (lane, answer.status, forwarded)
+
+
+# -- 5. HTTP/0.9: the aiohttp lane answers in an HTTP/0.9 status line -----------------
+
+
+async def test_an_http_0_9_request_gets_an_http_1_1_refusal_that_closes(front: Front) -> None:
+    """``GET /x`` followed by a blank line (llhttp: HTTP/0.9): both lanes refuse it
+    400 ``only HTTP/1.0 and HTTP/1.1 are served``.
+
+    Expected: the same answer on both lanes, an HTTP/1.1 status line with
+    ``Connection: close`` (the fast lane's).
+    Actual (``proxy.fast_path: false``): ``HTTP/0.9 400 Bad Request`` (aiohttp
+    echoes the request's version; ``_check_head`` refuses it as an ordinary
+    ProxyError, which neither closes nor says so), with no ``Connection: close``.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    writer.write(b"GET /x\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(65536), READ_WAIT)
+    writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", data
+    assert b"\r\nConnection: close\r\n" in b"\r\n" + rest, data
