@@ -119,22 +119,24 @@ async def test_the_request_after_a_refused_expect_is_served(front: Front) -> Non
     request is garbled into a 400 (or never answered).
     """
     reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
-    writer.write(
-        b"POST /x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer atpx_bad\r\n"
-        b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
-    )
-    first = _AnswerReader()
-    data = await asyncio.wait_for(reader.read(65536), READ_WAIT)
-    first.feed(data)
-    [refused] = first.answers
-    assert refused.status == 401
-    closing = (b"connection", b"close") in [(k.lower(), v.lower()) for k, v in refused.headers]
-    if not closing:
-        writer.write(b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        answers = await read_answers(reader, 1)
-        assert [status for status, _ in answers] == [200], answers
-        assert [r.target for r in front.upstream.requests()] == [b"/next"]
-    writer.close()
+    try:
+        writer.write(
+            b"POST /x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer atpx_bad\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        first = _AnswerReader()
+        data = await asyncio.wait_for(reader.read(65536), READ_WAIT)
+        first.feed(data)
+        [refused] = first.answers
+        assert refused.status == 401
+        closing = (b"connection", b"close") in [(k.lower(), v.lower()) for k, v in refused.headers]
+        if not closing:
+            writer.write(b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            answers = await read_answers(reader, 1)
+            assert [status for status, _ in answers] == [200], answers
+            assert [r.target for r in front.upstream.requests()] == [b"/next"]
+    finally:
+        writer.close()
 
 
 # -- 4. OPTIONS * : the lanes disagree ---------------------------------------------
