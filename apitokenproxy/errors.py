@@ -174,6 +174,12 @@ class BadRequest(RequestError):
     code = "bad_request"
 
 
+class UnservedVersion(BadRequest):
+    """A request in a version of HTTP the proxy does not serve (0.9, 2 in clear text)."""
+
+    closes = True
+
+
 class MalformedRequest(BadRequest):
     """The request is not HTTP as the proxy reads it; nothing after it is read."""
 

@@ -66,6 +66,8 @@ class _Stop(ApitokenproxyError):
 
 # The verdict that the request is aiohttp's to serve.
 HAND_OFF = "hand off"
+# The method a refused request is logged with until llhttp has read one (as aiohttp does).
+UNPARSED = "UNKNOWN"
 
 
 class FastLane:
@@ -105,20 +107,20 @@ class FastLane:
 
     async def drained(self) -> None:
         """Return once no connection has a request in flight (``close_idle`` first)."""
-        while any(conn.busy for conn in self.connections):
+        while any(conn.in_request for conn in self.connections):
             self._quiet = asyncio.Event()
             await self._quiet.wait()
 
     def request_ended(self) -> None:
         """A connection's request ended while the lane is closing."""
-        if self._quiet is not None and not any(conn.busy for conn in self.connections):
+        if self._quiet is not None and not any(c.in_request for c in self.connections):
             self._quiet.set()
 
     def close_idle(self) -> None:
         """Stop taking requests: idle connections close now, busy ones after their answer."""
         self.closing = True
         for conn in list(self.connections):
-            if not conn.busy:
+            if not conn.in_request:
                 conn.close()
 
     def abort_all(self) -> None:
@@ -157,7 +159,7 @@ class FrontConnection(asyncio.Protocol):
         self._host = ""
         self._authorization: list[str] = []
         self._request_ids: list[str] = []
-        self._method = "GET"
+        self._method = UNPARSED
         self._target = "/"
         self._body = bytearray()
         self._ready = False
@@ -168,6 +170,12 @@ class FrontConnection(asyncio.Protocol):
         # keep-alive client repeats it (the token is still checked each time).
         self._decided_for: list[str] | None = None
         self._decision: Decision = AS_IS
+
+    @property
+    def in_request(self) -> bool:
+        """Whether a request has begun to arrive and is not answered yet: a clean stop
+        lets it finish (an upload's body may still be coming)."""
+        return self.busy or self._in_message
 
     @property
     def open(self) -> bool:
@@ -264,7 +272,7 @@ class FrontConnection(asyncio.Protocol):
         self._authorization = []
         self._request_ids = []
         self._host = ""
-        self._method, self._target = "GET", "/"
+        self._method, self._target = UNPARSED, "/"
         self._body.clear()
         self._head_done = False
         self._deadline.after(self.lane.live.now.client.header)
@@ -411,6 +419,8 @@ class FrontConnection(asyncio.Protocol):
         assert transport is not None
         self.lane.connections.discard(self)
         self.lane.handed_off += 1
+        if self.lane.closing:
+            self.lane.request_ended()  # aiohttp's to finish now (proxy/handoff.py counts it)
         self._deadline.cancel()
         handler = self._fallback()
         transport.set_protocol(handler)

@@ -89,14 +89,22 @@ class Forwarder:
         return self._live.now.trusted
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
-        """Answer ``Expect: 100-continue`` only once the request is admitted."""
+        """Answer ``Expect: 100-continue`` only once the request is admitted.
+
+        aiohttp asks this before any middleware: the request's exchange learns its
+        client here. A refusal ends the connection, said out loud: the client may
+        or may not send the body it held back, so nothing after it can be read
+        as a request (RFC 9110 §10.1.1).
+        """
+        view = client_of(request, self.trusted)
+        exchange_of(request).client = view.address
         try:
-            request[_ADMISSION] = await self._admit(request, client_of(request, self.trusted))
+            request[_ADMISSION] = await self._admit(request, view)
         except ProxyError as exc:
-            return exc.to_response()
+            return _closing(exc.to_response())
         if request.version != HttpVersion11 or request.headers["Expect"].lower() != "100-continue":
-            return error_response(
-                417, "expectation_failed", "only Expect: 100-continue is supported"
+            return _closing(
+                error_response(417, "expectation_failed", "only Expect: 100-continue is supported")
             )
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
@@ -323,6 +331,12 @@ def _target(request: web.Request) -> str:
     if refused is not None:
         raise refused
     return origin_form(request.method, request.raw_path.encode("utf-8", "surrogateescape"))
+
+
+def _closing(response: web.Response) -> web.Response:
+    response.force_close()
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..errors import BadRequest, MalformedRequest
+from ..errors import BadRequest, MalformedRequest, UnservedVersion
 from .framing import MALFORMED, ONLY_HTTP_1
 
 # Methods the fast lane relays; any other (CONNECT, PROPFIND...) goes to aiohttp.
@@ -50,7 +50,7 @@ def refusal(
     would be dropped by aiohttp's de-chunking, corrupting the body.
     """
     if version not in ("1.0", "1.1"):
-        return BadRequest(ONLY_HTTP_1)
+        return UnservedVersion(ONLY_HTTP_1)
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         return MalformedRequest(MALFORMED)
     if hosts == 0 and forwarded:
@@ -73,6 +73,6 @@ def path_stays_fast(path: str, served_here: Callable[[str], bool]) -> bool:
     segments before routing, so such paths go there, as do the paths the
     application serves itself (the token API, health, pages: ``served_here``).
     """
-    if "%" in path or "//" in path or "/." in path:
-        return False
+    if not path.startswith("/") or "%" in path or "//" in path or "/." in path:
+        return False  # "*" too: OPTIONS * is aiohttp's (a 404), on either lane
     return not served_here(path)

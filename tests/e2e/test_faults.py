@@ -147,6 +147,9 @@ async def test_sigkill_under_load_loses_nothing_that_was_reported(
     )
     created: dict[int, str] = {}
     deleted: set[int] = set()
+    # A delete under way when the process dies may or may not have been written:
+    # its client never heard. Only what was reported is held to account.
+    unanswered: set[int] = set()
     base = f"http://127.0.0.1:{port}"
 
     enough = asyncio.Event()
@@ -162,9 +165,11 @@ async def test_sigkill_under_load_loses_nothing_that_was_reported(
             victims = [i for i in created if i not in deleted]
             if victims and random.random() < 0.4:
                 victim = random.choice(victims)
+                unanswered.add(victim)
                 async with http.delete(f"{API}/user/token/{victim}", headers=ALICE) as resp:
                     if resp.status == 204:
                         deleted.add(victim)
+                unanswered.discard(victim)
             if len(created) >= 10 and deleted:
                 enough.set()
 
@@ -189,8 +194,12 @@ async def test_sigkill_under_load_loses_nothing_that_was_reported(
         async with aiohttp.ClientSession(base) as http:
             for token_id, token in created.items():
                 async with http.get(ISSUE, headers=bearer(token)) as resp:
+                    if token_id in unanswered:
+                        assert resp.status in (200, 401), (token_id, resp.status)
+                        continue
                     expected = 401 if token_id in deleted else 200
                     assert resp.status == expected, (token_id, resp.status)
+            assert len(unanswered) <= 8  # at most one a client
     finally:
         await stop(proc)
     with sqlite3.connect(tmp_path / "tokens.db") as db:

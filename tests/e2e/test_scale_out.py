@@ -225,9 +225,9 @@ async def test_listener_reconnects_and_resets_after_a_drop(outage: tuple[Outage,
     resets = asyncio.Event()
     watcher = asyncio.create_task(store.watch(lambda ids: None, resets.set))
     try:
-        await until(lambda: store.listening, "the listener is up")
+        await until(lambda: bool(store.listener_up()), "the listener is up")
         await relay.cut()
-        await until(lambda: not store.listening, "the listener notices the drop")
+        await until(lambda: not store.listener_up(), "the listener notices the drop")
         assert not resets.is_set()  # nothing to reset against while the database is away
         await relay.start()
         async with asyncio.timeout(10):

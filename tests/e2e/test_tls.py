@@ -183,7 +183,8 @@ async def test_sighup_picks_up_a_renewed_certificate(
     try:
         assert await served_name(port, pki) == "localhost"
         write(str(d / "renewed.pem"), str(d / "renewed.key"))
-        assert Reloader(config_file, runner.app[COMPONENTS], runner.tls).reload() is True
+        components = runner.app[COMPONENTS]
+        assert Reloader(config_file, components.config, components.live, runner.tls).reload()
         assert await served_name(port, pki) == "renewed"  # new connections, new certificate
     finally:
         await runner.cleanup()
