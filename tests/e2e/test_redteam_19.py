@@ -89,7 +89,7 @@ async def test_a_refused_expect_is_logged_with_its_client(front: Front) -> None:
     """``POST`` with ``Expect: 100-continue`` and a bad token: 401, and its
     access-log line must name the client (127.0.0.1), as every other refusal's does.
 
-    Actual (both lanes): ``client=unknown``. aiohttp runs the ``expect_handler``
+    Found, before the fix (both lanes): ``client=unknown``. aiohttp runs the ``expect_handler``
     (``Forwarder.expect``) before any middleware, and ``app.errors_middleware``
     is where ``record.client`` is set; the refusal is returned from the handler,
     so the exchange made by ``exchange_of`` keeps ``Exchange.client``'s default.
@@ -114,7 +114,7 @@ async def test_the_request_after_a_refused_expect_is_served(front: Front) -> Non
     request on the same connection, which the answer did not say was closing.
     Expected: that next request is served (or the 401 says ``Connection: close``).
 
-    Actual (both lanes): the 401 keeps the connection alive, and aiohttp reads the
+    Found, before the fix (both lanes): the 401 keeps the connection alive, and aiohttp reads the
     next request's first bytes as the refused request's 5-byte body, so the next
     request is garbled into a 400 (or never answered).
     """
