@@ -47,7 +47,11 @@ class WebhookChannel:
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self._config.url, data=body, headers=headers) as response,
+                # Only to the URL the operator configured: a redirect would carry the
+                # signed warning wherever the receiver (or whoever answers) points.
+                session.post(
+                    self._config.url, data=body, headers=headers, allow_redirects=False
+                ) as response,
             ):
                 if not 200 <= response.status < 300:
                     raise NotificationFailed(f"the webhook answered HTTP {response.status}")
