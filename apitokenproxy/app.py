@@ -26,7 +26,7 @@ from aiohttp import web
 from .auth.identity import IdentityProvider
 from .components import Clock, Components, now_ms
 from .config import Config, PagesConfig
-from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, error_response
+from .errors import Forbidden, NotFound, ProxyError, StoreUnavailable, closing, error_response
 from .networks import Networks, parse_networks
 from .ops.accesslog import loggable_path
 from .ops.exchange import Exchange, exchange_of
@@ -108,11 +108,7 @@ async def _answer(request: web.Request, handler: Handler, record: Exchange) -> w
             path = loggable_path(request.raw_path)
             log.warning("%s %s -> %d: %s", request.method, path, exc.status, exc.message)
         response = exc.to_response()
-        if exc.closes:
-            # What is left of the request is never read: the connection ends here.
-            response.force_close()
-            response.headers["Connection"] = "close"
-        return response
+        return closing(response) if exc.closes else response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

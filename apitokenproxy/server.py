@@ -64,9 +64,9 @@ class GatewayRunner(web.AppRunner):
     reached into.
     """
 
-    def __init__(self, app: web.Application, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._options = kwargs
+    def __init__(self, app: web.Application, *, access_log: logging.Logger, **kwargs: Any) -> None:
+        super().__init__(app, access_log=access_log, **kwargs)
+        self._access_log = access_log  # the aiohttp lane's connections are made here
         self.fast: FastLane | None = None
         self.handoff: HandOff | None = None
         self.tls: ssl.SSLContext | None = None  # the listening socket's, reloadable
@@ -82,18 +82,13 @@ class GatewayRunner(web.AppRunner):
     async def listen(self, host: str, port: int, *, fast: FastLane | None, **options: Any) -> None:
         """Accept connections on ``host``:``port`` (``options``: ``loop.create_server``'s)."""
         components = self.app[COMPONENTS]
-        handler_options = {
-            key: self._options[key]
-            for key in ("access_log", "logger", "max_line_size", "max_field_size")
-            if key in self._options
-        }
         server = self.server
         assert server is not None, "set up first"
         handoff = self.handoff = HandOff(
             server,
             components.live,
+            access_log=self._access_log,
             access_log_class=recording(components.recorder),
-            **handler_options,
         )
         self.fast = fast
         factory: Callable[[], asyncio.Protocol] = handoff
@@ -124,7 +119,9 @@ class GatewayRunner(web.AppRunner):
         await super().cleanup()
 
     async def _finish_in_flight(self, grace: float) -> None:
-        waits = [lane.drained() for lane in (self.fast,) if lane is not None]
+        waits = []
+        if self.fast is not None:
+            waits.append(self.fast.drained())
         if self.handoff is not None:
             waits.append(self.handoff.in_flight.drained())
         with contextlib.suppress(TimeoutError):

@@ -71,8 +71,8 @@ async def test_every_component_reads_the_swapped_settings(tmp_path: Path) -> Non
                 allowed_networks=parse_networks(["192.0.2.0/24"]),
             )
         )
-        assert c.fast_lane.trusted is c.forwarder.trusted is trusted
-        assert c.fast_lane.timeouts is c.pool.timeouts is client
+        assert c.fast_lane.live.now.trusted is c.forwarder.trusted is trusted
+        assert c.fast_lane.live.now.client is c.pool.timeouts is client
         assert (c.pool.connect_timeout, c.pool.read_timeout, c.pool.per_client) == (6, 7, 8)
         assert c.token_api.service.config is tokens
         assert c.networks.allows("192.0.2.1") and not c.networks.allows("10.0.0.1")

@@ -31,8 +31,7 @@ import httptools
 
 from ..auth.gate import AS_IS, Decision, Gate
 from ..errors import ApitokenproxyError, ProxyError
-from ..live import ClientTimeouts, Live
-from ..networks import Networks
+from ..live import Live
 from ..ops.exchange import Recorder
 from ..ops.requestid import NORMALISED as REQUEST_ID_NAME
 from ..ops.requestid import request_id
@@ -96,14 +95,6 @@ class FastLane:
         # Requests answered here, and connections handed to aiohttp.
         self.served = 0
         self.handed_off = 0
-
-    @property
-    def trusted(self) -> Networks:
-        return self.live.now.trusted
-
-    @property
-    def timeouts(self) -> ClientTimeouts:
-        return self.live.now.client
 
     async def drained(self) -> None:
         """Return once no connection has a request in flight (``close_idle`` first)."""

@@ -31,7 +31,7 @@ from yarl import URL
 
 from ..auth.gate import Admission, Decision, Gate, account
 from ..config import Config
-from ..errors import PayloadTooLarge, ProxyError, error_response
+from ..errors import PayloadTooLarge, ProxyError, closing, error_response
 from ..live import Live
 from ..networks import Networks
 from ..ops.accesslog import loggable_path
@@ -101,9 +101,9 @@ class Forwarder:
         try:
             request[_ADMISSION] = await self._admit(request, view)
         except ProxyError as exc:
-            return _closing(exc.to_response())
+            return closing(exc.to_response())
         if request.version != HttpVersion11 or request.headers["Expect"].lower() != "100-continue":
-            return _closing(
+            return closing(
                 error_response(417, "expectation_failed", "only Expect: 100-continue is supported")
             )
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -331,12 +331,6 @@ def _target(request: web.Request) -> str:
     if refused is not None:
         raise refused
     return origin_form(request.method, request.raw_path.encode("utf-8", "surrogateescape"))
-
-
-def _closing(response: web.Response) -> web.Response:
-    response.force_close()
-    response.headers["Connection"] = "close"
-    return response
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

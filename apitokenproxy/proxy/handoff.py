@@ -31,7 +31,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
-from ..errors import error_response
+from ..errors import closing, error_response
 from ..live import ClientTimeouts, Live
 from ..ops.exchange import EXCHANGE, Exchange, Recorder
 from ..ops.requestid import HEADER as REQUEST_ID
@@ -116,10 +116,7 @@ class LaneConnection(RequestHandler):
             exchange = request[EXCHANGE] = Exchange(new_request_id())
             exchange.client = request.remote or "unknown"
         response.headers[REQUEST_ID] = exchange.request_id
-        response.force_close()
-        # Said out loud, as the fast lane says it: this answer ends the connection.
-        response.headers["Connection"] = "close"
-        return response
+        return closing(response)
 
 
 class HandOff:
